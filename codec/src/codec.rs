@@ -1,0 +1,370 @@
+//! The batch codec: what a worker and the codec server call.
+
+use std::borrow::Cow;
+use std::sync::Arc;
+
+use prost::Message;
+use ring::rand::{SecureRandom, SystemRandom};
+
+use tcodec_keys::{KeyId, KeySource};
+
+use crate::compress::{self, Compression, DecompressError};
+use crate::error::{CodecError, Malformed};
+use crate::legacy;
+use crate::payload::Payload;
+use crate::wire::{self, Header};
+use crate::xaes::{NONCE_LEN, Xaes256Gcm};
+
+/// How many nested encodings (tcodec or legacy) one payload may carry. The
+/// samples' compress-then-encrypt chain is two; more is treated as malformed.
+pub const MAX_LAYERS: usize = 4;
+
+/// Settings of a [`Codec`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct CodecOptions {
+    /// Compression before encryption. See [`Compression`] for the side channel.
+    pub compression: Compression,
+    /// The most bytes one payload may decode (decrypt, decompress) to. Guards
+    /// against decompression bombs. Default 64 MiB, far above Temporal's own
+    /// payload size limits.
+    pub max_decoded_size: usize,
+    /// Whether to decode the official samples' `binary/encrypted` and
+    /// `binary/zlib` payloads. When off, they pass through untouched.
+    pub decode_legacy: bool,
+}
+
+impl Default for CodecOptions {
+    fn default() -> Self {
+        Self {
+            compression: Compression::default(),
+            max_decoded_size: 64 << 20,
+            decode_legacy: true,
+        }
+    }
+}
+
+impl CodecOptions {
+    /// These options with `compression` set.
+    pub fn with_compression(mut self, compression: Compression) -> Self {
+        self.compression = compression;
+        self
+    }
+
+    /// These options with `max_decoded_size` set.
+    pub fn with_max_decoded_size(mut self, bytes: usize) -> Self {
+        self.max_decoded_size = bytes;
+        self
+    }
+
+    /// These options with legacy decoding switched on or off.
+    pub fn with_legacy_decoding(mut self, on: bool) -> Self {
+        self.decode_legacy = on;
+        self
+    }
+}
+
+/// Encodes and decodes batches of Temporal payloads.
+///
+/// Encoding serializes each payload whole (metadata included), compresses it
+/// when that pays, and seals it with XAES-256-GCM under the keyring's primary
+/// key. Decoding reverses that for tcodec payloads, decodes the official
+/// samples' legacy formats, and passes every other payload through untouched.
+///
+/// A `Codec` is cheap to share: wrap it in an [`Arc`] and call it from any
+/// number of threads.
+#[derive(Debug)]
+pub struct Codec {
+    keys: Arc<dyn KeySource>,
+    options: CodecOptions,
+    rng: SystemRandom,
+}
+
+/// What a payload's `encoding` says about who decodes it.
+enum Kind {
+    Tcodec,
+    LegacyEncrypted,
+    LegacyZlib,
+    NotOurs,
+}
+
+impl Codec {
+    /// A codec with default options over `keys`.
+    pub fn new(keys: Arc<dyn KeySource>) -> Self {
+        Self::with_options(keys, CodecOptions::default())
+    }
+
+    /// A codec with the given options over `keys`.
+    pub fn with_options(keys: Arc<dyn KeySource>, options: CodecOptions) -> Self {
+        Self {
+            keys,
+            options,
+            rng: SystemRandom::new(),
+        }
+    }
+
+    /// The codec's options.
+    pub fn options(&self) -> &CodecOptions {
+        &self.options
+    }
+
+    /// Encodes a batch under the primary key. The output has one payload per
+    /// input payload, in order.
+    pub fn encode(&self, payloads: &[Payload]) -> Result<Vec<Payload>, CodecError> {
+        if payloads.is_empty() {
+            return Ok(Vec::new());
+        }
+        let key = self.keys.primary().map_err(|source| CodecError::Key {
+            index: 0,
+            key_id: "primary".to_owned(),
+            source,
+        })?;
+        let cipher = Xaes256Gcm::new(key.secret());
+        let mut nonces = vec![0u8; NONCE_LEN * payloads.len()];
+        self.rng.fill(&mut nonces).map_err(|_| CodecError::Random)?;
+        payloads
+            .iter()
+            .zip(nonces.chunks_exact(NONCE_LEN))
+            .enumerate()
+            .map(|(index, (payload, nonce))| {
+                let nonce: &[u8; NONCE_LEN] = nonce.try_into().map_err(|_| CodecError::Random)?;
+                self.encode_one(index, payload, &cipher, key.id(), nonce)
+            })
+            .collect()
+    }
+
+    fn encode_one(
+        &self,
+        index: usize,
+        payload: &Payload,
+        cipher: &Xaes256Gcm,
+        key_id: &KeyId,
+        nonce: &[u8; NONCE_LEN],
+    ) -> Result<Payload, CodecError> {
+        let inner_len = payload.encoded_len();
+        let compressed = match self.options.compression {
+            Compression::Zstd { level, min_size } if inner_len >= min_size => {
+                let inner = payload.encode_to_vec();
+                // A failure to compress is no reason to fail the payload.
+                compress::zstd_compress(&inner, level)
+                    .ok()
+                    .filter(|packed| packed.len() < inner.len())
+            }
+            _ => None,
+        };
+        let header = Header {
+            key_id: key_id.clone(),
+            zstd: compressed.is_some(),
+        };
+        let sealed = match &compressed {
+            Some(packed) => wire::seal(cipher, &header, nonce, packed),
+            None => wire::seal_with(cipher, &header, nonce, inner_len, |out| {
+                payload.encode_raw(out)
+            }),
+        };
+        let data = sealed.map_err(|_| CodecError::Decrypt {
+            index,
+            key_id: key_id.to_string(),
+        })?;
+        let mut out = Payload::new(wire::ENCODING, data);
+        out.metadata
+            .insert(wire::METADATA_KEY_ID.to_owned(), key_id.as_bytes().to_vec());
+        Ok(out)
+    }
+
+    /// Decodes a batch. tcodec and (unless switched off) legacy payloads are
+    /// decoded; all others are returned as they came. The output has one payload
+    /// per input payload, in order. The first payload that fails fails the batch.
+    pub fn decode(&self, payloads: &[Payload]) -> Result<Vec<Payload>, CodecError> {
+        let mut ciphers: Vec<(KeyId, Xaes256Gcm)> = Vec::new();
+        payloads
+            .iter()
+            .enumerate()
+            .map(|(index, payload)| self.decode_one(index, payload, &mut ciphers))
+            .collect()
+    }
+
+    fn kind(&self, payload: &Payload) -> Kind {
+        match payload.encoding() {
+            Some(e) if e == wire::ENCODING.as_bytes() => Kind::Tcodec,
+            Some(e) if self.options.decode_legacy && e == legacy::ENCODING_ENCRYPTED.as_bytes() => {
+                Kind::LegacyEncrypted
+            }
+            Some(e) if self.options.decode_legacy && e == legacy::ENCODING_ZLIB.as_bytes() => {
+                Kind::LegacyZlib
+            }
+            _ => Kind::NotOurs,
+        }
+    }
+
+    fn decode_one(
+        &self,
+        index: usize,
+        payload: &Payload,
+        ciphers: &mut Vec<(KeyId, Xaes256Gcm)>,
+    ) -> Result<Payload, CodecError> {
+        let mut current = Cow::Borrowed(payload);
+        for depth in 0..=MAX_LAYERS {
+            let kind = self.kind(&current);
+            if matches!(kind, Kind::NotOurs) {
+                return Ok(current.into_owned());
+            }
+            let malformed = |encoding, reason| CodecError::Malformed {
+                index,
+                encoding,
+                reason,
+            };
+            if depth == MAX_LAYERS {
+                return Err(malformed(wire::ENCODING, Malformed::TooDeep));
+            }
+            let (encoding, inner) = match kind {
+                Kind::Tcodec => (wire::ENCODING, self.open_tcodec(index, &current, ciphers)?),
+                Kind::LegacyEncrypted => (
+                    legacy::ENCODING_ENCRYPTED,
+                    self.open_legacy_encrypted(index, &current)?,
+                ),
+                Kind::LegacyZlib => (
+                    legacy::ENCODING_ZLIB,
+                    compress::zlib_decompress(&current.data, self.options.max_decoded_size)
+                        .map_err(|e| self.decompress_error(index, legacy::ENCODING_ZLIB, e))?,
+                ),
+                Kind::NotOurs => return Ok(current.into_owned()),
+            };
+            let decoded = Payload::decode(inner.as_slice())
+                .map_err(|_| malformed(encoding, Malformed::InnerPayload))?;
+            current = Cow::Owned(decoded);
+        }
+        Err(CodecError::Malformed {
+            index,
+            encoding: wire::ENCODING,
+            reason: Malformed::TooDeep,
+        })
+    }
+
+    fn decompress_error(
+        &self,
+        index: usize,
+        encoding: &'static str,
+        e: DecompressError,
+    ) -> CodecError {
+        match e {
+            DecompressError::TooLarge => CodecError::TooLarge {
+                index,
+                limit: self.options.max_decoded_size,
+            },
+            DecompressError::Corrupt => CodecError::Malformed {
+                index,
+                encoding,
+                reason: Malformed::Compression,
+            },
+        }
+    }
+
+    /// Opens one tcodec layer, returning the serialized inner payload.
+    fn open_tcodec(
+        &self,
+        index: usize,
+        payload: &Payload,
+        ciphers: &mut Vec<(KeyId, Xaes256Gcm)>,
+    ) -> Result<Vec<u8>, CodecError> {
+        let malformed = |reason| CodecError::Malformed {
+            index,
+            encoding: wire::ENCODING,
+            reason,
+        };
+        if !payload.external_payloads.is_empty() {
+            return Err(malformed(Malformed::ExternalPayloads));
+        }
+        let (header, header_len) =
+            Header::parse(&payload.data).map_err(|e| malformed(Malformed::Header(e)))?;
+        if payload
+            .metadata
+            .keys()
+            .any(|k| k != wire::METADATA_ENCODING && k != wire::METADATA_KEY_ID)
+        {
+            return Err(malformed(Malformed::UnexpectedMetadata));
+        }
+        if payload
+            .metadata
+            .get(wire::METADATA_KEY_ID)
+            .map(Vec::as_slice)
+            != Some(header.key_id.as_bytes())
+        {
+            return Err(malformed(Malformed::KeyIdMismatch));
+        }
+
+        let position = match ciphers.iter().position(|(id, _)| *id == header.key_id) {
+            Some(position) => position,
+            None => {
+                let key = self
+                    .keys
+                    .key(&header.key_id)
+                    .map_err(|source| CodecError::Key {
+                        index,
+                        key_id: header.key_id.to_string(),
+                        source,
+                    })?;
+                ciphers.push((header.key_id.clone(), Xaes256Gcm::new(key.secret())));
+                ciphers.len() - 1
+            }
+        };
+        let plaintext =
+            wire::open(&ciphers[position].1, &payload.data, header_len).map_err(|_| {
+                CodecError::Decrypt {
+                    index,
+                    key_id: header.key_id.to_string(),
+                }
+            })?;
+        if header.zstd {
+            compress::zstd_decompress(&plaintext, self.options.max_decoded_size)
+                .map_err(|e| self.decompress_error(index, wire::ENCODING, e))
+        } else if plaintext.len() > self.options.max_decoded_size {
+            Err(CodecError::TooLarge {
+                index,
+                limit: self.options.max_decoded_size,
+            })
+        } else {
+            Ok(plaintext)
+        }
+    }
+
+    /// Opens one `binary/encrypted` layer, returning the serialized inner payload.
+    fn open_legacy_encrypted(
+        &self,
+        index: usize,
+        payload: &Payload,
+    ) -> Result<Vec<u8>, CodecError> {
+        let malformed = |reason| CodecError::Malformed {
+            index,
+            encoding: legacy::ENCODING_ENCRYPTED,
+            reason,
+        };
+        let key_id = payload
+            .metadata
+            .get(legacy::METADATA_KEY_ID)
+            .and_then(|id| std::str::from_utf8(id).ok())
+            .ok_or(malformed(Malformed::MissingKeyId))?;
+        let key = self
+            .keys
+            .legacy_key(key_id)
+            .map_err(|source| CodecError::Key {
+                index,
+                key_id: key_id.to_owned(),
+                source,
+            })?;
+        let plaintext = legacy::open_encrypted(&key, &payload.data).map_err(|e| match e {
+            legacy::LegacyOpenError::Truncated => malformed(Malformed::Truncated),
+            legacy::LegacyOpenError::Decrypt => CodecError::Decrypt {
+                index,
+                key_id: key_id.to_owned(),
+            },
+        })?;
+        if plaintext.len() > self.options.max_decoded_size {
+            return Err(CodecError::TooLarge {
+                index,
+                limit: self.options.max_decoded_size,
+            });
+        }
+        Ok(plaintext)
+    }
+}

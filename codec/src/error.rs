@@ -1,0 +1,114 @@
+//! Errors of encoding and decoding.
+//!
+//! Every error names the payload's index in its batch and, where one is known,
+//! the key id. None carries key material or payload contents, and decryption
+//! failures are opaque: they do not say which check failed.
+
+use tcodec_keys::KeyError;
+
+use crate::wire::HeaderError;
+
+/// Why a batch could not be encoded or decoded. Batches are all-or-nothing:
+/// the first failing payload fails the whole batch.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CodecError {
+    /// The key a payload needs could not be had; `source()` says why
+    /// (unknown, disabled, destroyed, no primary, KMS unavailable).
+    #[error("payload {index}: cannot use key {key_id}")]
+    Key {
+        /// Index of the payload in its batch.
+        index: usize,
+        /// The key id the payload needs (`primary` when encoding without one).
+        key_id: String,
+        /// Why the key could not be had.
+        #[source]
+        source: KeyError,
+    },
+    /// Authentication failed: the wrong key, or the payload (data, header or
+    /// nonce) was altered. Deliberately says no more.
+    #[error(
+        "payload {index}: cannot decrypt under key {key_id}: wrong key, or the payload was altered"
+    )]
+    Decrypt {
+        /// Index of the payload in its batch.
+        index: usize,
+        /// The key id the payload names.
+        key_id: String,
+    },
+    /// The payload claims an encoding this codec handles but is not well formed.
+    #[error("payload {index}: malformed {encoding} payload: {reason}")]
+    Malformed {
+        /// Index of the payload in its batch.
+        index: usize,
+        /// The payload's `encoding`.
+        encoding: &'static str,
+        /// What is wrong with it.
+        reason: Malformed,
+    },
+    /// Decoding would produce more than the configured maximum size.
+    #[error("payload {index}: decoded size exceeds the limit of {limit} bytes")]
+    TooLarge {
+        /// Index of the payload in its batch.
+        index: usize,
+        /// The configured limit.
+        limit: usize,
+    },
+    /// The system random number generator failed; nothing was encoded.
+    #[error("the system random number generator failed")]
+    Random,
+}
+
+impl CodecError {
+    /// The index of the failing payload in its batch, where there is one.
+    pub fn index(&self) -> Option<usize> {
+        match self {
+            Self::Key { index, .. }
+            | Self::Decrypt { index, .. }
+            | Self::Malformed { index, .. }
+            | Self::TooLarge { index, .. } => Some(*index),
+            Self::Random => None,
+        }
+    }
+
+    /// The key id involved, where there is one.
+    pub fn key_id(&self) -> Option<&str> {
+        match self {
+            Self::Key { key_id, .. } | Self::Decrypt { key_id, .. } => Some(key_id),
+            _ => None,
+        }
+    }
+}
+
+/// What is wrong with a malformed payload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Malformed {
+    /// The data's header is unreadable or names what this build does not support.
+    #[error("{0}")]
+    Header(#[from] HeaderError),
+    /// A metadata key the format does not define is present.
+    #[error("unexpected metadata key")]
+    UnexpectedMetadata,
+    /// The `tcodec-key-id` metadata is missing or differs from the header's key id.
+    #[error("metadata key id does not match the header")]
+    KeyIdMismatch,
+    /// The legacy `encryption-key-id` metadata is missing or not text.
+    #[error("missing encryption-key-id metadata")]
+    MissingKeyId,
+    /// The outer payload carries external payload details, which the format forbids.
+    #[error("unexpected external payload details")]
+    ExternalPayloads,
+    /// Too short to hold a nonce and a tag.
+    #[error("data is truncated")]
+    Truncated,
+    /// The compressed inner payload is corrupt.
+    #[error("compressed data is corrupt")]
+    Compression,
+    /// The decrypted bytes are not a serialized `Payload`.
+    #[error("inner payload is not a valid Payload message")]
+    InnerPayload,
+    /// Encodings are nested deeper than the codec follows.
+    #[error("encodings nested more than {} deep", crate::codec::MAX_LAYERS)]
+    TooDeep,
+}

@@ -1,0 +1,16 @@
+#![doc = include_str!("../README.md")]
+#![forbid(unsafe_code)]
+
+mod codec;
+mod compress;
+mod error;
+pub mod legacy;
+mod payload;
+pub mod wire;
+pub mod xaes;
+
+pub use codec::{Codec, CodecOptions, MAX_LAYERS};
+pub use compress::Compression;
+pub use error::{CodecError, Malformed};
+pub use payload::{ExternalPayloadDetails, Payload};
+pub use tcodec_keys as keys;

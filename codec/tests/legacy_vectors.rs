@@ -1,0 +1,81 @@
+//! The official samples' formats, as made by Python `cryptography` and `zlib` in
+//! `vectors/generate.py`: tcodec decodes them given the old key.
+
+mod common;
+
+use std::sync::Arc;
+
+use common::{HexPayload, key32};
+use serde::Deserialize;
+use tcodec::keys::{KeyError, LegacyKey, MemoryKeyring};
+use tcodec::{Codec, CodecError, CodecOptions};
+
+#[derive(Deserialize)]
+struct File {
+    vectors: Vec<Vector>,
+}
+
+#[derive(Deserialize)]
+struct Vector {
+    name: String,
+    expect: String,
+    key_id: String,
+    key: String,
+    payload: HexPayload,
+    decoded: HexPayload,
+}
+
+fn vectors() -> Vec<Vector> {
+    serde_json::from_str::<File>(include_str!("vectors/legacy.json"))
+        .unwrap()
+        .vectors
+}
+
+fn codec(v: &Vector) -> Codec {
+    let mut ring = MemoryKeyring::new();
+    ring.insert_legacy(LegacyKey::new(&v.key_id, key32(&v.key)));
+    Codec::new(Arc::new(ring))
+}
+
+#[test]
+fn legacy_payloads_decode_as_labelled() {
+    let vectors = vectors();
+    assert_eq!(vectors.iter().filter(|v| v.expect == "ok").count(), 3);
+    for v in &vectors {
+        let result = codec(v).decode(&[v.payload.to_payload()]);
+        match (v.expect.as_str(), result) {
+            ("ok", Ok(out)) => assert_eq!(out, vec![v.decoded.to_payload()], "{}", v.name),
+            ("wrong_key" | "tampered", Err(CodecError::Decrypt { index: 0, key_id })) => {
+                assert_eq!(key_id, v.key_id, "{}", v.name)
+            }
+            (expect, got) => panic!("{}: expected {expect}, got {got:?}", v.name),
+        }
+    }
+}
+
+#[test]
+fn unknown_legacy_key_is_a_clear_error() {
+    let v = &vectors()[0];
+    let codec = Codec::new(Arc::new(MemoryKeyring::new()));
+    let err = codec.decode(&[v.payload.to_payload()]).unwrap_err();
+    assert!(matches!(
+        &err,
+        CodecError::Key { index: 0, key_id, source: KeyError::Unknown(_) } if key_id == "test-key-id"
+    ));
+    assert_eq!(err.to_string(), "payload 0: cannot use key test-key-id");
+}
+
+#[test]
+fn legacy_decoding_can_be_switched_off() {
+    for v in vectors().iter().filter(|v| v.expect == "ok") {
+        let payload = v.payload.to_payload();
+        let codec = Codec::with_options(
+            Arc::new(MemoryKeyring::new()),
+            CodecOptions::default().with_legacy_decoding(false),
+        );
+        assert_eq!(
+            codec.decode(std::slice::from_ref(&payload)).unwrap(),
+            vec![payload]
+        );
+    }
+}

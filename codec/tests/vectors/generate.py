@@ -1,0 +1,284 @@
+#!/usr/bin/env python3
+"""Generates tcodec's test vectors from an implementation independent of the Rust code.
+
+This is a second implementation of FORMAT.md, written only from the spec and the
+`cryptography` package's AES and AES-GCM primitives, plus the official Temporal Python
+SDK's `Payload` message. The Rust tests decode every vector it writes and re-seal the
+"ok" ones byte for byte, so the two implementations must agree.
+
+    generate.py            rewrite format-v1.json and legacy.json
+    generate.py --check    fail if regenerating would change them
+
+Legacy vectors reproduce the official samples' codecs exactly: `binary/encrypted`
+(12-byte nonce, AES-256-GCM of the serialized Payload, no AAD) and Go's `binary/zlib`.
+"""
+
+import argparse
+import json
+import sys
+import zlib
+from pathlib import Path
+
+import zstandard
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from temporalio.api.common.v1 import Payload
+
+HERE = Path(__file__).resolve().parent
+
+
+# --- XAES-256-GCM (c2sp.org/XAES-256-GCM) ---------------------------------------------
+
+
+def _aes_block(key: bytes, block: bytes) -> bytes:
+    enc = Cipher(algorithms.AES(key), modes.ECB()).encryptor()
+    return enc.update(block) + enc.finalize()
+
+
+def _xaes_derive(key: bytes, nonce: bytes) -> bytes:
+    assert len(key) == 32 and len(nonce) == 24
+    l_block = int.from_bytes(_aes_block(key, bytes(16)), "big")
+    k1 = (l_block << 1) & ((1 << 128) - 1)
+    if l_block >> 127:
+        k1 ^= 0x87
+    k1 = k1.to_bytes(16, "big")
+    m1 = b"\x00\x01X\x00" + nonce[:12]
+    m2 = b"\x00\x02X\x00" + nonce[:12]
+    xor = lambda a, b: bytes(x ^ y for x, y in zip(a, b))  # noqa: E731
+    return _aes_block(key, xor(m1, k1)) + _aes_block(key, xor(m2, k1))
+
+
+def xaes_seal(key: bytes, nonce: bytes, plaintext: bytes, aad: bytes) -> bytes:
+    return AESGCM(_xaes_derive(key, nonce)).encrypt(nonce[12:], plaintext, aad)
+
+
+def _check_xaes_against_spec() -> None:
+    ok1 = xaes_seal(b"\x01" * 32, b"ABCDEFGHIJKLMNOPQRSTUVWX", b"XAES-256-GCM", b"")
+    assert ok1.hex() == "ce546ef63c9cc60765923609b33a9a1974e96e52daf2fcf7075e2271", ok1.hex()
+    ok2 = xaes_seal(
+        b"\x03" * 32, b"ABCDEFGHIJKLMNOPQRSTUVWX", b"XAES-256-GCM", b"c2sp.org/XAES-256-GCM"
+    )
+    assert ok2.hex() == "986ec1832593df5443a179437fd083bf3fdb41abd740a21f71eb769d", ok2.hex()
+
+
+# --- tcodec v1 ---------------------------------------------------------------------------
+
+VERSION = 1
+ALG_XAES_256_GCM = 1
+FLAG_ZSTD = 1
+
+
+def header(key_id: str, zstd: bool, version: int = VERSION) -> bytes:
+    kid = key_id.encode("ascii")
+    return bytes([version, ALG_XAES_256_GCM, FLAG_ZSTD if zstd else 0, len(kid)]) + kid
+
+
+def serialize(payload: Payload) -> bytes:
+    # Deterministic: map entries sorted by key, as the Rust side writes them.
+    return payload.SerializeToString(deterministic=True)
+
+
+def tcodec_seal(key: bytes, key_id: str, nonce: bytes, plaintext: bytes, zstd: bool) -> bytes:
+    hdr = header(key_id, zstd)
+    return hdr + nonce + xaes_seal(key, nonce, plaintext, hdr)
+
+
+def inner(encoding: str, data: bytes, **extra: bytes) -> Payload:
+    meta = {"encoding": encoding.encode()}
+    meta.update(extra)
+    return Payload(metadata=meta, data=data)
+
+
+def payload_json(p: Payload) -> dict:
+    return {
+        "metadata": {k: p.metadata[k].hex() for k in sorted(p.metadata)},
+        "data": p.data.hex(),
+    }
+
+
+KEY_A = bytes(range(32))
+KEY_B = bytes(range(32, 64))
+
+
+def format_vectors() -> list:
+    out = []
+
+    def vector(name, expect, key_id, key, nonce, inner_payload, zstd, mutate=None, decrypt_key=None):
+        serialized = serialize(inner_payload)
+        plaintext = serialized
+        if zstd:
+            plaintext = zstandard.ZstdCompressor(level=3, write_content_size=True).compress(serialized)
+            assert len(plaintext) < len(serialized)
+        data = tcodec_seal(key, key_id, nonce, plaintext, zstd)
+        metadata = {"encoding": b"binary/tcodec", "tcodec-key-id": key_id.encode()}
+        if mutate:
+            data, metadata = mutate(bytearray(data), dict(metadata))
+        out.append(
+            {
+                "name": name,
+                "expect": expect,
+                "key_id": key_id,
+                "key": (decrypt_key or key).hex(),
+                "nonce": nonce.hex(),
+                "inner": payload_json(inner_payload),
+                "inner_serialized": serialized.hex(),
+                "zstd": zstd,
+                "plaintext": plaintext.hex(),
+                "payload": {
+                    "metadata": {k: v.hex() for k, v in sorted(metadata.items())},
+                    "data": bytes(data).hex(),
+                },
+            }
+        )
+
+    json_in = inner("json/plain", b'{"name":"Ada Lovelace","card":"4111111111111111"}')
+    nonce1 = bytes(range(100, 124))
+    vector("small json, uncompressed", "ok", "k1", KEY_A, nonce1, json_in, False)
+    vector(
+        "empty data, extra metadata",
+        "ok",
+        "2026-11-24.1",
+        KEY_B,
+        bytes(24),
+        inner("binary/null", b"", messageType=b"temporal.api.Example"),
+        False,
+    )
+    big = inner(
+        "json/plain",
+        json.dumps([{"customer": i, "address": "1 Infinite Loop, Cupertino"} for i in range(40)]).encode(),
+    )
+    vector("compressible json, zstd", "ok", "k2", KEY_A, bytes(range(24)), big, True)
+
+    def flip(i):
+        def m(d, meta):
+            d[i] ^= 0x01
+            return d, meta
+        return m
+
+    hdr_len = len(header("k1", False))
+    vector("tampered ciphertext", "tampered", "k1", KEY_A, nonce1, json_in, False, flip(hdr_len + 24 + 3))
+    vector("tampered tag", "tampered", "k1", KEY_A, nonce1, json_in, False, flip(-1))
+    vector("tampered nonce", "tampered", "k1", KEY_A, nonce1, json_in, False, flip(hdr_len + 5))
+    vector("wrong key", "wrong_key", "k1", KEY_A, nonce1, json_in, False, decrypt_key=KEY_B)
+
+    def set_flag(d, meta):
+        d[2] = FLAG_ZSTD  # claims compression: header is AAD, so authentication fails
+        return d, meta
+
+    vector("compression flag flipped", "wrong_aad", "k1", KEY_A, nonce1, json_in, False, set_flag)
+
+    def rename_key(d, meta):
+        # Same length id, same key material: only the AAD differs.
+        d[4:6] = b"k9"
+        meta["tcodec-key-id"] = b"k9"
+        return d, meta
+
+    vector("key id swapped (same key bytes)", "wrong_aad", "k1", KEY_A, nonce1, json_in, False, rename_key)
+
+    def meta_id(d, meta):
+        meta["tcodec-key-id"] = b"k2"
+        return d, meta
+
+    vector("metadata key id differs from header", "malformed", "k1", KEY_A, nonce1, json_in, False, meta_id)
+
+    def extra_meta(d, meta):
+        meta["note"] = b"added by someone"
+        return d, meta
+
+    vector("unexpected metadata", "malformed", "k1", KEY_A, nonce1, json_in, False, extra_meta)
+
+    def truncate(d, meta):
+        return d[: hdr_len + 24 + 15], meta
+
+    vector("truncated", "truncated", "k1", KEY_A, nonce1, json_in, False, truncate)
+
+    def version2(d, meta):
+        d[0] = 2
+        return d, meta
+
+    vector("unknown version", "unsupported_version", "k1", KEY_A, nonce1, json_in, False, version2)
+    return out
+
+
+def legacy_vectors() -> list:
+    out = []
+    key = bytes(range(0x40, 0x60))
+    key_id = "test-key-id"
+
+    def encrypted(p: Payload, nonce: bytes, k: bytes = key) -> Payload:
+        # The samples' EncryptionCodec.encode, with the nonce fixed for reproducibility.
+        data = nonce + AESGCM(k).encrypt(nonce, p.SerializeToString(deterministic=True), None)
+        return Payload(
+            metadata={"encoding": b"binary/encrypted", "encryption-key-id": key_id.encode()}, data=data
+        )
+
+    def zlibbed(p: Payload) -> Payload:
+        # Go's ZlibCodec.Encode.
+        return Payload(metadata={"encoding": b"binary/zlib"}, data=zlib.compress(p.SerializeToString(deterministic=True)))
+
+    plain = inner("json/plain", b'"Hello, Temporal!"')
+    nonce = bytes(range(12))
+
+    def add(name, expect, payload, decoded, k=key):
+        out.append(
+            {
+                "name": name,
+                "expect": expect,
+                "key_id": key_id,
+                "key": k.hex(),
+                "payload": payload_json(payload),
+                "decoded": payload_json(decoded),
+            }
+        )
+
+    add("samples encryption codec", "ok", encrypted(plain, nonce), plain)
+    add("go zlib codec", "ok", zlibbed(plain), plain)
+    add("zlib then encryption (go samples' compress option)", "ok", encrypted(zlibbed(plain), nonce), plain)
+    add("legacy wrong key", "wrong_key", encrypted(plain, nonce), plain, k=bytes(32))
+    tampered = encrypted(plain, nonce)
+    tampered.data = tampered.data[:-1] + bytes([tampered.data[-1] ^ 0x80])
+    add("legacy tampered tag", "tampered", tampered, plain)
+    return out
+
+
+def render(vectors: list, about: str) -> str:
+    return json.dumps({"about": about, "vectors": vectors}, indent=2) + "\n"
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--check", action="store_true", help="fail if the files would change")
+    args = ap.parse_args()
+    _check_xaes_against_spec()
+    files = {
+        "format-v1.json": render(
+            format_vectors(),
+            "tcodec wire format v1 (FORMAT.md). Generated by generate.py; all bytes hex; "
+            "metadata values hex. expect: ok | tampered | wrong_key | wrong_aad | malformed | "
+            "truncated | unsupported_version.",
+        ),
+        "legacy.json": render(
+            legacy_vectors(),
+            "Official Temporal samples' binary/encrypted and binary/zlib payloads, made with "
+            "Python cryptography and zlib by generate.py. expect: ok | wrong_key | tampered.",
+        ),
+    }
+    stale = []
+    for name, text in files.items():
+        path = HERE / name
+        if args.check:
+            if not path.exists() or path.read_text() != text:
+                stale.append(name)
+        else:
+            path.write_text(text)
+            print(f"wrote {path.relative_to(HERE.parent.parent.parent)}")
+    if stale:
+        print(f"stale vector files (run generate.py): {', '.join(stale)}", file=sys.stderr)
+        return 1
+    if args.check:
+        print("vector files match their generator")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Installs what tcodec's demo and tests need on a fresh Debian machine that has
+# only Rust, Python 3, Node and apt. Safe to run again: it skips what is there.
+#
+#   system packages (apt): protobuf-compiler (protoc, for the Temporal SDK build)
+#   Python venv in .venv:   see scripts/requirements.txt
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+log() { printf '[setup] %s\n' "$*" >&2; }
+
+need_apt=()
+command -v protoc >/dev/null 2>&1 || need_apt+=(protobuf-compiler)
+if ((${#need_apt[@]})); then
+  log "installing with apt: ${need_apt[*]}"
+  if [ "$(id -u)" -eq 0 ]; then SUDO=(); else SUDO=(sudo); fi
+  "${SUDO[@]}" apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive "${SUDO[@]}" apt-get install -y -qq "${need_apt[@]}" >/dev/null
+fi
+
+if [ ! -x .venv/bin/python ]; then
+  log "creating the Python environment in .venv"
+  python3 -m venv .venv
+fi
+stamp=.venv/.requirements.sha256
+want=$(sha256sum scripts/requirements.txt | cut -d' ' -f1)
+if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+  log "installing Python packages from scripts/requirements.txt"
+  .venv/bin/python -m pip install -q --disable-pip-version-check -r scripts/requirements.txt
+  echo "$want" >"$stamp"
+fi
+log "ready"
