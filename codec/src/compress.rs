@@ -151,7 +151,10 @@ mod tests {
         encoder.include_contentsize(false).unwrap();
         std::io::Write::write_all(&mut encoder, &data).unwrap();
         let packed = encoder.finish().unwrap();
-        assert_eq!(zstd::zstd_safe::get_frame_content_size(&packed), Ok(None));
+        assert!(matches!(
+            zstd::zstd_safe::get_frame_content_size(&packed),
+            Ok(None)
+        ));
         assert_eq!(zstd_decompress(&packed, 100_000).unwrap(), data);
         assert_eq!(
             zstd_decompress(&packed, 99_999),

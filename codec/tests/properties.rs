@@ -1,0 +1,421 @@
+//! Properties of the codec: round trips, tamper detection, pass-through,
+//! compression decisions, limits and error hygiene.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use proptest::prelude::*;
+use tcodec::keys::{KeyError, KeyId, KeyState, MemoryKeyring, SecretBytes32};
+use tcodec::wire::{self, Header};
+use tcodec::xaes::Xaes256Gcm;
+use tcodec::{
+    Codec, CodecError, CodecOptions, Compression, ExternalPayloadDetails, Malformed, Payload,
+};
+
+const KEY: [u8; 32] = [0x11; 32];
+
+fn id(s: &str) -> KeyId {
+    KeyId::new(s).unwrap()
+}
+
+fn keyring() -> MemoryKeyring {
+    MemoryKeyring::with_primary(id("k1"), SecretBytes32::new(KEY))
+}
+
+fn codec_with(compression: Compression) -> Codec {
+    Codec::with_options(
+        Arc::new(keyring()),
+        CodecOptions::default().with_compression(compression),
+    )
+}
+
+fn codec() -> Codec {
+    codec_with(Compression::default())
+}
+
+fn json(text: &str) -> Payload {
+    Payload::new("json/plain", text.as_bytes().to_vec())
+}
+
+fn arb_payload() -> impl Strategy<Value = Payload> {
+    (
+        proptest::collection::btree_map(
+            "[a-zA-Z-]{1,16}",
+            proptest::collection::vec(any::<u8>(), 0..32),
+            0..4,
+        ),
+        prop_oneof![
+            proptest::collection::vec(any::<u8>(), 0..300),
+            // Repetitive data, so that compression kicks in.
+            ("[a-z ]{1,12}", 1usize..400).prop_map(|(s, n)| s.repeat(n).into_bytes()),
+        ],
+        proptest::collection::vec(any::<i64>(), 0..2),
+    )
+        .prop_map(|(metadata, data, sizes)| Payload {
+            metadata,
+            data,
+            external_payloads: sizes
+                .into_iter()
+                .map(|size_bytes| ExternalPayloadDetails { size_bytes })
+                .collect(),
+        })
+}
+
+fn arb_compression() -> impl Strategy<Value = Compression> {
+    prop_oneof![
+        Just(Compression::Off),
+        (1i32..6, 0usize..600).prop_map(|(level, min_size)| Compression::Zstd { level, min_size }),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(128))]
+
+    #[test]
+    fn decode_inverts_encode(batch in proptest::collection::vec(arb_payload(), 0..6), compression in arb_compression()) {
+        let codec = codec_with(compression);
+        let encoded = codec.encode(&batch).unwrap();
+        prop_assert_eq!(encoded.len(), batch.len());
+        for p in &encoded {
+            prop_assert_eq!(p.encoding(), Some(wire::ENCODING.as_bytes()));
+            prop_assert!(p.external_payloads.is_empty());
+        }
+        prop_assert_eq!(codec.decode(&encoded).unwrap(), batch);
+    }
+
+    #[test]
+    fn any_flipped_bit_fails(payload in arb_payload(), compression in arb_compression(), bit in any::<prop::sample::Index>()) {
+        let codec = codec_with(compression);
+        let mut encoded = codec.encode(std::slice::from_ref(&payload)).unwrap().remove(0);
+        let bit = bit.index(encoded.data.len() * 8);
+        encoded.data[bit / 8] ^= 1 << (bit % 8);
+        prop_assert!(codec.decode(&[encoded]).is_err());
+    }
+
+    #[test]
+    fn any_changed_metadata_fails(payload in arb_payload(), which in 0usize..2, value in proptest::collection::vec(any::<u8>(), 0..20)) {
+        let codec = codec();
+        let original = codec.encode(std::slice::from_ref(&payload)).unwrap().remove(0);
+        let key = [wire::METADATA_ENCODING, wire::METADATA_KEY_ID][which];
+        prop_assume!(original.metadata[key] != value);
+        let mut tampered = original.clone();
+        tampered.metadata.insert(key.to_owned(), value);
+        match codec.decode(std::slice::from_ref(&tampered)) {
+            Err(_) => {}
+            // A changed `encoding` makes the payload someone else's: it passes
+            // through untouched, still sealed, and never as plaintext.
+            Ok(out) => {
+                prop_assert_eq!(key, wire::METADATA_ENCODING);
+                prop_assert_eq!(&out, &vec![tampered]);
+            }
+        }
+    }
+
+    #[test]
+    fn foreign_payloads_pass_through(payload in arb_payload()) {
+        prop_assume!(!matches!(payload.encoding(), Some(b"binary/tcodec" | b"binary/encrypted" | b"binary/zlib")));
+        prop_assert_eq!(codec().decode(std::slice::from_ref(&payload)).unwrap(), vec![payload]);
+    }
+}
+
+#[test]
+fn every_single_bit_flip_of_a_small_payload_fails() {
+    let codec = codec();
+    let encoded = codec
+        .encode(&[json(r#"{"ssn":"078-05-1120"}"#)])
+        .unwrap()
+        .remove(0);
+    for bit in 0..encoded.data.len() * 8 {
+        let mut tampered = encoded.clone();
+        tampered.data[bit / 8] ^= 1 << (bit % 8);
+        assert!(
+            codec.decode(&[tampered]).is_err(),
+            "bit {bit} flip went unnoticed"
+        );
+    }
+}
+
+#[test]
+fn truncation_at_every_length_fails() {
+    let codec = codec();
+    let encoded = codec
+        .encode(&[json(r#"{"ssn":"078-05-1120"}"#)])
+        .unwrap()
+        .remove(0);
+    for len in 0..encoded.data.len() {
+        let mut cut = encoded.clone();
+        cut.data.truncate(len);
+        assert!(
+            codec.decode(&[cut]).is_err(),
+            "truncated to {len} bytes decoded"
+        );
+    }
+}
+
+#[test]
+fn metadata_added_or_removed_fails() {
+    let codec = codec();
+    let encoded = codec.encode(&[json("{}")]).unwrap().remove(0);
+    let mut added = encoded.clone();
+    added.metadata.insert("extra".into(), b"x".to_vec());
+    let mut removed = encoded.clone();
+    removed.metadata.remove(wire::METADATA_KEY_ID);
+    let mut external = encoded.clone();
+    external
+        .external_payloads
+        .push(ExternalPayloadDetails { size_bytes: 10 });
+    for (payload, reason) in [
+        (added, Malformed::UnexpectedMetadata),
+        (removed, Malformed::KeyIdMismatch),
+        (external, Malformed::ExternalPayloads),
+    ] {
+        match codec.decode(&[payload]) {
+            Err(CodecError::Malformed {
+                index: 0,
+                reason: got,
+                ..
+            }) => assert_eq!(got, reason),
+            other => panic!("expected {reason:?}, got {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn nonces_are_fresh() {
+    let codec = codec();
+    let p = json(r#"{"a":1}"#);
+    let a = codec.encode(&[p.clone(), p.clone()]).unwrap();
+    let b = codec.encode(&[p]).unwrap();
+    assert_ne!(a[0].data, a[1].data);
+    assert_ne!(a[0].data, b[0].data);
+}
+
+#[test]
+fn compression_is_used_only_when_it_pays() {
+    let flag = |p: &Payload| Header::parse(&p.data).unwrap().0.zstd;
+    let compressible = json(&r#"{"address":"1 Infinite Loop"}"#.repeat(100));
+    // splitmix64 output: no structure for zstd to find.
+    let random: Vec<u8> = (0..500u64)
+        .flat_map(|i| {
+            let mut z = i.wrapping_add(1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            (z ^ (z >> 31)).to_le_bytes()
+        })
+        .collect();
+    let incompressible = Payload::new("binary/plain", random);
+    let small = json(&"a".repeat(100));
+
+    let default = codec();
+    let out = default
+        .encode(&[compressible.clone(), incompressible.clone(), small.clone()])
+        .unwrap();
+    assert!(flag(&out[0]), "compressible payload above the threshold");
+    assert!(out[0].data.len() < compressible.data.len() / 5);
+    assert!(!flag(&out[1]), "incompressible payload kept uncompressed");
+    assert!(!flag(&out[2]), "payload below the threshold");
+    assert_eq!(
+        default.decode(&out).unwrap(),
+        vec![compressible.clone(), incompressible, small]
+    );
+
+    let off = codec_with(Compression::Off);
+    let out = off.encode(std::slice::from_ref(&compressible)).unwrap();
+    assert!(!flag(&out[0]));
+    assert!(out[0].data.len() > compressible.data.len());
+}
+
+#[test]
+fn decompression_bombs_are_refused() {
+    // A validly sealed payload whose zstd plaintext expands to 8 MiB.
+    let inner = Payload::new("binary/plain", vec![0u8; 8 << 20]);
+    let packed = zstd::bulk::compress(&prost::Message::encode_to_vec(&inner), 19).unwrap();
+    assert!(packed.len() < 4096);
+    let header = Header {
+        key_id: id("k1"),
+        zstd: true,
+    };
+    let cipher = Xaes256Gcm::new(&SecretBytes32::new(KEY));
+    let mut bomb = Payload::new(
+        wire::ENCODING,
+        wire::seal(&cipher, &header, &[7; 24], &packed).unwrap(),
+    );
+    bomb.metadata
+        .insert(wire::METADATA_KEY_ID.into(), b"k1".to_vec());
+
+    let limited = Codec::with_options(
+        Arc::new(keyring()),
+        CodecOptions::default().with_max_decoded_size(1 << 20),
+    );
+    match limited.decode(std::slice::from_ref(&bomb)) {
+        Err(CodecError::TooLarge { index: 0, limit }) => assert_eq!(limit, 1 << 20),
+        other => panic!("expected TooLarge, got {other:?}"),
+    }
+    assert_eq!(codec().decode(&[bomb]).unwrap(), vec![inner]);
+}
+
+#[test]
+fn batches_are_all_or_nothing_and_name_the_failing_index() {
+    let codec = codec();
+    let mut batch = codec.encode(&[json("1"), json("2"), json("3")]).unwrap();
+    batch[2].data[30] ^= 0xff;
+    match codec.decode(&batch) {
+        Err(CodecError::Decrypt { index, key_id }) => {
+            assert_eq!((index, key_id.as_str()), (2, "k1"))
+        }
+        other => panic!("expected a decrypt error, got {other:?}"),
+    }
+    assert!(codec.encode(&[]).unwrap().is_empty());
+    assert!(codec.decode(&[]).unwrap().is_empty());
+}
+
+#[test]
+fn key_states_and_rotation() {
+    let mut ring = keyring();
+    let k1_codec = Codec::new(Arc::new(ring.clone()));
+    let under_k1 = k1_codec.encode(&[json("old")]).unwrap();
+
+    ring.insert(id("k2"), SecretBytes32::new([0x22; 32]), KeyState::Primary);
+    let rotated = Codec::new(Arc::new(ring.clone()));
+    let under_k2 = rotated.encode(&[json("new")]).unwrap();
+    assert_eq!(under_k2[0].metadata[wire::METADATA_KEY_ID], b"k2");
+    let both = [under_k1[0].clone(), under_k2[0].clone()];
+    assert_eq!(
+        rotated.decode(&both).unwrap(),
+        vec![json("old"), json("new")]
+    );
+
+    ring.set_state(&id("k1"), KeyState::Disabled).unwrap();
+    let err = Codec::new(Arc::new(ring.clone()))
+        .decode(&both)
+        .unwrap_err();
+    assert!(matches!(
+        err,
+        CodecError::Key {
+            index: 0,
+            source: KeyError::Disabled(_),
+            ..
+        }
+    ));
+
+    ring.set_state(&id("k1"), KeyState::Destroyed).unwrap();
+    let err = Codec::new(Arc::new(ring.clone()))
+        .decode(&under_k1)
+        .unwrap_err();
+    assert!(matches!(
+        err,
+        CodecError::Key {
+            source: KeyError::Destroyed(_),
+            ..
+        }
+    ));
+
+    let empty = Codec::new(Arc::new(MemoryKeyring::new()));
+    assert!(matches!(
+        empty.encode(&[json("x")]),
+        Err(CodecError::Key {
+            source: KeyError::NoPrimary,
+            ..
+        })
+    ));
+    assert!(matches!(
+        empty.decode(&under_k2),
+        Err(CodecError::Key {
+            source: KeyError::Unknown(_),
+            ..
+        })
+    ));
+}
+
+#[test]
+fn a_different_key_under_the_same_id_is_a_decrypt_error() {
+    let sealed = codec().encode(&[json("secret")]).unwrap();
+    let other = Codec::new(Arc::new(MemoryKeyring::with_primary(
+        id("k1"),
+        SecretBytes32::new([0x99; 32]),
+    )));
+    assert!(matches!(
+        other.decode(&sealed),
+        Err(CodecError::Decrypt { index: 0, .. })
+    ));
+}
+
+#[test]
+fn nested_encodings_decode_up_to_the_limit() {
+    let codec = codec();
+    let mut layers = vec![json("deep")];
+    for _ in 0..tcodec::MAX_LAYERS {
+        layers = codec.encode(&layers).unwrap();
+    }
+    assert_eq!(codec.decode(&layers).unwrap(), vec![json("deep")]);
+    let deeper = codec.encode(&layers).unwrap();
+    assert!(matches!(
+        codec.decode(&deeper),
+        Err(CodecError::Malformed {
+            reason: Malformed::TooDeep,
+            ..
+        })
+    ));
+}
+
+#[test]
+fn errors_and_debug_output_hold_no_secrets() {
+    let secret_text = "4111-1111-1111-1111 Ada Lovelace";
+    let plain = json(secret_text);
+    let sealed = codec().encode(std::slice::from_ref(&plain)).unwrap();
+    let mut wrong = MemoryKeyring::with_primary(id("k1"), SecretBytes32::new([0x99; 32]));
+    wrong.insert(id("k0"), SecretBytes32::new(KEY), KeyState::Disabled);
+
+    let mut tampered = sealed.clone();
+    tampered[0].data[10] ^= 1;
+    let errors = [
+        Codec::new(Arc::new(wrong.clone()))
+            .decode(&sealed)
+            .unwrap_err(),
+        codec().decode(&tampered).unwrap_err(),
+    ];
+    let key_hex = hex::encode(KEY);
+    for err in &errors {
+        let mut texts = vec![err.to_string(), format!("{err:?}"), format!("{err:#?}")];
+        let mut source = std::error::Error::source(err);
+        while let Some(s) = source {
+            texts.push(s.to_string());
+            source = s.source();
+        }
+        for text in texts {
+            assert!(
+                !text.contains("4111") && !text.contains("Lovelace"),
+                "{text}"
+            );
+            assert!(
+                !text.contains(&key_hex) && !text.contains("17, 17, 17"),
+                "{text}"
+            );
+        }
+    }
+    let debug = format!("{:?} {:?} {:?}", plain, sealed, Codec::new(Arc::new(wrong)));
+    assert!(
+        !debug.contains("4111") && !debug.contains("17, 17") && !debug.contains("153, 153"),
+        "{debug}"
+    );
+    assert!(debug.contains("data_len"));
+}
+
+#[test]
+fn metadata_is_sealed_with_the_data() {
+    // The inner payload's metadata is encrypted too: nothing of it shows outside.
+    let mut secret = json("{}");
+    secret
+        .metadata
+        .insert("customer-email".into(), b"ada@example.com".to_vec());
+    let sealed = codec().encode(&[secret.clone()]).unwrap().remove(0);
+    let outer: BTreeMap<_, _> = sealed.metadata.keys().cloned().map(|k| (k, ())).collect();
+    assert_eq!(outer.len(), 2);
+    assert!(
+        !sealed
+            .data
+            .windows(5)
+            .any(|w| w == b"ada@e" || w == b"custo")
+    );
+    assert_eq!(codec().decode(&[sealed]).unwrap(), vec![secret]);
+}
