@@ -230,7 +230,7 @@ impl Codec {
                 ),
                 Kind::NotOurs => return Ok(current.into_owned()),
             };
-            let decoded = Payload::decode(inner.as_slice())
+            let decoded = Payload::decode_owned(inner)
                 .map_err(|_| malformed(encoding, Malformed::InnerPayload))?;
             current = Cow::Owned(decoded);
         }

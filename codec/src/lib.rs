@@ -14,3 +14,8 @@ pub use compress::Compression;
 pub use error::{CodecError, Malformed};
 pub use payload::{ExternalPayloadDetails, Payload};
 pub use tcodec_keys as keys;
+
+/// The repository README's Rust examples, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+pub struct ReadmeDoctests;

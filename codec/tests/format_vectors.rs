@@ -2,6 +2,8 @@
 //! implementation): every one decodes as labelled, and the "ok" ones re-seal to the
 //! same bytes.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers may panic
+
 mod common;
 
 use std::sync::Arc;

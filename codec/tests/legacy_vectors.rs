@@ -1,6 +1,8 @@
 //! The official samples' formats, as made by Python `cryptography` and `zlib` in
 //! `vectors/generate.py`: tcodec decodes them given the old key.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers may panic
+
 mod common;
 
 use std::sync::Arc;

@@ -1,6 +1,8 @@
 //! Properties of the codec: round trips, tamper detection, pass-through,
 //! compression decisions, limits and error hygiene.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers may panic
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 

@@ -1,6 +1,8 @@
 //! XAES-256-GCM against the C2SP specification's vectors and against RustCrypto's
 //! independent `xaes-256-gcm` implementation.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers may panic
+
 use proptest::prelude::*;
 use serde::Deserialize;
 use sha3::Shake128;

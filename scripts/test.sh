@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Runs everything that checks tcodec: formatting, lints, the whole test suite, the
+# independent vector generator, and a one-pass smoke run of every benchmark.
+# Installs what it needs first (scripts/setup.sh). Fails loudly; skips nothing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+step() { printf '\n==> %s\n' "$*" >&2; }
+
+step "setup"
+./scripts/setup.sh
+
+step "cargo fmt --check"
+cargo fmt --all -- --check
+
+step "cargo clippy (all targets, warnings are errors)"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+step "test vectors match their independent Python generator"
+.venv/bin/python codec/tests/vectors/generate.py --check
+
+step "cargo test (workspace, incl. doctests)"
+cargo test --workspace --locked --no-fail-fast
+
+step "benchmarks compile and run once (timings are measured by benches, not here)"
+cargo bench --workspace --locked -- --test
+
+step "all checks passed"
