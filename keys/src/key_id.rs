@@ -8,7 +8,8 @@ use std::str::FromStr;
 /// Key ids are written into every payload header and the payload metadata, so they
 /// are deliberately restricted: 1 to [`KeyId::MAX_LEN`] bytes of ASCII letters,
 /// digits, `.`, `_` and `-`. A key id is not secret.
-#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[serde(try_from = "String", into = "String")]
 pub struct KeyId(String);
 
 impl KeyId {
@@ -38,6 +39,20 @@ impl KeyId {
     /// The key id as the bytes written into payload headers.
     pub fn as_bytes(&self) -> &[u8] {
         self.0.as_bytes()
+    }
+}
+
+impl TryFrom<String> for KeyId {
+    type Error = InvalidKeyId;
+
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        Self::new(s)
+    }
+}
+
+impl From<KeyId> for String {
+    fn from(id: KeyId) -> Self {
+        id.0
     }
 }
 

@@ -9,13 +9,19 @@
 //! bytes on drop and never print them in `Debug` output.
 #![forbid(unsafe_code)]
 
+pub mod document;
 mod error;
+mod file;
+pub mod kek;
 mod key;
 mod key_id;
 mod memory;
+pub mod ops;
 mod source;
+pub mod store;
 
 pub use error::KeyError;
+pub use file::{FileKeyring, Watcher};
 pub use key::{DataKey, LegacyKey, SecretBytes32};
 pub use key_id::{InvalidKeyId, KeyId};
 pub use memory::MemoryKeyring;

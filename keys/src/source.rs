@@ -15,7 +15,8 @@ use crate::{DataKey, KeyError, KeyId, LegacyKey};
 ///
 /// Only the primary encrypts. Pending, primary and retired keys decrypt.
 /// Disabled keys are refused (reversibly); destroyed keys are gone for good.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 #[non_exhaustive]
 pub enum KeyState {
     /// Added and distributed to readers, not yet used to encrypt.

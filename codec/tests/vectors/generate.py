@@ -241,6 +241,49 @@ def legacy_vectors() -> list:
     return out
 
 
+def local_kek_vectors() -> list:
+    """The local master key's wrapping of data keys (keys/src/kek/local.rs)."""
+    import hashlib
+
+    master = bytes(range(0xA0, 0xC0))
+    fingerprint = hashlib.sha256(b"tcodec local master key fingerprint v1\n" + master).digest()[:8].hex()
+
+    def context(keyring: str, key_id: str) -> bytes:
+        return f"tcodec:key-id={key_id}\ntcodec:keyring={keyring}\n".encode()
+
+    def wrap(dek: bytes, keyring: str, key_id: str, nonce: bytes) -> bytes:
+        aad = b"tcodec-dek-v1\n" + context(keyring, key_id)
+        return b"\x01" + nonce + AESGCM(master).encrypt(nonce, dek, aad)
+
+    dek = bytes(range(0x10, 0x30))
+    nonce = bytes(range(0xF0, 0xFC))
+    good = wrap(dek, "payments", "k1", nonce)
+    out = []
+
+    def add(name, expect, wrapped, keyring="payments", key_id="k1", fp=fingerprint):
+        out.append(
+            {
+                "name": name,
+                "expect": expect,
+                "master_key": master.hex(),
+                "fingerprint": fp,
+                "keyring": keyring,
+                "key_id": key_id,
+                "dek": dek.hex(),
+                "wrapped": wrapped.hex(),
+            }
+        )
+
+    add("wrapped data key", "ok", good)
+    add("other key id in the context", "wrong_context", good, key_id="k2")
+    add("other keyring in the context", "wrong_context", good, keyring="billing")
+    add("tampered tag", "tampered", good[:-1] + bytes([good[-1] ^ 1]))
+    add("unknown wrapping version", "tampered", b"\x02" + good[1:])
+    add("truncated", "tampered", good[:-3])
+    add("keyring names another master key", "wrong_master_key", good, fp="0123456789abcdef")
+    return out
+
+
 def render(vectors: list, about: str) -> str:
     return json.dumps({"about": about, "vectors": vectors}, indent=2) + "\n"
 
@@ -263,6 +306,14 @@ def main() -> int:
             "Python cryptography and zlib by generate.py. expect: ok | wrong_key | tampered.",
         ),
     }
+    keys_dir = HERE.parent.parent.parent / "keys" / "tests" / "vectors"
+    keys_dir.mkdir(parents=True, exist_ok=True)
+    files[keys_dir / "local-kek.json"] = render(
+        local_kek_vectors(),
+        "Local master key wrapping of data keys (keys/src/kek/local.rs), made with Python "
+        "cryptography by codec/tests/vectors/generate.py. expect: ok | wrong_context | tampered | "
+        "wrong_master_key.",
+    )
     stale = []
     for name, text in files.items():
         path = HERE / name
@@ -271,9 +322,9 @@ def main() -> int:
                 stale.append(name)
         else:
             path.write_text(text)
-            print(f"wrote {path.relative_to(HERE.parent.parent.parent)}")
+            print(f"wrote {Path(path).resolve().relative_to(HERE.parent.parent.parent)}")
     if stale:
-        print(f"stale vector files (run generate.py): {', '.join(stale)}", file=sys.stderr)
+        print(f"stale vector files (run generate.py): {', '.join(map(str, stale))}", file=sys.stderr)
         return 1
     if args.check:
         print("vector files match their generator")

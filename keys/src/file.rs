@@ -1,0 +1,313 @@
+//! A keyring read from a file, kept current while the process runs.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex, RwLock, Weak};
+use std::thread;
+use std::time::{Duration, SystemTime};
+
+use base64::Engine;
+
+use crate::document::{KeyVersion, KeyringDocument};
+use crate::kek::{EncryptionContext, Keks};
+use crate::store::{self, StoreError};
+use crate::{DataKey, KeyError, KeyId, KeySource, KeyState};
+
+/// What identifies one version of the file on disk, cheaply.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Stamp {
+    len: u64,
+    modified: Option<SystemTime>,
+    #[cfg(unix)]
+    inode: u64,
+}
+
+fn stamp(path: &Path) -> Option<Stamp> {
+    let meta = std::fs::metadata(path).ok()?;
+    Some(Stamp {
+        len: meta.len(),
+        modified: meta.modified().ok(),
+        #[cfg(unix)]
+        inode: std::os::unix::fs::MetadataExt::ino(&meta),
+    })
+}
+
+struct Loaded {
+    doc: Arc<KeyringDocument>,
+    stamp: Option<Stamp>,
+}
+
+struct Inner {
+    path: PathBuf,
+    keks: Keks,
+    loaded: RwLock<Loaded>,
+    /// Unwrapped data keys by id, with the wrapped bytes they came from, so a
+    /// rewrapped or replaced key is unwrapped afresh.
+    cache: Mutex<HashMap<KeyId, (String, Arc<DataKey>)>>,
+    /// Count of successful reloads that changed the document; waiters use it.
+    generation: Mutex<u64>,
+    changed: Condvar,
+    last_error: Mutex<Option<String>>,
+}
+
+/// A keyring backed by a file, with its data keys unwrapped once and cached.
+///
+/// - Each key version's data key is unwrapped by its KEK on first use and kept:
+///   KEK (KMS) calls scale with key versions, not payloads. If the KEK cannot be
+///   reached, keys already unwrapped keep working and the rest fail with
+///   [`KeyError::Unavailable`].
+/// - The file is re-read when it changes: by [`FileKeyring::watch`], by
+///   [`FileKeyring::reload`], and once whenever a payload names a key id the
+///   keyring does not have. A corrupt or half-written file is refused with an
+///   error ([`FileKeyring::last_reload_error`]) and the last good keyring stays
+///   in use.
+///
+/// Cloning is cheap and shares the keyring.
+#[derive(Clone)]
+pub struct FileKeyring {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for FileKeyring {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let doc = self.document();
+        f.debug_struct("FileKeyring")
+            .field("path", &self.inner.path)
+            .field("name", &doc.name())
+            .field("revision", &doc.revision())
+            .finish_non_exhaustive()
+    }
+}
+
+impl FileKeyring {
+    /// Loads the keyring at `path`. Its data keys are unwrapped lazily with `keks`.
+    pub fn open(path: impl Into<PathBuf>, keks: Keks) -> Result<Self, StoreError> {
+        let path = path.into();
+        let before = stamp(&path);
+        let doc = store::read(&path)?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                path,
+                keks,
+                loaded: RwLock::new(Loaded {
+                    doc: Arc::new(doc),
+                    stamp: before,
+                }),
+                cache: Mutex::new(HashMap::new()),
+                generation: Mutex::new(0),
+                changed: Condvar::new(),
+                last_error: Mutex::new(None),
+            }),
+        })
+    }
+
+    /// The document currently in use.
+    pub fn document(&self) -> Arc<KeyringDocument> {
+        Arc::clone(&read_lock(&self.inner.loaded).doc)
+    }
+
+    /// The file's path.
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    /// Re-reads the file if it changed on disk. Returns whether a new document
+    /// was taken into use. On error the current document stays in use, and the
+    /// error is also kept for [`FileKeyring::last_reload_error`].
+    pub fn reload(&self) -> Result<bool, StoreError> {
+        let now = stamp(&self.inner.path);
+        if now.is_some() && now == read_lock(&self.inner.loaded).stamp {
+            return Ok(false);
+        }
+        let result = store::read(&self.inner.path);
+        let mut last_error = lock(&self.inner.last_error);
+        let doc = match result {
+            Ok(doc) => {
+                *last_error = None;
+                doc
+            }
+            Err(e) => {
+                *last_error = Some(error_chain(&e));
+                return Err(e);
+            }
+        };
+        drop(last_error);
+        let mut loaded = write_lock(&self.inner.loaded);
+        if *loaded.doc == doc {
+            loaded.stamp = now;
+            return Ok(false);
+        }
+        if doc.name() != loaded.doc.name() || doc.revision() < loaded.doc.revision() {
+            let msg = format!(
+                "{} now holds keyring {:?} revision {}, in place of {:?} revision {}: refusing to go back or switch keyrings",
+                self.inner.path.display(),
+                doc.name(),
+                doc.revision(),
+                loaded.doc.name(),
+                loaded.doc.revision()
+            );
+            *lock(&self.inner.last_error) = Some(msg);
+            loaded.stamp = now;
+            return Ok(false);
+        }
+        // Forget data keys that were destroyed, removed or rewrapped.
+        lock(&self.inner.cache).retain(|id, (wrapped, _)| {
+            doc.key(id.as_str())
+                .is_some_and(|v| v.wrapped_dek.as_deref() == Some(wrapped.as_str()))
+        });
+        *loaded = Loaded {
+            doc: Arc::new(doc),
+            stamp: now,
+        };
+        drop(loaded);
+        *lock(&self.inner.generation) += 1;
+        self.inner.changed.notify_all();
+        Ok(true)
+    }
+
+    /// The error of the last reload that failed, if the last reload failed.
+    pub fn last_reload_error(&self) -> Option<String> {
+        lock(&self.inner.last_error).clone()
+    }
+
+    /// How many times a changed document has been taken into use.
+    pub fn generation(&self) -> u64 {
+        *lock(&self.inner.generation)
+    }
+
+    /// Waits until [`FileKeyring::generation`] exceeds `seen`, or `timeout`
+    /// passes. Returns whether it did.
+    pub fn wait_for_change(&self, seen: u64, timeout: Duration) -> bool {
+        let guard = lock(&self.inner.generation);
+        let (guard, _) = self
+            .inner
+            .changed
+            .wait_timeout_while(guard, timeout, |g| *g <= seen)
+            .unwrap_or_else(|e| e.into_inner());
+        *guard > seen
+    }
+
+    /// Polls the file every `interval` in a background thread, reloading it
+    /// when it changes. The thread stops when the returned handle is dropped or
+    /// the keyring is gone.
+    pub fn watch(&self, interval: Duration) -> Watcher {
+        let stop = Arc::new(AtomicBool::new(false));
+        let weak: Weak<Inner> = Arc::downgrade(&self.inner);
+        let stop_flag = Arc::clone(&stop);
+        let thread = thread::Builder::new()
+            .name("tcodec-keyring-watch".into())
+            .spawn(move || {
+                while !stop_flag.load(Ordering::Relaxed) {
+                    thread::park_timeout(interval);
+                    let Some(inner) = weak.upgrade() else { break };
+                    // Errors are kept in last_reload_error; the old keyring stays.
+                    let _ = FileKeyring { inner }.reload();
+                }
+            })
+            .ok();
+        Watcher { stop, thread }
+    }
+
+    fn version(&self, id: &KeyId) -> Option<KeyVersion> {
+        read_lock(&self.inner.loaded).doc.key(id.as_str()).cloned()
+    }
+
+    fn data_key(&self, keyring: &str, version: &KeyVersion) -> Result<Arc<DataKey>, KeyError> {
+        match version.state {
+            KeyState::Disabled => return Err(KeyError::Disabled(version.id.clone())),
+            KeyState::Destroyed => return Err(KeyError::Destroyed(version.id.clone())),
+            _ => {}
+        }
+        let Some(wrapped_b64) = version.wrapped_dek.as_deref() else {
+            return Err(KeyError::Destroyed(version.id.clone()));
+        };
+        if let Some((wrapped, key)) = lock(&self.inner.cache).get(&version.id)
+            && wrapped == wrapped_b64
+        {
+            return Ok(Arc::clone(key));
+        }
+        let unavailable =
+            |source: Box<dyn std::error::Error + Send + Sync>| KeyError::Unavailable {
+                key_id: version.id.to_string(),
+                source,
+            };
+        let wrapped = base64::engine::general_purpose::STANDARD
+            .decode(wrapped_b64)
+            .map_err(|e| unavailable(Box::new(e)))?;
+        let ctx = EncryptionContext::new(keyring, &version.id);
+        // Unwrap outside the cache lock: a slow KMS must not stall cached keys.
+        let secret = self
+            .inner
+            .keks
+            .unwrap(&version.kek, &wrapped, &ctx)
+            .map_err(|e| unavailable(Box::new(e)))?;
+        let key = Arc::new(DataKey::new(version.id.clone(), secret));
+        lock(&self.inner.cache).insert(
+            version.id.clone(),
+            (wrapped_b64.to_owned(), Arc::clone(&key)),
+        );
+        Ok(key)
+    }
+}
+
+impl KeySource for FileKeyring {
+    fn primary(&self) -> Result<Arc<DataKey>, KeyError> {
+        let doc = self.document();
+        let primary = doc.primary().ok_or(KeyError::NoPrimary)?;
+        self.data_key(doc.name(), primary)
+    }
+
+    fn key(&self, id: &KeyId) -> Result<Arc<DataKey>, KeyError> {
+        let version = match self.version(id) {
+            Some(v) => v,
+            None => {
+                // A key we have not seen: perhaps it was just added. Look once more.
+                let _ = self.reload();
+                self.version(id)
+                    .ok_or_else(|| KeyError::Unknown(id.to_string()))?
+            }
+        };
+        self.data_key(self.document().name(), &version)
+    }
+}
+
+/// Stops the keyring watcher thread when dropped.
+#[derive(Debug)]
+pub struct Watcher {
+    stop: Arc<AtomicBool>,
+    thread: Option<thread::JoinHandle<()>>,
+}
+
+impl Drop for Watcher {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            t.thread().unpark();
+            let _ = t.join();
+        }
+    }
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn read_lock<T>(l: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    l.read().unwrap_or_else(|e| e.into_inner())
+}
+
+fn write_lock<T>(l: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+    l.write().unwrap_or_else(|e| e.into_inner())
+}

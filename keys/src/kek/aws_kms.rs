@@ -1,0 +1,400 @@
+//! AWS KMS as the key-encryption key, through `aws-sdk-kms`.
+//!
+//! Data keys come from `GenerateDataKey` (AES-256), are unwrapped with
+//! `Decrypt` and moved between KMS keys with `ReEncrypt`, always with the
+//! [`EncryptionContext`] `{tcodec:keyring, tcodec:key-id}`, which KMS checks and
+//! records in CloudTrail. Endpoint, region and credentials come from the normal
+//! AWS configuration chain (`AWS_REGION`, `AWS_ENDPOINT_URL`, profiles, SSO,
+//! instance roles …) unless set in [`AwsKmsOptions`].
+//!
+//! The provider owns a small runtime on its own thread, so its blocking calls
+//! work from plain threads and from inside an async server alike. KMS is
+//! called once per key version (the keyring caches unwrapped keys), so calls
+//! are rare and each waits at most [`AwsKmsOptions::timeout`].
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::mpsc;
+use std::thread;
+use std::time::Duration;
+
+use aws_sdk_kms::Client;
+use aws_sdk_kms::error::DisplayErrorContext;
+use aws_sdk_kms::primitives::Blob;
+use aws_sdk_kms::types::DataKeySpec;
+use zeroize::Zeroizing;
+
+use super::{EncryptionContext, KekError, KekProvider};
+use crate::SecretBytes32;
+use crate::document::KekRef;
+
+/// Provider name of AWS KMS.
+pub const PROVIDER: &str = "aws-kms";
+
+/// Settings of the AWS KMS provider. Unset fields come from the AWS
+/// configuration chain.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct AwsKmsOptions {
+    /// KMS endpoint URL, e.g. for a VPC endpoint or a local KMS-compatible server.
+    pub endpoint: Option<String>,
+    /// AWS region.
+    pub region: Option<String>,
+    /// The KMS key (id, ARN or alias) that wraps new data keys by default.
+    pub default_key: Option<String>,
+    /// How long one KMS call (with its retries) may take.
+    pub timeout: Duration,
+}
+
+impl Default for AwsKmsOptions {
+    fn default() -> Self {
+        Self {
+            endpoint: None,
+            region: None,
+            default_key: None,
+            timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+impl AwsKmsOptions {
+    /// These options with an endpoint URL.
+    pub fn with_endpoint(mut self, url: impl Into<String>) -> Self {
+        self.endpoint = Some(url.into());
+        self
+    }
+
+    /// These options with a region.
+    pub fn with_region(mut self, region: impl Into<String>) -> Self {
+        self.region = Some(region.into());
+        self
+    }
+
+    /// These options with a default KMS key for new data keys.
+    pub fn with_default_key(mut self, key: impl Into<String>) -> Self {
+        self.default_key = Some(key.into());
+        self
+    }
+
+    /// These options with a per-call timeout.
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+}
+
+type Job = Box<
+    dyn FnOnce(Client) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> + Send,
+>;
+
+/// AWS KMS as a [`KekProvider`].
+pub struct AwsKmsKek {
+    jobs: mpsc::Sender<Job>,
+    options: AwsKmsOptions,
+}
+
+impl fmt::Debug for AwsKmsKek {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AwsKmsKek")
+            .field("endpoint", &self.options.endpoint)
+            .field("region", &self.options.region)
+            .field("default_key", &self.options.default_key)
+            .finish_non_exhaustive()
+    }
+}
+
+type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+impl AwsKmsKek {
+    /// Starts the provider: loads the AWS configuration on its own thread.
+    pub fn new(options: AwsKmsOptions) -> Result<Self, KekError> {
+        let (jobs, inbox) = mpsc::channel::<Job>();
+        let (ready_tx, ready_rx) = mpsc::channel::<Result<(), String>>();
+        let opts = options.clone();
+        thread::Builder::new()
+            .name("tcodec-aws-kms".into())
+            .spawn(move || {
+                let runtime = match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(rt) => rt,
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(e.to_string()));
+                        return;
+                    }
+                };
+                let client = runtime.block_on(async {
+                    let timeouts = aws_config::timeout::TimeoutConfig::builder()
+                        .operation_timeout(opts.timeout)
+                        .connect_timeout(opts.timeout.min(Duration::from_secs(3)))
+                        .build();
+                    let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
+                        .timeout_config(timeouts)
+                        .retry_config(
+                            aws_config::retry::RetryConfig::standard().with_max_attempts(3),
+                        );
+                    if let Some(url) = &opts.endpoint {
+                        loader = loader.endpoint_url(url);
+                    }
+                    if let Some(region) = &opts.region {
+                        loader = loader.region(aws_config::Region::new(region.clone()));
+                    }
+                    Client::new(&loader.load().await)
+                });
+                let _ = ready_tx.send(Ok(()));
+                // Serve until every sender (the provider) is gone.
+                while let Ok(job) = inbox.recv() {
+                    runtime.block_on(job(client.clone()));
+                }
+            })
+            .map_err(|e| KekError::Setup {
+                provider: PROVIDER,
+                reason: e.to_string(),
+            })?;
+        match ready_rx.recv() {
+            Ok(Ok(())) => Ok(Self { jobs, options }),
+            Ok(Err(reason)) => Err(KekError::Setup {
+                provider: PROVIDER,
+                reason,
+            }),
+            Err(_) => Err(KekError::Setup {
+                provider: PROVIDER,
+                reason: "the KMS client thread stopped while starting".into(),
+            }),
+        }
+    }
+
+    /// Runs `call` on the provider's thread and waits for its answer.
+    fn call<T: Send + 'static>(
+        &self,
+        operation: &'static str,
+        ctx: &EncryptionContext,
+        call: impl FnOnce(
+            Client,
+        ) -> std::pin::Pin<
+            Box<dyn std::future::Future<Output = Result<T, CallError>> + Send>,
+        > + Send
+        + 'static,
+    ) -> Result<T, CallError> {
+        let (tx, rx) = mpsc::sync_channel(1);
+        let job: Job = Box::new(move |client| {
+            Box::pin(async move {
+                let _ = tx.send(call(client).await);
+            })
+        });
+        let service = |source: BoxError| CallError::Service(source);
+        self.jobs
+            .send(job)
+            .map_err(|_| service("the KMS client thread has stopped".into()))?;
+        // The SDK enforces the operation timeout; this is a backstop.
+        rx.recv_timeout(self.options.timeout + Duration::from_secs(5))
+            .map_err(|_| {
+                service(
+                    format!(
+                        "no answer within {:?} ({operation} for {})",
+                        self.options.timeout,
+                        ctx.key_id()
+                    )
+                    .into(),
+                )
+            })?
+    }
+
+    fn error(
+        &self,
+        operation: &'static str,
+        kek: &KekRef,
+        ctx: &EncryptionContext,
+        e: CallError,
+    ) -> KekError {
+        match e {
+            CallError::Refused => KekError::Unwrap {
+                key_id: ctx.key_id().clone(),
+                kek: kek.clone(),
+            },
+            CallError::Service(source) => KekError::Service {
+                provider: PROVIDER,
+                operation,
+                key_id: ctx.key_id().clone(),
+                source,
+            },
+        }
+    }
+}
+
+/// How one KMS call failed.
+#[derive(Debug)]
+enum CallError {
+    /// KMS refused the ciphertext: wrong key or encryption context, or corrupt.
+    Refused,
+    /// Anything else: unreachable, throttled, access denied, no such key …
+    Service(BoxError),
+}
+
+fn context_map(ctx: &EncryptionContext) -> HashMap<String, String> {
+    ctx.pairs().into_iter().collect()
+}
+
+fn service_error<E>(e: aws_sdk_kms::error::SdkError<E>) -> CallError
+where
+    E: std::error::Error + Send + Sync + 'static,
+{
+    CallError::Service(format!("{}", DisplayErrorContext(&e)).into())
+}
+
+fn plaintext_key(blob: Option<Blob>) -> Result<SecretBytes32, CallError> {
+    let bytes = Zeroizing::new(blob.map(Blob::into_inner).unwrap_or_default());
+    SecretBytes32::from_slice(&bytes).ok_or_else(|| {
+        CallError::Service(format!("KMS returned a {}-byte data key, not 32", bytes.len()).into())
+    })
+}
+
+fn ciphertext(blob: Option<Blob>) -> Result<Vec<u8>, CallError> {
+    blob.map(Blob::into_inner)
+        .filter(|b| !b.is_empty())
+        .ok_or_else(|| CallError::Service("KMS returned no ciphertext".into()))
+}
+
+impl KekProvider for AwsKmsKek {
+    fn provider(&self) -> &'static str {
+        PROVIDER
+    }
+
+    fn kek_ref(&self, key: Option<&str>) -> Result<KekRef, KekError> {
+        let key = key
+            .or(self.options.default_key.as_deref())
+            .ok_or_else(|| KekError::Setup {
+                provider: PROVIDER,
+                reason: "no KMS key given for new data keys".into(),
+            })?;
+        Ok(KekRef {
+            provider: PROVIDER.to_owned(),
+            key: key.to_owned(),
+        })
+    }
+
+    fn generate(
+        &self,
+        kek: &KekRef,
+        ctx: &EncryptionContext,
+    ) -> Result<(SecretBytes32, Vec<u8>), KekError> {
+        let (key, context) = (kek.key.clone(), context_map(ctx));
+        self.call("GenerateDataKey", ctx, move |client| {
+            Box::pin(async move {
+                let out = client
+                    .generate_data_key()
+                    .key_id(key)
+                    .key_spec(DataKeySpec::Aes256)
+                    .set_encryption_context(Some(context))
+                    .send()
+                    .await
+                    .map_err(service_error)?;
+                let mut out = out;
+                Ok((
+                    plaintext_key(out.plaintext.take())?,
+                    ciphertext(out.ciphertext_blob.take())?,
+                ))
+            })
+        })
+        .map_err(|e| self.error("GenerateDataKey", kek, ctx, e))
+    }
+
+    fn wrap(
+        &self,
+        kek: &KekRef,
+        dek: &SecretBytes32,
+        ctx: &EncryptionContext,
+    ) -> Result<Vec<u8>, KekError> {
+        let (key, context) = (kek.key.clone(), context_map(ctx));
+        let plain = Blob::new(dek.expose_secret().to_vec());
+        self.call("Encrypt", ctx, move |client| {
+            Box::pin(async move {
+                let out = client
+                    .encrypt()
+                    .key_id(key)
+                    .plaintext(plain)
+                    .set_encryption_context(Some(context))
+                    .send()
+                    .await
+                    .map_err(service_error)?;
+                ciphertext(out.ciphertext_blob)
+            })
+        })
+        .map_err(|e| self.error("Encrypt", kek, ctx, e))
+    }
+
+    fn unwrap(
+        &self,
+        kek: &KekRef,
+        wrapped: &[u8],
+        ctx: &EncryptionContext,
+    ) -> Result<SecretBytes32, KekError> {
+        let (key, context, blob) = (
+            kek.key.clone(),
+            context_map(ctx),
+            Blob::new(wrapped.to_vec()),
+        );
+        self.call("Decrypt", ctx, move |client| {
+            Box::pin(async move {
+                let out = client
+                    .decrypt()
+                    .key_id(key)
+                    .ciphertext_blob(blob)
+                    .set_encryption_context(Some(context))
+                    .send()
+                    .await
+                    .map_err(|e| match e.as_service_error() {
+                        Some(s)
+                            if s.is_invalid_ciphertext_exception()
+                                || s.is_incorrect_key_exception() =>
+                        {
+                            CallError::Refused
+                        }
+                        _ => service_error(e),
+                    })?;
+                plaintext_key(out.plaintext)
+            })
+        })
+        .map_err(|e| self.error("Decrypt", kek, ctx, e))
+    }
+
+    fn rewrap(
+        &self,
+        from: &KekRef,
+        wrapped: &[u8],
+        to: &KekRef,
+        ctx: &EncryptionContext,
+    ) -> Result<Vec<u8>, KekError> {
+        let (source, dest, context, blob) = (
+            from.key.clone(),
+            to.key.clone(),
+            context_map(ctx),
+            Blob::new(wrapped.to_vec()),
+        );
+        self.call("ReEncrypt", ctx, move |client| {
+            Box::pin(async move {
+                let out = client
+                    .re_encrypt()
+                    .ciphertext_blob(blob)
+                    .source_key_id(source)
+                    .set_source_encryption_context(Some(context.clone()))
+                    .destination_key_id(dest)
+                    .set_destination_encryption_context(Some(context))
+                    .send()
+                    .await
+                    .map_err(|e| match e.as_service_error() {
+                        Some(s)
+                            if s.is_invalid_ciphertext_exception()
+                                || s.is_incorrect_key_exception() =>
+                        {
+                            CallError::Refused
+                        }
+                        _ => service_error(e),
+                    })?;
+                ciphertext(out.ciphertext_blob)
+            })
+        })
+        .map_err(|e| self.error("ReEncrypt", from, ctx, e))
+    }
+}

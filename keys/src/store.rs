@@ -1,0 +1,141 @@
+//! Writing keyring files safely: read-modify-write under an exclusive lock,
+//! written to a temporary file, flushed, and renamed over the old one, so a
+//! reader sees the old document or the new one, never half of either, and two
+//! concurrent writers never lose an update.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use crate::document::{DocumentError, KeyringDocument};
+
+/// Why a keyring file could not be read or written.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// Reading, writing, locking or renaming failed.
+    #[error("{action} {path}")]
+    Io {
+        /// What was being done.
+        action: &'static str,
+        /// The file concerned.
+        path: PathBuf,
+        /// The operating system's error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file exists but is not a valid keyring.
+    #[error("{path} is not a valid keyring")]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        #[source]
+        source: DocumentError,
+    },
+    /// `init` found a keyring already there.
+    #[error("{0} already exists; refusing to overwrite a keyring")]
+    Exists(PathBuf),
+    /// The change itself was refused.
+    #[error(transparent)]
+    Refused(DocumentError),
+    /// A key-encryption key failed during the change; nothing was written.
+    #[error(transparent)]
+    Kek(crate::kek::KekError),
+}
+
+fn io(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> StoreError {
+    let path = path.to_owned();
+    move |source| StoreError::Io {
+        action,
+        path,
+        source,
+    }
+}
+
+/// Reads and validates a keyring file.
+pub fn read(path: &Path) -> Result<KeyringDocument, StoreError> {
+    let bytes = fs::read(path).map_err(io("cannot read keyring", path))?;
+    KeyringDocument::from_json(&bytes).map_err(|source| StoreError::Invalid {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+fn lock_path(path: &Path) -> PathBuf {
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(".lock");
+    path.with_file_name(name)
+}
+
+/// Holds the keyring's lock file exclusively until dropped.
+struct Lock(#[allow(dead_code)] File);
+
+fn lock(path: &Path) -> Result<Lock, StoreError> {
+    let lock_path = lock_path(path);
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(io("cannot open lock file", &lock_path))?;
+    file.lock().map_err(io("cannot lock", &lock_path))?;
+    Ok(Lock(file))
+}
+
+/// Writes `doc` to `path` atomically: temporary file in the same directory,
+/// fsync, rename, fsync of the directory. On any failure the old file is
+/// untouched and the temporary file removed.
+fn write_atomic(path: &Path, doc: &KeyringDocument) -> Result<(), StoreError> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_owned(),
+        _ => PathBuf::from("."),
+    };
+    let mut tmp_name = std::ffi::OsString::from(".");
+    tmp_name.push(path.file_name().unwrap_or_default());
+    tmp_name.push(format!(".tmp.{}", std::process::id()));
+    let tmp = dir.join(tmp_name);
+    let result = (|| {
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&tmp)
+            .map_err(io("cannot create temporary keyring", &tmp))?;
+        file.write_all(&doc.to_json())
+            .map_err(io("cannot write temporary keyring", &tmp))?;
+        file.sync_all()
+            .map_err(io("cannot flush temporary keyring", &tmp))?;
+        fs::rename(&tmp, path).map_err(io("cannot replace keyring", path))?;
+        // Make the rename itself durable.
+        File::open(&dir)
+            .and_then(|d| d.sync_all())
+            .map_err(io("cannot flush directory", &dir))
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result
+}
+
+/// Creates a new keyring file; fails if one exists.
+pub fn create(path: &Path, doc: &KeyringDocument) -> Result<(), StoreError> {
+    let _lock = lock(path)?;
+    if path.exists() {
+        return Err(StoreError::Exists(path.to_owned()));
+    }
+    write_atomic(path, doc)
+}
+
+/// Applies `change` to the keyring at `path` under its lock and writes the
+/// result with the revision bumped. If `change` fails, nothing is written.
+pub fn update<T>(
+    path: &Path,
+    change: impl FnOnce(&mut KeyringDocument) -> Result<T, StoreError>,
+) -> Result<(T, KeyringDocument), StoreError> {
+    let _lock = lock(path)?;
+    let mut doc = read(path)?;
+    let out = change(&mut doc)?;
+    doc.bump_revision();
+    write_atomic(path, &doc)?;
+    Ok((out, doc))
+}
