@@ -3,7 +3,9 @@
 # only Rust, Python 3, Node and apt. Safe to run again: it skips what is there.
 #
 #   system packages (apt): protobuf-compiler (protoc, for the Temporal SDK build)
-#   Python venv in .venv:   see scripts/requirements.txt
+#   Python venv in .venv:   scripts/requirements.txt: cryptography, zstandard and
+#                           temporalio (independent test-vector generator), and
+#                           moto[server] (a real KMS-protocol server for the tests)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

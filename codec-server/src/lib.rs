@@ -1,6 +1,8 @@
 //! The tcodec codec server: answers the Temporal Web UI's and CLI's `POST …/encode`
 //! and `POST …/decode` requests with [`tcodec::Codec`], per namespace, behind SSO.
 //!
-//! The server itself is not written yet; this crate holds its place in the
-//! workspace so that dependencies already point the right way
-//! (`keys` ← `codec` ← `codec-server`).
+//! Built so far: the codec protocol's JSON ([`json`]), used by `tcodec encode`
+//! and `tcodec decode`. The HTTP server follows.
+#![forbid(unsafe_code)]
+
+pub mod json;

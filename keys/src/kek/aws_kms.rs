@@ -19,7 +19,7 @@ use std::thread;
 use std::time::Duration;
 
 use aws_sdk_kms::Client;
-use aws_sdk_kms::error::DisplayErrorContext;
+use aws_sdk_kms::error::ProvideErrorMetadata;
 use aws_sdk_kms::primitives::Blob;
 use aws_sdk_kms::types::DataKeySpec;
 use zeroize::Zeroizing;
@@ -236,11 +236,33 @@ fn context_map(ctx: &EncryptionContext) -> HashMap<String, String> {
     ctx.pairs().into_iter().collect()
 }
 
+/// A short, useful message: the service's error code and message, or for
+/// transport failures the chain of causes (timeout, connection refused …).
 fn service_error<E>(e: aws_sdk_kms::error::SdkError<E>) -> CallError
 where
-    E: std::error::Error + Send + Sync + 'static,
+    E: std::error::Error + ProvideErrorMetadata + Send + Sync + 'static,
 {
-    CallError::Service(format!("{}", DisplayErrorContext(&e)).into())
+    let text = match &e {
+        aws_sdk_kms::error::SdkError::ServiceError(service) => {
+            let err = service.err();
+            format!(
+                "{}: {}",
+                err.code().unwrap_or("service error"),
+                err.message().unwrap_or("(no message)")
+            )
+        }
+        other => {
+            let mut text = other.to_string();
+            let mut source = std::error::Error::source(other);
+            while let Some(s) = source {
+                text.push_str(": ");
+                text.push_str(&s.to_string());
+                source = s.source();
+            }
+            text
+        }
+    };
+    CallError::Service(text.into())
 }
 
 fn plaintext_key(blob: Option<Blob>) -> Result<SecretBytes32, CallError> {

@@ -1,0 +1,84 @@
+//! `tcodec encode` and `tcodec decode`: the codec on the command line, over the
+//! same JSON the codec server speaks.
+
+use std::io::{BufRead, Read, Write};
+use std::sync::Arc;
+
+use anyhow::Context;
+use tcodec::Codec;
+use tcodec_keys::FileKeyring;
+use tcodec_keys::store;
+use tcodec_server::json::PayloadsJson;
+
+use crate::cli::CodecArgs;
+use crate::keys_cmd::{keks, keyring_path};
+
+/// Which way to run the codec.
+#[derive(Debug, Clone, Copy)]
+pub enum Direction {
+    /// Seal.
+    Encode,
+    /// Open.
+    Decode,
+}
+
+pub fn run(args: CodecArgs, direction: Direction) -> anyhow::Result<()> {
+    let path = keyring_path(&args.keys)?;
+    let doc = store::read(&path)?;
+    let keyring = FileKeyring::open(&path, keks(&args.keys, Some(&doc), None)?)?;
+    let codec = Codec::new(Arc::new(keyring));
+
+    let mut stdout = std::io::stdout().lock();
+    if args.lines {
+        let reader: Box<dyn BufRead> = match &args.input {
+            Some(file) => Box::new(std::io::BufReader::new(
+                std::fs::File::open(file)
+                    .with_context(|| format!("cannot read {}", file.display()))?,
+            )),
+            None => Box::new(std::io::stdin().lock()),
+        };
+        for line in reader.lines() {
+            let line = line.context("cannot read input")?;
+            if line.trim().is_empty() {
+                continue;
+            }
+            match run_batch(&codec, line.as_bytes(), direction) {
+                Ok(response) => serde_json::to_writer(&mut stdout, &response)?,
+                Err(e) => serde_json::to_writer(
+                    &mut stdout,
+                    &serde_json::json!({ "error": format!("{e:#}") }),
+                )?,
+            }
+            writeln!(stdout)?;
+            stdout.flush()?;
+        }
+        return Ok(());
+    }
+    let mut input = Vec::new();
+    match &args.input {
+        Some(file) => {
+            input =
+                std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?
+        }
+        None => {
+            std::io::stdin()
+                .read_to_end(&mut input)
+                .context("cannot read standard input")?;
+        }
+    }
+    let response = run_batch(&codec, &input, direction)?;
+    serde_json::to_writer(&mut stdout, &response)?;
+    writeln!(stdout)?;
+    Ok(())
+}
+
+fn run_batch(codec: &Codec, input: &[u8], direction: Direction) -> anyhow::Result<PayloadsJson> {
+    let request: PayloadsJson =
+        serde_json::from_slice(input).context("input is not {\"payloads\": [...]} JSON")?;
+    let payloads = request.to_payloads()?;
+    let out = match direction {
+        Direction::Encode => codec.encode(&payloads)?,
+        Direction::Decode => codec.decode(&payloads)?,
+    };
+    Ok(request.respond(&payloads, out))
+}

@@ -1,0 +1,223 @@
+//! The keyring against a real KMS-protocol server (moto on loopback): rotation,
+//! states, rewrap to another KMS key, encryption context, and a KMS outage.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::Stdio;
+
+use support::{Moto, Tcodec, key_ids, plain_batch, texts};
+
+fn kms_tcodec(dir: &std::path::Path, moto: &Moto) -> Tcodec {
+    let mut t = Tcodec::new(dir);
+    t.kms_endpoint = Some(moto.endpoint.clone());
+    t
+}
+
+#[test]
+fn rotate_disable_destroy_and_rewrap_under_kms() {
+    let moto = Moto::start();
+    let key_a = moto.create_key();
+    let key_b = moto.create_key();
+    let dir = tempfile::tempdir().unwrap();
+    let t = kms_tcodec(dir.path(), &moto);
+
+    t.ok(&[
+        "keys",
+        "init",
+        "--name",
+        "payments",
+        "--kek",
+        &format!("aws-kms:{key_a}"),
+    ]);
+    let sealed_1 = t.ok_with(&["encode"], &plain_batch(&["one-a", "one-b"]));
+    t.ok(&["keys", "rotate"]);
+    let sealed_2 = t.ok_with(&["encode"], &plain_batch(&["two"]));
+    t.ok(&["keys", "rotate"]);
+    let sealed_3 = t.ok_with(&["encode"], &plain_batch(&["three"]));
+    assert_eq!(key_ids(&sealed_1), ["k1", "k1"]);
+    assert_eq!(key_ids(&sealed_2), ["k2"]);
+    assert_eq!(key_ids(&sealed_3), ["k3"]);
+    // The sealed payloads hold no plaintext.
+    for sealed in [&sealed_1, &sealed_2, &sealed_3] {
+        assert!(!sealed.contains("one-") && !sealed.contains("two") && !sealed.contains("three"));
+    }
+
+    let decode = |sealed: &str| texts(&t.ok_with(&["decode"], sealed));
+    assert_eq!(decode(&sealed_1), ["one-a", "one-b"]);
+    assert_eq!(decode(&sealed_2), ["two"]);
+    assert_eq!(decode(&sealed_3), ["three"]);
+    assert_eq!(
+        t.states(),
+        [("k1", "retired"), ("k2", "retired"), ("k3", "primary")]
+            .map(|(a, b)| (a.into(), b.into()))
+    );
+
+    // KMS calls scale with key versions, not payloads: 300 payloads under three
+    // versions cost one Decrypt each, counted in moto's request log.
+    let many = t.ok_with(&["encode"], &plain_batch(&["x"; 298]));
+    let mut mixed: serde_json::Value = serde_json::from_str(&many).unwrap();
+    for sealed in [&sealed_1, &sealed_2] {
+        let v: serde_json::Value = serde_json::from_str(sealed).unwrap();
+        mixed["payloads"]
+            .as_array_mut()
+            .unwrap()
+            .push(v["payloads"][0].clone());
+    }
+    let requests = || moto.log_text().matches("\"POST /").count();
+    let before = requests();
+    assert_eq!(decode(&mixed.to_string()).len(), 300);
+    assert_eq!(
+        requests() - before,
+        3,
+        "KMS requests for 300 payloads under 3 keys"
+    );
+
+    // Disable: refused with a clear error, reversibly.
+    t.ok(&["keys", "disable", "k1"]);
+    let err = t.fails(&["decode"], &sealed_1);
+    assert!(
+        err.contains("payload 0: cannot use key k1: key k1 is disabled"),
+        "{err}"
+    );
+    assert_eq!(decode(&sealed_2), ["two"]);
+    t.ok(&["keys", "enable", "k1"]);
+    assert_eq!(decode(&sealed_1), ["one-a", "one-b"]);
+
+    // Destroy: permanent.
+    t.ok(&["keys", "disable", "k1"]);
+    t.ok(&["keys", "destroy", "k1", "--yes"]);
+    let err = t.fails(&["decode"], &sealed_1);
+    assert!(err.contains("key k1 was destroyed"), "{err}");
+    let err = t.fails(&["keys", "enable", "k1"], "");
+    assert!(err.contains("a destroyed key cannot be enabled"), "{err}");
+    assert!(t.document()["keys"][0].get("wrapped_dek").is_none());
+
+    // Rewrap every live key under key B; then key A is not needed at all.
+    let out = t.ok(&[
+        "keys",
+        "rewrap",
+        "--kek",
+        &format!("aws-kms:{key_b}"),
+        "--json",
+    ]);
+    let out: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(out["rewrapped"], serde_json::json!(["k2", "k3"]));
+    for k in &t.document()["keys"].as_array().unwrap()[1..] {
+        assert_eq!(k["kek"]["key"], key_b.as_str());
+        // KMS itself says the wrapped key is now under key B, for this context only.
+        let under = moto.boto3(&format!(
+            "import base64\nprint(kms.decrypt(CiphertextBlob=base64.b64decode('{}'), \
+             EncryptionContext={{'tcodec:keyring': 'payments', 'tcodec:key-id': '{}'}})['KeyId'])",
+            k["wrapped_dek"].as_str().unwrap(),
+            k["id"].as_str().unwrap()
+        ));
+        assert!(under.ends_with(&key_b), "{under}");
+    }
+    assert_eq!(decode(&sealed_2), ["two"]);
+    assert_eq!(decode(&sealed_3), ["three"]);
+    let sealed_4 = t.ok_with(&["encode"], &plain_batch(&["four"]));
+    assert_eq!(decode(&sealed_4), ["four"]);
+    // New keys now default to the primary's KEK, key B.
+    t.ok(&["keys", "add"]);
+    assert_eq!(t.document()["keys"][3]["kek"]["key"], key_b.as_str());
+}
+
+#[test]
+fn a_wrapped_key_moved_to_another_context_does_not_unwrap() {
+    let moto = Moto::start();
+    let key = moto.create_key();
+    let dir = tempfile::tempdir().unwrap();
+    let t = kms_tcodec(dir.path(), &moto);
+    t.ok(&[
+        "keys",
+        "init",
+        "--name",
+        "payments",
+        "--kek",
+        &format!("aws-kms:{key}"),
+    ]);
+    t.ok(&["keys", "rotate"]);
+    let sealed_2 = t.ok_with(&["encode"], &plain_batch(&["under k2"]));
+    let original = std::fs::read(&t.keyring).unwrap();
+
+    // k1's wrapped key pasted into k2's slot: same KMS key, other key id in the context.
+    let mut doc = t.document();
+    doc["keys"][1]["wrapped_dek"] = doc["keys"][0]["wrapped_dek"].clone();
+    std::fs::write(&t.keyring, serde_json::to_vec(&doc).unwrap()).unwrap();
+    let err = t.fails(&["decode"], &sealed_2);
+    assert!(
+        err.contains("cannot unwrap data key k2") && err.contains("encryption context"),
+        "{err}"
+    );
+
+    // The whole keyring renamed: every context names another keyring.
+    let mut doc: serde_json::Value = serde_json::from_slice(&original).unwrap();
+    doc["name"] = "billing".into();
+    std::fs::write(&t.keyring, serde_json::to_vec(&doc).unwrap()).unwrap();
+    let err = t.fails(&["decode"], &sealed_2);
+    assert!(err.contains("cannot unwrap data key k2"), "{err}");
+
+    std::fs::write(&t.keyring, &original).unwrap();
+    assert_eq!(texts(&t.ok_with(&["decode"], &sealed_2)), ["under k2"]);
+}
+
+#[test]
+fn unwrapped_keys_keep_working_when_kms_goes_away() {
+    let mut moto = Moto::start();
+    let key = moto.create_key();
+    let dir = tempfile::tempdir().unwrap();
+    let t = kms_tcodec(dir.path(), &moto);
+    t.ok(&[
+        "keys",
+        "init",
+        "--name",
+        "payments",
+        "--kek",
+        &format!("aws-kms:{key}"),
+    ]);
+    let sealed_1 = t.ok_with(&["encode"], &plain_batch(&["early"]));
+    t.ok(&["keys", "rotate"]);
+    let sealed_2 = t.ok_with(&["encode"], &plain_batch(&["late"]));
+
+    // A long-running decoder: one batch per line, keys cached between them.
+    let mut child = t
+        .command(&["decode", "--lines"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut ask = |batch: &str| {
+        writeln!(stdin, "{batch}").unwrap();
+        let mut line = String::new();
+        stdout.read_line(&mut line).unwrap();
+        line
+    };
+    let compact = |s: &str| {
+        serde_json::from_str::<serde_json::Value>(s)
+            .unwrap()
+            .to_string()
+    };
+
+    assert_eq!(texts(&ask(&compact(&sealed_1))), ["early"]);
+    moto.stop();
+    // k1 is cached: still decodes. k2 was never unwrapped: a clear error, and the
+    // decoder goes on.
+    assert_eq!(texts(&ask(&compact(&sealed_1))), ["early"]);
+    let answer: serde_json::Value = serde_json::from_str(&ask(&compact(&sealed_2))).unwrap();
+    let error = answer["error"].as_str().unwrap();
+    assert!(
+        error.contains("cannot use key k2")
+            && error.contains("aws-kms request Decrypt")
+            && error.contains("failed"),
+        "{error}"
+    );
+    assert_eq!(texts(&ask(&compact(&sealed_1))), ["early"]);
+    drop(stdin);
+    assert!(child.wait().unwrap().success());
+}
