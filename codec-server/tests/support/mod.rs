@@ -265,3 +265,5 @@ pub fn key_ids(response: &str) -> Vec<String> {
         })
         .collect()
 }
+
+pub mod server;

@@ -1,0 +1,562 @@
+//! The codec server's configuration: one TOML file, a few environment
+//! overrides, validated at start with errors that name the bad field.
+//!
+//! ```toml
+//! listen = "0.0.0.0:8443"
+//!
+//! [tls]                       # omit for plain HTTP (allowed on loopback only)
+//! cert = "/etc/tcodec/tls.crt"
+//! key = "/etc/tcodec/tls.key"
+//! client_ca = "/etc/tcodec/clients-ca.pem"   # optional: require client certificates (mTLS)
+//!
+//! [cors]
+//! origins = ["https://cloud.temporal.io", "http://localhost:8233"]
+//! allow_credentials = false
+//!
+//! [auth]
+//! mode = "jwt"                # "jwt", "proxy", "mtls" or "none" (loopback only)
+//! [auth.jwt]
+//! jwks_url = "https://login.tmprl.cloud/.well-known/jwks.json"
+//! audiences = ["https://saas-api.tmprl.cloud"]
+//!
+//! [kek]
+//! master_key_file = "/etc/tcodec/master.key"    # for keyrings under a local master key
+//!
+//! [namespaces.payments]
+//! keyring = "/etc/tcodec/payments.json"
+//! allowed_emails = ["ada@example.com"]           # optional
+//! ```
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// Why the configuration is unusable.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {path}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The TOML is malformed or has fields of the wrong type or unknown fields.
+    #[error("config file {path}: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// The parser's message, which names the field.
+        message: String,
+    },
+    /// A field's value is not acceptable.
+    #[error("config field `{field}`: {message}")]
+    Invalid {
+        /// The field, as a TOML path.
+        field: String,
+        /// What is wrong and what to do.
+        message: String,
+    },
+}
+
+fn invalid(field: impl Into<String>, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        field: field.into(),
+        message: message.into(),
+    }
+}
+
+/// The whole configuration.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Address to listen on. Env: `TCODEC_LISTEN`.
+    #[serde(default = "default_listen")]
+    pub listen: SocketAddr,
+    /// TLS; without it the server speaks plain HTTP, which is allowed only on a
+    /// loopback address.
+    #[serde(default)]
+    pub tls: Option<TlsConfig>,
+    /// Cross-origin rules for the Temporal Web UI.
+    #[serde(default)]
+    pub cors: CorsConfig,
+    /// Who may call.
+    #[serde(default)]
+    pub auth: AuthConfig,
+    /// Request limits.
+    #[serde(default)]
+    pub limits: LimitsConfig,
+    /// Logging.
+    #[serde(default)]
+    pub log: LogConfig,
+    /// Key-encryption keys for the keyrings.
+    #[serde(default)]
+    pub kek: KekConfig,
+    /// Namespaces served, by name.
+    pub namespaces: BTreeMap<String, NamespaceConfig>,
+}
+
+fn default_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 8081))
+}
+
+/// TLS settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// PEM certificate chain.
+    pub cert: PathBuf,
+    /// PEM private key.
+    pub key: PathBuf,
+    /// PEM CA certificates; when set, clients must present a certificate they signed.
+    #[serde(default)]
+    pub client_ca: Option<PathBuf>,
+}
+
+/// CORS settings.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CorsConfig {
+    /// Exact origins allowed, e.g. `http://localhost:8233`. `*` is refused.
+    #[serde(default)]
+    pub origins: Vec<String>,
+    /// Send `Access-Control-Allow-Credentials: true` (for the UI's "include
+    /// cross-origin credentials" setting).
+    #[serde(default)]
+    pub allow_credentials: bool,
+}
+
+/// How callers are authenticated.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AuthMode {
+    /// Nobody is asked for credentials. Only on loopback addresses.
+    #[default]
+    None,
+    /// OIDC/JWT bearer tokens verified against a JWKS.
+    Jwt,
+    /// A trusted reverse proxy (e.g. oauth2-proxy) names the user in a header.
+    Proxy,
+    /// The client certificate names the caller.
+    Mtls,
+}
+
+/// Authentication settings.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthConfig {
+    /// The mode.
+    #[serde(default)]
+    pub mode: AuthMode,
+    /// JWT settings, for `mode = "jwt"`.
+    #[serde(default)]
+    pub jwt: Option<JwtConfig>,
+    /// Proxy settings, for `mode = "proxy"`.
+    #[serde(default)]
+    pub proxy: Option<ProxyConfig>,
+}
+
+/// JWT settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JwtConfig {
+    /// Where the signing keys are published (http only on loopback).
+    pub jwks_url: String,
+    /// Required `iss`, if set.
+    #[serde(default)]
+    pub issuer: Option<String>,
+    /// Accepted `aud` values; at least one.
+    pub audiences: Vec<String>,
+    /// Accepted algorithms: `RS256`, `ES256` (default both).
+    #[serde(default = "default_algorithms")]
+    pub algorithms: Vec<String>,
+    /// The claim with Temporal-style permissions `"<namespace>:<read|write|admin>"`.
+    #[serde(default = "default_permissions_claim")]
+    pub permissions_claim: String,
+    /// The claim with the user's email.
+    #[serde(default = "default_email_claim")]
+    pub email_claim: String,
+    /// Clock skew allowed on `exp`/`nbf`, seconds.
+    #[serde(default = "default_leeway")]
+    pub leeway_seconds: u64,
+    /// How often to refresh the JWKS, seconds.
+    #[serde(default = "default_jwks_refresh")]
+    pub jwks_refresh_seconds: u64,
+}
+
+fn default_algorithms() -> Vec<String> {
+    vec!["RS256".into(), "ES256".into()]
+}
+fn default_permissions_claim() -> String {
+    "permissions".into()
+}
+fn default_email_claim() -> String {
+    "email".into()
+}
+fn default_leeway() -> u64 {
+    30
+}
+fn default_jwks_refresh() -> u64 {
+    3600
+}
+
+/// Trusted reverse-proxy settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProxyConfig {
+    /// The header carrying the authenticated user, e.g. `X-Forwarded-Email`.
+    pub user_header: String,
+    /// Addresses or networks the proxy connects from; anything else is refused.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+}
+
+/// Request limits.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// Largest request body, bytes (413 above).
+    #[serde(default = "default_max_body")]
+    pub max_body_bytes: usize,
+    /// Most payloads in one request (413 above).
+    #[serde(default = "default_max_payloads")]
+    pub max_payloads: usize,
+    /// Longest a request may take, milliseconds (503 after).
+    #[serde(default = "default_timeout_ms")]
+    pub request_timeout_ms: u64,
+    /// Requests handled at once; more wait.
+    #[serde(default = "default_concurrency")]
+    pub max_concurrent_requests: usize,
+}
+
+fn default_max_body() -> usize {
+    8 << 20
+}
+fn default_max_payloads() -> usize {
+    10_000
+}
+fn default_timeout_ms() -> u64 {
+    15_000
+}
+fn default_concurrency() -> usize {
+    256
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: default_max_body(),
+            max_payloads: default_max_payloads(),
+            request_timeout_ms: default_timeout_ms(),
+            max_concurrent_requests: default_concurrency(),
+        }
+    }
+}
+
+impl LimitsConfig {
+    /// The request timeout.
+    pub fn request_timeout(&self) -> Duration {
+        Duration::from_millis(self.request_timeout_ms)
+    }
+}
+
+/// Log output.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Logging settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogConfig {
+    /// Format. Env: `TCODEC_LOG_FORMAT`.
+    #[serde(default)]
+    pub format: LogFormat,
+    /// `tracing` filter, e.g. `info` or `tcodec=debug`. Env: `TCODEC_LOG`.
+    #[serde(default = "default_level")]
+    pub level: String,
+}
+
+fn default_level() -> String {
+    "info".into()
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            format: LogFormat::default(),
+            level: default_level(),
+        }
+    }
+}
+
+/// Key-encryption key settings shared by the keyrings.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KekConfig {
+    /// File with the local master key (else `TCODEC_MASTER_KEY`, if set).
+    #[serde(default)]
+    pub master_key_file: Option<PathBuf>,
+    /// AWS KMS endpoint URL (else the AWS configuration chain).
+    #[serde(default)]
+    pub kms_endpoint: Option<String>,
+    /// AWS region (else the AWS configuration chain).
+    #[serde(default)]
+    pub kms_region: Option<String>,
+}
+
+/// One namespace.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NamespaceConfig {
+    /// The keyring file for the namespace's payloads.
+    pub keyring: PathBuf,
+    /// If set, only these users (by email, case-insensitive) may use the
+    /// namespace, for reading and writing; token permissions are not consulted.
+    #[serde(default)]
+    pub allowed_emails: Vec<String>,
+    /// With `mode = "mtls"`: client certificate subjects (CN or DNS SAN) allowed.
+    /// Empty: any client certificate the CA signed.
+    #[serde(default)]
+    pub allowed_clients: Vec<String>,
+}
+
+impl Config {
+    /// Reads, applies environment overrides, and validates.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        let mut config = Self::parse(&text).map_err(|e| match e {
+            ConfigError::Parse { message, .. } => ConfigError::Parse {
+                path: path.to_owned(),
+                message,
+            },
+            other => other,
+        })?;
+        config.apply_env(|name| std::env::var(name).ok())?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Parses TOML text (no environment, no validation).
+    pub fn parse(text: &str) -> Result<Self, ConfigError> {
+        toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: PathBuf::from("<config>"),
+            message: e.to_string(),
+        })
+    }
+
+    /// Applies `TCODEC_LISTEN`, `TCODEC_LOG_FORMAT` and `TCODEC_LOG`.
+    pub fn apply_env(&mut self, var: impl Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
+        if let Some(listen) = var("TCODEC_LISTEN") {
+            self.listen = listen.parse().map_err(|_| {
+                invalid(
+                    "listen (TCODEC_LISTEN)",
+                    format!("{listen:?} is not an address:port"),
+                )
+            })?;
+        }
+        if let Some(format) = var("TCODEC_LOG_FORMAT") {
+            self.log.format = match format.as_str() {
+                "text" => LogFormat::Text,
+                "json" => LogFormat::Json,
+                _ => {
+                    return Err(invalid(
+                        "log.format (TCODEC_LOG_FORMAT)",
+                        "use text or json",
+                    ));
+                }
+            };
+        }
+        if let Some(level) = var("TCODEC_LOG") {
+            self.log.level = level;
+        }
+        Ok(())
+    }
+
+    /// Checks what the types cannot.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let loopback = self.listen.ip().is_loopback();
+        if self.tls.is_none() && !loopback {
+            return Err(invalid(
+                "tls",
+                "plain HTTP is allowed only on a loopback address; configure tls.cert and tls.key",
+            ));
+        }
+        if self.namespaces.is_empty() {
+            return Err(invalid(
+                "namespaces",
+                "configure at least one namespace and its keyring",
+            ));
+        }
+        for origin in &self.cors.origins {
+            if origin == "*" {
+                return Err(invalid(
+                    "cors.origins",
+                    "list origins explicitly; `*` is not allowed",
+                ));
+            }
+            if !(origin.starts_with("http://") || origin.starts_with("https://"))
+                || origin.ends_with('/')
+            {
+                return Err(invalid(
+                    "cors.origins",
+                    format!("{origin:?} is not an origin like https://host[:port]"),
+                ));
+            }
+        }
+        match self.auth.mode {
+            AuthMode::None if !loopback => {
+                return Err(invalid(
+                    "auth.mode",
+                    "\"none\" is allowed only on a loopback address",
+                ));
+            }
+            AuthMode::Jwt => {
+                let jwt = self.auth.jwt.as_ref().ok_or_else(|| {
+                    invalid("auth.jwt", "mode \"jwt\" needs an [auth.jwt] section")
+                })?;
+                if jwt.audiences.is_empty() {
+                    return Err(invalid(
+                        "auth.jwt.audiences",
+                        "name at least one accepted audience",
+                    ));
+                }
+                if !(jwt.jwks_url.starts_with("https://")
+                    || jwt.jwks_url.starts_with("http://127.")
+                    || jwt.jwks_url.starts_with("http://localhost"))
+                {
+                    return Err(invalid(
+                        "auth.jwt.jwks_url",
+                        "must be https (http only on loopback)",
+                    ));
+                }
+                for alg in &jwt.algorithms {
+                    if !matches!(alg.as_str(), "RS256" | "ES256") {
+                        return Err(invalid(
+                            "auth.jwt.algorithms",
+                            format!("{alg:?}: use RS256 and/or ES256"),
+                        ));
+                    }
+                }
+            }
+            AuthMode::Proxy => {
+                let proxy = self.auth.proxy.as_ref().ok_or_else(|| {
+                    invalid("auth.proxy", "mode \"proxy\" needs an [auth.proxy] section")
+                })?;
+                if proxy.trusted_proxies.is_empty() {
+                    return Err(invalid(
+                        "auth.proxy.trusted_proxies",
+                        "name the proxy's addresses",
+                    ));
+                }
+            }
+            AuthMode::Mtls
+                if self
+                    .tls
+                    .as_ref()
+                    .and_then(|t| t.client_ca.as_ref())
+                    .is_none() =>
+            {
+                return Err(invalid(
+                    "tls.client_ca",
+                    "mode \"mtls\" needs tls.client_ca",
+                ));
+            }
+            _ => {}
+        }
+        if self.limits.max_payloads == 0 || self.limits.max_body_bytes == 0 {
+            return Err(invalid("limits", "limits must be above zero"));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = "[namespaces.default]\nkeyring = \"k.json\"\n";
+
+    #[test]
+    fn minimal_config_is_loopback_without_auth() {
+        let c = Config::parse(MINIMAL).unwrap();
+        c.validate().unwrap();
+        assert!(c.listen.ip().is_loopback());
+        assert_eq!(c.auth.mode, AuthMode::None);
+        assert_eq!(c.limits.max_payloads, 10_000);
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        let check = |text: &str, field: &str| {
+            let err = Config::parse(text)
+                .and_then(|c| c.validate())
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(field), "{err} should name {field}");
+        };
+        check(&format!("listen = \"0.0.0.0:8080\"\n{MINIMAL}"), "tls");
+        check(&format!("[auth]\nmode = \"jwt\"\n{MINIMAL}"), "auth.jwt");
+        check(
+            &format!("[cors]\norigins = [\"*\"]\n{MINIMAL}"),
+            "cors.origins",
+        );
+        check(
+            &format!("[cors]\norigins = [\"http://x/\"]\n{MINIMAL}"),
+            "cors.origins",
+        );
+        check(&format!("bogus = 1\n{MINIMAL}"), "bogus");
+        check(
+            &format!("[limits]\nmax_payloads = \"many\"\n{MINIMAL}"),
+            "max_payloads",
+        );
+        check("", "namespaces");
+        check(
+            &format!(
+                "[auth]\nmode = \"proxy\"\n[auth.proxy]\nuser_header = \"X-Email\"\ntrusted_proxies = []\n{MINIMAL}"
+            ),
+            "trusted_proxies",
+        );
+        check(
+            &format!("[auth]\nmode = \"mtls\"\n{MINIMAL}"),
+            "tls.client_ca",
+        );
+        check(
+            &format!(
+                "[auth]\nmode = \"jwt\"\n[auth.jwt]\njwks_url = \"http://example.com/jwks\"\naudiences = [\"a\"]\n{MINIMAL}"
+            ),
+            "jwks_url",
+        );
+    }
+
+    #[test]
+    fn environment_overrides() {
+        let mut c = Config::parse(MINIMAL).unwrap();
+        c.apply_env(|k| match k {
+            "TCODEC_LISTEN" => Some("127.0.0.1:9999".into()),
+            "TCODEC_LOG_FORMAT" => Some("json".into()),
+            _ => None,
+        })
+        .unwrap();
+        assert_eq!(c.listen.port(), 9999);
+        assert_eq!(c.log.format, LogFormat::Json);
+        let err = c
+            .apply_env(|k| (k == "TCODEC_LISTEN").then(|| "nope".into()))
+            .unwrap_err();
+        assert!(err.to_string().contains("TCODEC_LISTEN"));
+    }
+}

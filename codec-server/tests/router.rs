@@ -1,0 +1,845 @@
+//! The codec server's HTTP rules, checked in-process against the router: the
+//! codec protocol, namespaces, errors, limits, CORS, health and metrics, and
+//! every authentication mode (JWT against a JWKS served on loopback, trusted
+//! proxy, client certificate names).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use std::net::SocketAddr;
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use jsonwebtoken::Algorithm;
+use serde_json::json;
+use support::server::{AUDIENCE, Issuer, Keyrings, codec_request, post, router, send};
+use support::{key_ids, plain_batch, texts};
+use tcodec_keys::ops::{self, Transition};
+use tcodec_server::auth::PeerInfo;
+
+const CARD: &str = r#"{"name":"Ada Lovelace","card":"4111 1111 1111 1111"}"#;
+
+fn b64(s: &str) -> String {
+    STANDARD.encode(s)
+}
+
+fn encoding_of(response: &serde_json::Value, i: usize) -> String {
+    let enc = response["payloads"][i]["metadata"]["encoding"]
+        .as_str()
+        .unwrap();
+    String::from_utf8(STANDARD.decode(enc).unwrap()).unwrap()
+}
+
+#[tokio::test]
+async fn encode_then_decode_round_trips_under_any_prefix() {
+    let keys = Keyrings::new(&["payments"]);
+    let (app, _) = router(&keys.toml(&[("payments", "")]));
+    let batch = plain_batch(&[CARD, "\"second\"", ""]);
+
+    let sealed = post(&app, "/api/v1/codec/encode", "payments", None, &batch).await;
+    assert_eq!(sealed.status, StatusCode::OK, "{}", sealed.body);
+    assert_eq!(sealed.header("content-type"), Some("application/json"));
+    let sealed_json = sealed.json();
+    assert_eq!(sealed_json["payloads"].as_array().unwrap().len(), 3);
+    for i in 0..3 {
+        assert_eq!(encoding_of(&sealed_json, i), "binary/tcodec");
+    }
+    assert!(
+        !sealed.body.contains("4111"),
+        "ciphertext must not hold the card number"
+    );
+    assert_eq!(key_ids(&sealed.body), ["k1", "k1", "k1"]);
+
+    // The UI appends ?preserveStorageRefs=true; a different prefix works too.
+    let plain = post(
+        &app,
+        "/decode?preserveStorageRefs=true",
+        "payments",
+        None,
+        &sealed.body,
+    )
+    .await;
+    assert_eq!(plain.status, StatusCode::OK, "{}", plain.body);
+    assert_eq!(texts(&plain.body), [CARD, "\"second\"", ""]);
+    assert_eq!(encoding_of(&plain.json(), 0), "json/plain");
+}
+
+#[tokio::test]
+async fn foreign_payloads_and_unknown_fields_pass_through() {
+    let keys = Keyrings::new(&["payments"]);
+    let (app, _) = router(&keys.toml(&[("payments", "")]));
+    let body = json!({
+        "payloads": [
+            {"metadata": {"encoding": b64("json/plain")}, "data": b64("\"visible\""), "someFutureField": {"x": 1}},
+            {"metadata": {"encoding": b64("binary/null")}, "externalPayloads": [{"sizeBytes": "1024"}]},
+        ],
+        "topLevelExtra": true,
+    })
+    .to_string();
+    let answer = post(&app, "/decode", "payments", None, &body).await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
+    let v = answer.json();
+    assert_eq!(v["payloads"][0]["someFutureField"], json!({"x": 1}));
+    assert_eq!(
+        v["payloads"][1]["externalPayloads"],
+        json!([{"sizeBytes": "1024"}])
+    );
+    assert_eq!(v["topLevelExtra"], json!(true));
+    assert_eq!(texts(&answer.body)[0], "\"visible\"");
+
+    // An empty batch is an empty batch.
+    let empty = post(&app, "/decode", "payments", None, r#"{"payloads":[]}"#).await;
+    assert_eq!(empty.status, StatusCode::OK);
+    assert_eq!(empty.json()["payloads"], json!([]));
+}
+
+#[tokio::test]
+async fn namespaces_select_their_own_keyring() {
+    let keys = Keyrings::new(&["payments", "hr"]);
+    let (app, _) = router(&keys.toml(&[("payments", ""), ("hr", "")]));
+    let sealed = post(&app, "/encode", "payments", None, &plain_batch(&[CARD])).await;
+    assert_eq!(sealed.status, StatusCode::OK);
+
+    // hr's keyring has its own k1, a different data key: payments' payload does not open.
+    let wrong = post(&app, "/decode", "hr", None, &sealed.body).await;
+    assert_eq!(wrong.status, StatusCode::BAD_REQUEST, "{}", wrong.body);
+    assert_eq!(wrong.error_code(), "decrypt_failed");
+    assert!(!wrong.body.contains("Ada"));
+
+    let unknown = post(&app, "/decode", "marketing", None, &sealed.body).await;
+    assert_eq!(unknown.status, StatusCode::NOT_FOUND);
+    assert_eq!(unknown.error_code(), "unknown_namespace");
+    assert!(
+        unknown.json()["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("marketing")
+    );
+
+    let request = Request::post("/decode")
+        .header("content-type", "application/json")
+        .body(Body::from(sealed.body.clone()))
+        .unwrap();
+    let missing = send(&app, request).await;
+    assert_eq!(missing.status, StatusCode::BAD_REQUEST);
+    assert_eq!(missing.error_code(), "missing_namespace");
+}
+
+#[tokio::test]
+async fn malformed_requests_get_400_with_a_json_error() {
+    let keys = Keyrings::new(&["payments"]);
+    let (app, _) = router(&keys.toml(&[("payments", "")]));
+    for (body, code) in [
+        ("{not json", "malformed_json"),
+        (r#"{"payloads": {"a": 1}}"#, "malformed_json"),
+        (
+            r#"{"payloads": [{"metadata": {"encoding": 5}}]}"#,
+            "malformed_json",
+        ),
+        (
+            r#"{"payloads": [{"metadata": {"encoding": "%%%"}, "data": ""}]}"#,
+            "malformed_base64",
+        ),
+        (
+            r#"{"payloads": [{"data": "not base64!"}]}"#,
+            "malformed_base64",
+        ),
+    ] {
+        let answer = post(&app, "/decode", "payments", None, body).await;
+        assert_eq!(
+            answer.status,
+            StatusCode::BAD_REQUEST,
+            "{body}: {}",
+            answer.body
+        );
+        assert_eq!(answer.error_code(), code, "{body}");
+    }
+
+    // A tcodec payload whose ciphertext was altered: 400 naming the payload and key.
+    let sealed = post(
+        &app,
+        "/encode",
+        "payments",
+        None,
+        &plain_batch(&["\"a\"", CARD]),
+    )
+    .await;
+    let mut v = sealed.json();
+    let mut data = STANDARD
+        .decode(v["payloads"][1]["data"].as_str().unwrap())
+        .unwrap();
+    let last = data.len() - 1;
+    data[last] ^= 1;
+    v["payloads"][1]["data"] = json!(STANDARD.encode(&data));
+    let answer = post(&app, "/decode", "payments", None, &v.to_string()).await;
+    assert_eq!(answer.status, StatusCode::BAD_REQUEST);
+    assert_eq!(answer.error_code(), "decrypt_failed");
+    let message = answer.json()["error"]["message"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(message.contains("payload 1"), "{message}");
+    assert!(message.contains("k1"), "{message}");
+
+    // Other paths: 404 with the same error shape.
+    let other = post(&app, "/api/upload", "payments", None, "{}").await;
+    assert_eq!(other.status, StatusCode::NOT_FOUND);
+    assert_eq!(other.error_code(), "not_found");
+}
+
+#[tokio::test]
+async fn disabled_and_destroyed_keys_are_refused_by_index_and_id() {
+    let keys = Keyrings::new(&["payments"]);
+    let (app, state) = router(&keys.toml(&[("payments", "")]));
+    let path = keys.keyring("payments");
+    let old = post(
+        &app,
+        "/encode",
+        "payments",
+        None,
+        &plain_batch(&["\"old\""]),
+    )
+    .await;
+    ops::rotate(&path, &keys.keks(), None).unwrap();
+    state.namespaces["payments"].keyring.reload().unwrap();
+    let new = post(
+        &app,
+        "/encode",
+        "payments",
+        None,
+        &plain_batch(&["\"new\""]),
+    )
+    .await;
+    assert_eq!(key_ids(&new.body), ["k2"]);
+
+    // Both versions decode in one batch.
+    let both =
+        json!({"payloads": [new.json()["payloads"][0], old.json()["payloads"][0]]}).to_string();
+    let answer = post(&app, "/decode", "payments", None, &both).await;
+    assert_eq!(texts(&answer.body), ["\"new\"", "\"old\""]);
+
+    ops::transition(&path, "k1", Transition::Disable).unwrap();
+    state.namespaces["payments"].keyring.reload().unwrap();
+    let refused = post(&app, "/decode", "payments", None, &both).await;
+    assert_eq!(refused.status, StatusCode::BAD_REQUEST, "{}", refused.body);
+    assert_eq!(refused.error_code(), "key_refused");
+    let message = refused.json()["error"]["message"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        message.contains("payload 1") && message.contains("k1") && message.contains("disabled"),
+        "{message}"
+    );
+    assert!(
+        refused.json().get("payloads").is_none(),
+        "all or nothing: no partial answer"
+    );
+
+    ops::transition(&path, "k1", Transition::Enable).unwrap();
+    state.namespaces["payments"].keyring.reload().unwrap();
+    assert_eq!(
+        post(&app, "/decode", "payments", None, &both).await.status,
+        StatusCode::OK
+    );
+
+    ops::transition(&path, "k1", Transition::Disable).unwrap();
+    ops::transition(&path, "k1", Transition::Destroy).unwrap();
+    state.namespaces["payments"].keyring.reload().unwrap();
+    let gone = post(&app, "/decode", "payments", None, &both).await;
+    assert_eq!(gone.status, StatusCode::BAD_REQUEST);
+    let message = gone.json()["error"]["message"].as_str().unwrap().to_owned();
+    assert!(
+        message.contains("k1") && message.contains("destroyed"),
+        "{message}"
+    );
+
+    let metrics = send(&app, Request::get("/metrics").body(Body::empty()).unwrap()).await;
+    assert!(
+        metrics
+            .body
+            .contains("tcodec_codec_failures_total{reason=\"key_refused\"} 2"),
+        "{}",
+        metrics.body
+    );
+}
+
+#[tokio::test]
+async fn limits_answer_413() {
+    let keys = Keyrings::new(&["payments"]);
+    let toml = format!(
+        "[limits]\nmax_body_bytes = 2048\nmax_payloads = 3\n{}",
+        keys.toml(&[("payments", "")])
+    );
+    let (app, _) = router(&toml);
+    let big = plain_batch(&[&"x".repeat(4096)]);
+    let answer = post(&app, "/encode", "payments", None, &big).await;
+    assert_eq!(answer.status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(answer.error_code(), "body_too_large");
+
+    let many = plain_batch(&["1", "2", "3", "4"]);
+    let answer = post(&app, "/encode", "payments", None, &many).await;
+    assert_eq!(answer.status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(answer.error_code(), "too_many_payloads");
+
+    let ok = post(
+        &app,
+        "/encode",
+        "payments",
+        None,
+        &plain_batch(&["1", "2", "3"]),
+    )
+    .await;
+    assert_eq!(ok.status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn limits_apply_to_decoded_sizes_too() {
+    // A small sealed payload that decompresses past the body limit is refused,
+    // so a compression bomb cannot make the server allocate without bound.
+    let keys = Keyrings::new(&["payments"]);
+    let (app, _) = router(&keys.toml(&[("payments", "")]));
+    let zeros = "0".repeat(4 << 20);
+    let sealed = post(&app, "/encode", "payments", None, &plain_batch(&[&zeros])).await;
+    assert_eq!(sealed.status, StatusCode::OK);
+    assert!(
+        sealed.body.len() < 64 << 10,
+        "zeros compress: {} bytes",
+        sealed.body.len()
+    );
+    let toml = format!(
+        "[limits]\nmax_body_bytes = 1048576\n{}",
+        keys.toml(&[("payments", "")])
+    );
+    let (small, _) = router(&toml);
+    let answer = post(&small, "/decode", "payments", None, &sealed.body).await;
+    assert_eq!(answer.status, StatusCode::BAD_REQUEST, "{}", answer.body);
+    assert_eq!(answer.error_code(), "payload_too_large");
+}
+
+fn preflight(origin: &str) -> Request<Body> {
+    Request::options("/codec/decode")
+        .header("origin", origin)
+        .header("access-control-request-method", "POST")
+        .header(
+            "access-control-request-headers",
+            "content-type,x-namespace,authorization,authorization-extras",
+        )
+        .body(Body::empty())
+        .unwrap()
+}
+
+#[tokio::test]
+async fn cors_allows_listed_origins_only() {
+    let keys = Keyrings::new(&["payments"]);
+    let toml = format!(
+        "[cors]\norigins = [\"http://localhost:8233\", \"https://cloud.temporal.io\"]\nallow_credentials = true\n{}",
+        keys.toml(&[("payments", "")])
+    );
+    let (app, _) = router(&toml);
+
+    let ok = send(&app, preflight("http://localhost:8233")).await;
+    assert!(ok.status.is_success(), "{}", ok.status);
+    assert_eq!(
+        ok.header("access-control-allow-origin"),
+        Some("http://localhost:8233")
+    );
+    assert_eq!(ok.header("access-control-allow-credentials"), Some("true"));
+    let methods = ok
+        .header("access-control-allow-methods")
+        .unwrap()
+        .to_ascii_lowercase();
+    assert!(
+        methods.contains("post") && methods.contains("options"),
+        "{methods}"
+    );
+    let headers = ok
+        .header("access-control-allow-headers")
+        .unwrap()
+        .to_ascii_lowercase();
+    for h in [
+        "content-type",
+        "x-namespace",
+        "authorization",
+        "authorization-extras",
+    ] {
+        assert!(headers.contains(h), "{h} missing from {headers}");
+    }
+
+    let refused = send(&app, preflight("https://evil.example")).await;
+    assert_eq!(refused.header("access-control-allow-origin"), None);
+
+    // The real request from the listed origin carries the CORS answer...
+    let request = codec_request("/codec/decode", "payments")
+        .header("origin", "https://cloud.temporal.io")
+        .body(Body::from(plain_batch(&["1"])))
+        .unwrap();
+    let answer = send(&app, request).await;
+    assert_eq!(answer.status, StatusCode::OK);
+    assert_eq!(
+        answer.header("access-control-allow-origin"),
+        Some("https://cloud.temporal.io")
+    );
+    assert_eq!(
+        answer.header("access-control-allow-credentials"),
+        Some("true")
+    );
+
+    // ...and one from another origin is refused by the server too, not only by the browser.
+    let request = codec_request("/codec/decode", "payments")
+        .header("origin", "https://evil.example")
+        .body(Body::from(plain_batch(&["1"])))
+        .unwrap();
+    let answer = send(&app, request).await;
+    assert_eq!(answer.status, StatusCode::FORBIDDEN);
+    assert_eq!(answer.error_code(), "origin_not_allowed");
+    assert_eq!(answer.header("access-control-allow-origin"), None);
+}
+
+#[tokio::test]
+async fn cors_without_credentials_sends_no_credentials_header() {
+    let keys = Keyrings::new(&["payments"]);
+    let toml = format!(
+        "[cors]\norigins = [\"http://localhost:8233\"]\n{}",
+        keys.toml(&[("payments", "")])
+    );
+    let (app, _) = router(&toml);
+    let ok = send(&app, preflight("http://localhost:8233")).await;
+    assert_eq!(
+        ok.header("access-control-allow-origin"),
+        Some("http://localhost:8233")
+    );
+    assert_eq!(ok.header("access-control-allow-credentials"), None);
+}
+
+#[tokio::test]
+async fn health_readiness_and_metrics() {
+    let keys = Keyrings::new(&["payments"]);
+    let (app, _) = router(&keys.toml(&[("payments", "")]));
+    let health = send(&app, Request::get("/healthz").body(Body::empty()).unwrap()).await;
+    assert_eq!(health.status, StatusCode::OK);
+    let ready = send(&app, Request::get("/readyz").body(Body::empty()).unwrap()).await;
+    assert_eq!(ready.status, StatusCode::OK, "{}", ready.body);
+    assert_eq!(ready.json()["ready"], json!(true));
+
+    let sealed = post(&app, "/encode", "payments", None, &plain_batch(&["1", "2"])).await;
+    post(&app, "/decode", "payments", None, &sealed.body).await;
+    post(&app, "/decode", "payments", None, "{broken").await;
+    let metrics = send(&app, Request::get("/metrics").body(Body::empty()).unwrap()).await;
+    assert_eq!(metrics.status, StatusCode::OK);
+    let text = metrics.body;
+    for line in [
+        "tcodec_requests_total{endpoint=\"encode\",code=\"200\"} 1",
+        "tcodec_requests_total{endpoint=\"decode\",code=\"200\"} 1",
+        "tcodec_requests_total{endpoint=\"decode\",code=\"400\"} 1",
+        "tcodec_payloads_total{endpoint=\"encode\"} 2",
+        "tcodec_payloads_total{endpoint=\"decode\"} 2",
+        "tcodec_request_duration_seconds_count{endpoint=\"decode\"} 2",
+        "tcodec_requests_in_flight 0",
+    ] {
+        assert!(text.contains(line), "missing {line:?} in:\n{text}");
+    }
+}
+
+#[tokio::test]
+async fn readiness_fails_while_a_keyring_has_no_usable_primary() {
+    let keys = Keyrings::new(&["payments"]);
+    let toml = keys.toml(&[("payments", "")]);
+    let (app, state) = router(&toml);
+    // A keyring under a master key this server does not hold: it loads, but
+    // its primary cannot be unwrapped.
+    let other = tcodec_keys::kek::local::LocalKek::parse(&"11".repeat(32)).unwrap();
+    let kek = tcodec_keys::kek::KekProvider::kek_ref(&other, None).unwrap();
+    let keks = tcodec_keys::kek::Keks::new().with(std::sync::Arc::new(other));
+    let path = keys.keyring("payments");
+    std::fs::remove_file(&path).unwrap();
+    ops::init(&path, "payments", &keks, &kek).unwrap();
+    state.namespaces["payments"].keyring.reload().unwrap();
+    let ready = send(&app, Request::get("/readyz").body(Body::empty()).unwrap()).await;
+    assert_eq!(
+        ready.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "{}",
+        ready.body
+    );
+    assert!(ready.body.contains("payments"), "{}", ready.body);
+}
+
+// ---- JWT ----
+
+fn jwt_toml(issuer: &Issuer, keys: &Keyrings, namespaces: &[(&str, &str)]) -> String {
+    format!("{}{}", issuer.auth_toml(), keys.toml(namespaces))
+}
+
+#[tokio::test]
+async fn jwt_permissions_claim_grants_read_and_write_per_namespace() {
+    let issuer = Issuer::start().await;
+    let keys = Keyrings::new(&["payments", "hr"]);
+    let (app, state) = router(&jwt_toml(&issuer, &keys, &[("payments", ""), ("hr", "")]));
+    state.auth.prepare().await.unwrap();
+    let reader = issuer.bearer(json!({"permissions": ["payments:read"]}));
+    let writer = issuer.bearer(json!({"permissions": ["payments:write", "hr:read"]}));
+    let admin = issuer.bearer(json!({"permissions": ["hr:admin"]}));
+
+    let sealed = post(
+        &app,
+        "/encode",
+        "payments",
+        Some(&writer),
+        &plain_batch(&[CARD]),
+    )
+    .await;
+    assert_eq!(sealed.status, StatusCode::OK, "{}", sealed.body);
+    let decoded = post(&app, "/decode", "payments", Some(&reader), &sealed.body).await;
+    assert_eq!(decoded.status, StatusCode::OK, "{}", decoded.body);
+    assert_eq!(texts(&decoded.body), [CARD]);
+
+    // read is not write
+    let answer = post(
+        &app,
+        "/encode",
+        "payments",
+        Some(&reader),
+        &plain_batch(&["1"]),
+    )
+    .await;
+    assert_eq!(answer.status, StatusCode::FORBIDDEN);
+    assert_eq!(answer.error_code(), "forbidden");
+    // payments:read says nothing of hr
+    let answer = post(&app, "/decode", "hr", Some(&reader), &plain_batch(&["1"])).await;
+    assert_eq!(answer.status, StatusCode::FORBIDDEN);
+    // admin covers read and write
+    assert_eq!(
+        post(&app, "/encode", "hr", Some(&admin), &plain_batch(&["1"]))
+            .await
+            .status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        post(&app, "/decode", "hr", Some(&admin), &plain_batch(&["1"]))
+            .await
+            .status,
+        StatusCode::OK
+    );
+    // a namespace that merely ends like another is not it
+    let tricky = issuer.bearer(json!({"permissions": ["xpayments:admin", "payments-x:admin"]}));
+    assert_eq!(
+        post(
+            &app,
+            "/decode",
+            "payments",
+            Some(&tricky),
+            &plain_batch(&["1"])
+        )
+        .await
+        .status,
+        StatusCode::FORBIDDEN
+    );
+    // ES256 tokens verify too, and Authorization-Extras (the UI's id token) is ignored
+    let es = issuer.sign(
+        Algorithm::ES256,
+        "ec-1",
+        &Issuer::claims(json!({"permissions": ["payments:read"]})),
+    );
+    let request = codec_request("/decode", "payments")
+        .header("authorization", &es)
+        .header("authorization-extras", "some.id.token")
+        .body(Body::from(sealed.body.clone()))
+        .unwrap();
+    let answer = send(&app, request).await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
+    assert_eq!(texts(&answer.body), [CARD]);
+}
+
+#[tokio::test]
+async fn jwt_bad_credentials_get_401_without_detail() {
+    let issuer = Issuer::start().await;
+    let keys = Keyrings::new(&["payments"]);
+    let (app, state) = router(&jwt_toml(&issuer, &keys, &[("payments", "")]));
+    state.auth.prepare().await.unwrap();
+    let perms = json!({"permissions": ["payments:admin"]});
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let with = |extra: serde_json::Value| {
+        let mut claims = Issuer::claims(perms.clone());
+        for (k, v) in extra.as_object().unwrap() {
+            claims[k] = v.clone();
+        }
+        claims
+    };
+    let mut no_exp = Issuer::claims(perms.clone());
+    no_exp.as_object_mut().unwrap().remove("exp");
+    let valid = issuer.bearer(perms.clone());
+    let token = valid.strip_prefix("Bearer ").unwrap();
+    let mut parts: Vec<&str> = token.split('.').collect();
+    let forged_claims = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(
+        serde_json::to_vec(&with(
+            json!({"permissions": ["payments:admin", "hr:admin"]}),
+        ))
+        .unwrap(),
+    );
+    parts[1] = &forged_claims;
+    let forged = format!("Bearer {}", parts.join("."));
+    // An HS256 token "signed" with the RSA public key: the classic confusion attack.
+    let jwks: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(issuer.dir.path().join("jwks.json")).unwrap(),
+    )
+    .unwrap();
+    let mut hs_header = jsonwebtoken::Header::new(Algorithm::HS256);
+    hs_header.kid = Some("rsa-1".into());
+    let hs = format!(
+        "Bearer {}",
+        jsonwebtoken::encode(
+            &hs_header,
+            &Issuer::claims(perms.clone()),
+            &jsonwebtoken::EncodingKey::from_secret(
+                jwks["keys"][0]["n"].as_str().unwrap().as_bytes()
+            )
+        )
+        .unwrap()
+    );
+
+    let cases: Vec<(&str, Option<String>)> = vec![
+        ("no Authorization", None),
+        ("not a bearer", Some("Basic dXNlcjpwYXNz".into())),
+        ("garbage", Some("Bearer not.a.jwt".into())),
+        (
+            "expired",
+            Some(issuer.sign(Algorithm::RS256, "rsa-1", &with(json!({"exp": now - 3600})))),
+        ),
+        (
+            "not yet valid",
+            Some(issuer.sign(Algorithm::RS256, "rsa-1", &with(json!({"nbf": now + 3600})))),
+        ),
+        (
+            "no exp",
+            Some(issuer.sign(Algorithm::RS256, "rsa-1", &no_exp)),
+        ),
+        (
+            "wrong audience",
+            Some(issuer.sign(
+                Algorithm::RS256,
+                "rsa-1",
+                &with(json!({"aud": "someone-else"})),
+            )),
+        ),
+        (
+            "wrong issuer",
+            Some(issuer.sign(
+                Algorithm::RS256,
+                "rsa-1",
+                &with(json!({"iss": "https://evil.example/"})),
+            )),
+        ),
+        (
+            "unknown kid",
+            Some(issuer.sign(Algorithm::RS256, "rsa-9", &Issuer::claims(perms.clone()))),
+        ),
+        (
+            "kid of the other key",
+            Some(issuer.sign(Algorithm::RS256, "ec-1", &Issuer::claims(perms.clone()))),
+        ),
+        ("forged claims", Some(forged)),
+        ("HS256 with the public key", Some(hs)),
+    ];
+    for (what, auth) in cases {
+        let answer = post(
+            &app,
+            "/decode",
+            "payments",
+            auth.as_deref(),
+            &plain_batch(&["1"]),
+        )
+        .await;
+        assert_eq!(
+            answer.status,
+            StatusCode::UNAUTHORIZED,
+            "{what}: {}",
+            answer.body
+        );
+        assert_eq!(answer.header("www-authenticate"), Some("Bearer"), "{what}");
+        assert_eq!(answer.error_code(), "unauthenticated", "{what}");
+    }
+    // The valid one, for contrast.
+    assert_eq!(
+        post(
+            &app,
+            "/decode",
+            "payments",
+            Some(&valid),
+            &plain_batch(&["1"])
+        )
+        .await
+        .status,
+        StatusCode::OK
+    );
+    // Unauthenticated callers learn nothing about namespaces: 401 before 404.
+    let answer = post(
+        &app,
+        "/decode",
+        "no-such-namespace",
+        None,
+        &plain_batch(&["1"]),
+    )
+    .await;
+    assert_eq!(answer.status, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn jwt_email_allow_list_per_namespace() {
+    // Temporal Cloud tokens name the user by email and carry no namespace permissions.
+    let issuer = Issuer::start().await;
+    let keys = Keyrings::new(&["payments", "open"]);
+    let (app, state) = router(&jwt_toml(
+        &issuer,
+        &keys,
+        &[
+            ("payments", "allowed_emails = [\"Ada@Example.com\"]"),
+            ("open", ""),
+        ],
+    ));
+    state.auth.prepare().await.unwrap();
+    let ada = issuer.bearer(json!({"email": "ada@example.com"}));
+    let eve = issuer.bearer(json!({"email": "eve@example.com", "permissions": ["payments:admin"]}));
+    assert_eq!(
+        post(
+            &app,
+            "/decode",
+            "payments",
+            Some(&ada),
+            &plain_batch(&["1"])
+        )
+        .await
+        .status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        post(
+            &app,
+            "/encode",
+            "payments",
+            Some(&ada),
+            &plain_batch(&["1"])
+        )
+        .await
+        .status,
+        StatusCode::OK
+    );
+    // With an allow-list, token permissions are not consulted.
+    assert_eq!(
+        post(
+            &app,
+            "/decode",
+            "payments",
+            Some(&eve),
+            &plain_batch(&["1"])
+        )
+        .await
+        .status,
+        StatusCode::FORBIDDEN
+    );
+    // Without one, an email alone grants nothing.
+    assert_eq!(
+        post(&app, "/decode", "open", Some(&ada), &plain_batch(&["1"]))
+            .await
+            .status,
+        StatusCode::FORBIDDEN
+    );
+}
+
+#[tokio::test]
+async fn jwt_readiness_waits_for_the_jwks() {
+    let keys = Keyrings::new(&["payments"]);
+    // Nothing listens on this port.
+    let port = support::free_port();
+    let toml = format!(
+        "[auth]\nmode = \"jwt\"\n[auth.jwt]\njwks_url = \"http://127.0.0.1:{port}/jwks.json\"\naudiences = [{AUDIENCE:?}]\n{}",
+        keys.toml(&[("payments", "")])
+    );
+    let (app, state) = router(&toml);
+    assert!(state.auth.prepare().await.is_err());
+    let ready = send(&app, Request::get("/readyz").body(Body::empty()).unwrap()).await;
+    assert_eq!(ready.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(ready.body.contains("JWKS"), "{}", ready.body);
+}
+
+// ---- trusted proxy and client certificates ----
+
+fn from_peer(mut request: Request<Body>, addr: &str, names: &[&str]) -> Request<Body> {
+    request.extensions_mut().insert(PeerInfo {
+        addr: addr.parse::<SocketAddr>().unwrap(),
+        client_names: names.iter().map(|n| (*n).to_owned()).collect(),
+    });
+    request
+}
+
+#[tokio::test]
+async fn proxy_mode_trusts_only_configured_proxy_addresses() {
+    let keys = Keyrings::new(&["payments"]);
+    let toml = format!(
+        "[auth]\nmode = \"proxy\"\n[auth.proxy]\nuser_header = \"X-Forwarded-Email\"\ntrusted_proxies = [\"127.0.0.2/32\", \"10.1.0.0/16\"]\n{}",
+        keys.toml(&[("payments", "allowed_emails = [\"ada@example.com\"]")])
+    );
+    let (app, _) = router(&toml);
+    let request = |user: Option<&str>| {
+        let mut r = codec_request("/decode", "payments");
+        if let Some(user) = user {
+            r = r.header("x-forwarded-email", user);
+        }
+        r.body(Body::from(plain_batch(&["1"]))).unwrap()
+    };
+    let ok = send(
+        &app,
+        from_peer(request(Some("ada@example.com")), "10.1.2.3:5000", &[]),
+    )
+    .await;
+    assert_eq!(ok.status, StatusCode::OK, "{}", ok.body);
+    // The header from anywhere but the proxy is not believed.
+    let direct = send(
+        &app,
+        from_peer(request(Some("ada@example.com")), "127.0.0.1:5000", &[]),
+    )
+    .await;
+    assert_eq!(direct.status, StatusCode::UNAUTHORIZED);
+    // The proxy named nobody.
+    let nobody = send(&app, from_peer(request(None), "127.0.0.2:5000", &[])).await;
+    assert_eq!(nobody.status, StatusCode::UNAUTHORIZED);
+    // Someone not on the namespace's list.
+    let eve = send(
+        &app,
+        from_peer(request(Some("eve@example.com")), "127.0.0.2:5000", &[]),
+    )
+    .await;
+    assert_eq!(eve.status, StatusCode::FORBIDDEN);
+}
+
+#[tokio::test]
+async fn mtls_mode_authorizes_by_certificate_name() {
+    let keys = Keyrings::new(&["payments"]);
+    let dir = tempfile::tempdir().unwrap();
+    support::server::generate("tls", dir.path());
+    let path = |f: &str| dir.path().join(f).display().to_string();
+    let toml = format!(
+        "listen = \"127.0.0.1:0\"\n[tls]\ncert = {:?}\nkey = {:?}\nclient_ca = {:?}\n[auth]\nmode = \"mtls\"\n{}",
+        path("server.pem"),
+        path("server.key"),
+        path("ca.pem"),
+        keys.toml(&[("payments", "allowed_clients = [\"worker-1\"]")])
+    );
+    let (app, _) = router(&toml);
+    let request = || {
+        codec_request("/decode", "payments")
+            .body(Body::from(plain_batch(&["1"])))
+            .unwrap()
+    };
+    let ok = send(&app, from_peer(request(), "127.0.0.1:5000", &["worker-1"])).await;
+    assert_eq!(ok.status, StatusCode::OK, "{}", ok.body);
+    let other = send(&app, from_peer(request(), "127.0.0.1:5000", &["worker-2"])).await;
+    assert_eq!(other.status, StatusCode::FORBIDDEN);
+    let none = send(&app, from_peer(request(), "127.0.0.1:5000", &[])).await;
+    assert_eq!(none.status, StatusCode::UNAUTHORIZED);
+}
