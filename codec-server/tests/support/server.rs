@@ -248,3 +248,128 @@ impl Drop for Issuer {
         self.task.abort();
     }
 }
+
+/// `tcodec serve` as a child process, with its log captured to a file.
+pub struct ServeProcess {
+    child: Option<std::process::Child>,
+    /// `http://127.0.0.1:PORT` or `https://…`.
+    pub url: String,
+    pub log: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl ServeProcess {
+    /// Writes `toml` (which should listen on `127.0.0.1:0`) to a file and
+    /// starts `tcodec serve` on it; returns once the server says where it listens.
+    pub fn start(toml: &str, env: &[(&str, &str)]) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("tcodec.toml");
+        std::fs::write(&config, toml).unwrap();
+        let log = dir.path().join("serve.log");
+        let mut command = Command::new(env!("CARGO_BIN_EXE_tcodec"));
+        command
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("NO_COLOR", "1")
+            .envs(env.iter().copied())
+            .arg("serve")
+            .arg("--config")
+            .arg(&config)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap());
+        let child = command.spawn().unwrap();
+        let mut server = Self {
+            child: Some(child),
+            url: String::new(),
+            log,
+            _dir: dir,
+        };
+        let line = server.wait_for_log("listening on ");
+        let start = line.find("listening on ").unwrap() + "listening on ".len();
+        server.url = line[start..]
+            .split(|c: char| c.is_whitespace() || c == '"')
+            .next()
+            .unwrap()
+            .to_owned();
+        server
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Waits (up to a minute) for a log line containing `needle`; returns it.
+    /// Fails at once if the server exits first.
+    pub fn wait_for_log(&mut self, needle: &str) -> String {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        loop {
+            let text = self.log_text();
+            if let Some(line) = text.lines().find(|l| l.contains(needle)) {
+                return line.to_owned();
+            }
+            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!("tcodec serve exited ({status}) before logging {needle:?}:\n{text}");
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "tcodec serve never logged {needle:?}:\n{text}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().unwrap().id()
+    }
+
+    /// Sends SIGTERM.
+    pub fn terminate(&self) {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.pid().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    /// Waits for the process to exit.
+    pub fn wait(&mut self) -> std::process::ExitStatus {
+        self.child.take().unwrap().wait().unwrap()
+    }
+}
+
+impl Drop for ServeProcess {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// `curl` for HTTP(S) calls to a server in another process; returns
+/// (HTTP status, body). A failed connection or handshake gives status 0.
+pub fn curl(args: &[&str]) -> (u16, String) {
+    let out = Command::new("curl")
+        .args(["-sS", "--max-time", "30", "-o", "-", "-w", "\n%{http_code}"])
+        .args(args)
+        .output()
+        .expect("curl is installed by scripts/setup.sh");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
+    (code.trim().parse().unwrap_or(0), body.to_owned())
+}
+
+/// Arguments for a codec POST with curl.
+pub fn curl_post(url: &str, namespace: &str, body: &str) -> Vec<String> {
+    vec![
+        "-X".into(),
+        "POST".into(),
+        "-H".into(),
+        "Content-Type: application/json".into(),
+        "-H".into(),
+        format!("X-Namespace: {namespace}"),
+        "--data-binary".into(),
+        body.to_owned(),
+        url.to_owned(),
+    ]
+}

@@ -1,0 +1,249 @@
+//! `tcodec serve` as a process: TLS, client certificates, the audit log,
+//! configuration errors and graceful shutdown on SIGTERM.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+
+use base64::Engine;
+use support::server::{Keyrings, ServeProcess, curl, curl_post, generate};
+use support::{plain_batch, texts};
+
+const CARD: &str = "4111 1111 1111 1111";
+
+fn card_batch() -> String {
+    plain_batch(&[&format!("{{\"card\":\"{CARD}\"}}"), "\"Ada Lovelace\""])
+}
+
+fn args(v: &[String]) -> Vec<&str> {
+    v.iter().map(String::as_str).collect()
+}
+
+/// No plaintext, raw or base64, anywhere in `log`.
+fn assert_no_plaintext(log: &str) {
+    let b64 = base64::engine::general_purpose::STANDARD.encode(format!("{{\"card\":\"{CARD}\"}}"));
+    for secret in [CARD, "Ada Lovelace", &b64] {
+        assert!(!log.contains(secret), "the log holds {secret:?}:\n{log}");
+    }
+}
+
+#[test]
+fn https_round_trip_with_an_audit_line_per_request() {
+    let keys = Keyrings::new(&["payments"]);
+    let certs = tempfile::tempdir().unwrap();
+    generate("tls", certs.path());
+    let file = |f: &str| certs.path().join(f).display().to_string();
+    let toml = format!(
+        "listen = \"127.0.0.1:0\"\n[tls]\ncert = {:?}\nkey = {:?}\n[log]\nformat = \"json\"\nlevel = \"debug\"\n{}",
+        file("server.pem"),
+        file("server.key"),
+        keys.toml(&[("payments", "")])
+    );
+    let server = ServeProcess::start(&toml, &[]);
+    assert!(
+        server.url.starts_with("https://127.0.0.1:"),
+        "{}",
+        server.url
+    );
+    let ca = file("ca.pem");
+
+    let mut encode = vec!["--cacert".to_owned(), ca.clone()];
+    encode.extend(curl_post(
+        &format!("{}/tcodec/encode", server.url),
+        "payments",
+        &card_batch(),
+    ));
+    let (status, sealed) = curl(&args(&encode));
+    assert_eq!(status, 200, "{sealed}");
+    assert!(!sealed.contains("Ada"));
+
+    let mut decode = vec!["--cacert".to_owned(), ca.clone()];
+    decode.extend(curl_post(
+        &format!("{}/tcodec/decode", server.url),
+        "payments",
+        &sealed,
+    ));
+    let (status, plain) = curl(&args(&decode));
+    assert_eq!(status, 200, "{plain}");
+    assert_eq!(texts(&plain)[1], "\"Ada Lovelace\"");
+
+    // A client that does not trust the certificate does not get through.
+    let (status, _) = curl(&args(&curl_post(
+        &format!("{}/tcodec/decode", server.url),
+        "payments",
+        &sealed,
+    )));
+    assert_eq!(status, 0);
+    // Plain HTTP to the TLS port is not answered.
+    let http = server.url.replace("https://", "http://");
+    let (status, _) = curl(&args(&curl_post(
+        &format!("{http}/decode"),
+        "payments",
+        &sealed,
+    )));
+    assert_ne!(status, 200);
+
+    let (status, _) = curl(&["--cacert", &ca, &format!("{}/healthz", server.url)]);
+    assert_eq!(status, 200);
+
+    // One audit line per codec request, as JSON: who, namespace, endpoint, count.
+    let log = server.log_text();
+    let audit: Vec<serde_json::Value> = log
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["target"] == "tcodec::audit" && v["message"] == "codec request")
+        .collect();
+    assert_eq!(audit.len(), 2, "{log}");
+    assert_eq!(audit[0]["endpoint"], "encode");
+    assert_eq!(audit[1]["endpoint"], "decode");
+    for line in &audit {
+        assert_eq!(line["namespace"], "payments");
+        assert_eq!(line["payloads"], 2);
+        assert_eq!(line["status"], 200);
+        assert_eq!(line["user"], "127.0.0.1");
+    }
+    assert_no_plaintext(&log);
+}
+
+#[test]
+fn mtls_requires_a_certificate_from_the_client_ca() {
+    let keys = Keyrings::new(&["payments"]);
+    let certs = tempfile::tempdir().unwrap();
+    generate("tls", certs.path());
+    let file = |f: &str| certs.path().join(f).display().to_string();
+    let toml = format!(
+        "listen = \"127.0.0.1:0\"\n[tls]\ncert = {:?}\nkey = {:?}\nclient_ca = {:?}\n[auth]\nmode = \"mtls\"\n[log]\nformat = \"json\"\n{}",
+        file("server.pem"),
+        file("server.key"),
+        file("ca.pem"),
+        keys.toml(&[("payments", "allowed_clients = [\"worker-1\"]")])
+    );
+    let server = ServeProcess::start(&toml, &[]);
+    let url = format!("{}/decode", server.url);
+    let call = |client: Option<&str>| {
+        let mut a = vec!["--cacert".to_owned(), file("ca.pem")];
+        if let Some(name) = client {
+            a.extend(["--cert".to_owned(), file(&format!("{name}.pem"))]);
+            a.extend(["--key".to_owned(), file(&format!("{name}.key"))]);
+        }
+        a.extend(curl_post(&url, "payments", &card_batch()));
+        curl(&args(&a))
+    };
+    let (status, body) = call(Some("client"));
+    assert_eq!(status, 200, "{body}");
+    // No certificate, or one from another CA with the same name: no handshake.
+    assert_eq!(call(None).0, 0);
+    assert_eq!(call(Some("rogue")).0, 0);
+    let log = server.log_text();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("\"user\":\"worker-1\"") && l.contains("\"auth\":\"mtls\"")),
+        "{log}"
+    );
+}
+
+#[test]
+fn bad_configuration_is_refused_naming_the_field() {
+    let keys = Keyrings::new(&["payments"]);
+    let dir = tempfile::tempdir().unwrap();
+    let cases = [
+        (
+            format!("listen = \"0.0.0.0:0\"\n{}", keys.toml(&[("payments", "")])),
+            "tls",
+        ),
+        (
+            format!(
+                "[limits]\nmax_body_bytes = \"big\"\n{}",
+                keys.toml(&[("payments", "")])
+            ),
+            "max_body_bytes",
+        ),
+        (
+            "[namespaces.payments]\nkeyring = \"/nonexistent/k.json\"\n".to_owned(),
+            "/nonexistent/k.json",
+        ),
+        (
+            format!(
+                "[kek]\nmaster_key_file = {:?}\n[namespaces.payments]\nkeyring = {:?}\n",
+                "/nonexistent/master.key",
+                keys.keyring("payments")
+            ),
+            "master.key",
+        ),
+    ];
+    for (i, (toml, needle)) in cases.iter().enumerate() {
+        let config = dir.path().join(format!("bad{i}.toml"));
+        std::fs::write(&config, toml).unwrap();
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_tcodec"))
+            .env_clear()
+            .arg("serve")
+            .arg("--config")
+            .arg(&config)
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "case {i} should fail");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains(needle),
+            "case {i}: {err:?} should name {needle}"
+        );
+    }
+}
+
+fn metric(url: &str, name: &str) -> Option<f64> {
+    let (_, text) = curl(&[&format!("{url}/metrics")]);
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
+}
+
+#[test]
+fn sigterm_lets_in_flight_requests_finish() {
+    let keys = Keyrings::new(&["payments"]);
+    let toml = format!(
+        "listen = \"127.0.0.1:0\"\n{}",
+        keys.toml(&[("payments", "")])
+    );
+    let mut server = ServeProcess::start(&toml, &[]);
+    let addr = server.url.strip_prefix("http://").unwrap().to_owned();
+
+    // A request whose body is only half sent: the server is waiting on it.
+    let body = card_batch();
+    let (first, rest) = body.as_bytes().split_at(body.len() / 2);
+    let mut stream = TcpStream::connect(&addr).unwrap();
+    write!(
+        stream,
+        "POST /encode HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nX-Namespace: payments\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    )
+    .unwrap();
+    stream.write_all(first).unwrap();
+    stream.flush().unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while metric(&server.url, "tcodec_requests_in_flight") != Some(1.0) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the request never started"
+        );
+        std::thread::yield_now();
+    }
+
+    server.terminate();
+    server.wait_for_log("shutting down");
+    // No new connections once shutdown began...
+    assert!(
+        TcpStream::connect(&addr).is_err(),
+        "the listener should be closed"
+    );
+    // ...but the request in flight completes.
+    stream.write_all(rest).unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    let json = &response[response.find("\r\n\r\n").unwrap() + 4..];
+    assert_eq!(texts(json).len(), 2, "{json}");
+    let status = server.wait();
+    assert!(status.success(), "exit status {status}");
+    assert!(server.log_text().contains("all requests finished"));
+}
