@@ -269,3 +269,4 @@ pub fn key_ids(response: &str) -> Vec<String> {
 }
 
 pub mod server;
+pub mod temporal;

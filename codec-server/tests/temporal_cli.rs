@@ -1,0 +1,204 @@
+//! The real `temporal` CLI against a real Temporal dev server, with tcodec as
+//! its codec server behind JWT auth: what the CLI stores is ciphertext, and
+//! `temporal workflow show --codec-endpoint … --codec-auth …` shows plaintext
+//! only to a caller allowed to read the namespace.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use serde_json::json;
+use support::server::{Issuer, Keyrings, ServeProcess};
+use support::temporal::{DevServer, readable_strings};
+
+const CARD: &str = "4111 1111 1111 1111";
+const ADDRESS: &str = "12 Crescent Road, Bath";
+const NOTE: &str = "VIP customer, call before charging";
+
+fn holds(json: &str, secret: &str) -> bool {
+    readable_strings(json).iter().any(|s| s.contains(secret))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn temporal_cli_stores_ciphertext_and_shows_plaintext_through_tcodec() {
+    let issuer = Issuer::start().await;
+    let keys = Keyrings::new(&["default"]);
+    let toml = format!(
+        "listen = \"127.0.0.1:0\"\n[log]\nformat = \"json\"\n{}{}",
+        issuer.auth_toml(),
+        keys.toml(&[("default", "")])
+    );
+    let codec = ServeProcess::start(&toml, &[]);
+    let temporal = DevServer::start();
+    // The CLI replaces {namespace} in the endpoint.
+    let endpoint = format!("{}/codec/{{namespace}}", codec.url);
+    let writer =
+        issuer.bearer(json!({"email": "ops@example.com", "permissions": ["default:write"]}));
+    let reader =
+        issuer.bearer(json!({"email": "ada@example.com", "permissions": ["default:read"]}));
+    let outsider =
+        issuer.bearer(json!({"email": "eve@example.com", "permissions": ["payments:read"]}));
+    let with_codec = |auth: &str| -> Vec<String> {
+        vec![
+            "--codec-endpoint".into(),
+            endpoint.clone(),
+            "--codec-auth".into(),
+            auth.to_owned(),
+        ]
+    };
+    let run = |args: &[&str], auth: &str| {
+        let mut all: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
+        all.extend(with_codec(auth));
+        temporal.cli_ok(&all.iter().map(String::as_str).collect::<Vec<_>>())
+    };
+
+    // The CLI encodes through tcodec: input, memo and a signal.
+    let input = json!({"name": "Ada Lovelace", "card": CARD}).to_string();
+    let memo = format!("note={}", json!(NOTE));
+    run(
+        &[
+            "workflow",
+            "start",
+            "--task-queue",
+            "onboarding",
+            "--type",
+            "Onboard",
+            "--workflow-id",
+            "onb-1",
+            "--input",
+            &input,
+            "--memo",
+            &memo,
+        ],
+        &writer,
+    );
+    let signal = json!(ADDRESS).to_string();
+    run(
+        &[
+            "workflow",
+            "signal",
+            "--workflow-id",
+            "onb-1",
+            "--name",
+            "address",
+            "--input",
+            &signal,
+        ],
+        &writer,
+    );
+
+    // What the server holds: tcodec ciphertext and no plaintext, raw or base64.
+    let raw = temporal.cli_ok(&[
+        "workflow",
+        "show",
+        "--workflow-id",
+        "onb-1",
+        "--output",
+        "json",
+    ]);
+    let described = temporal.cli_ok(&[
+        "workflow",
+        "describe",
+        "--workflow-id",
+        "onb-1",
+        "--output",
+        "json",
+    ]);
+    for doc in [&raw, &described] {
+        for secret in [CARD, "Ada Lovelace", ADDRESS, NOTE] {
+            assert!(
+                !holds(doc, secret),
+                "the server's copy holds {secret:?}:\n{doc}"
+            );
+        }
+    }
+    let sealed = readable_strings(&raw)
+        .iter()
+        .filter(|s| *s == "binary/tcodec")
+        .count();
+    assert_eq!(
+        sealed, 3,
+        "input, memo and signal should be tcodec payloads:\n{raw}"
+    );
+    assert!(
+        readable_strings(&described)
+            .iter()
+            .any(|s| s == "binary/tcodec"),
+        "{described}"
+    );
+
+    // A reader of the namespace sees the plaintext through the codec server.
+    let decoded = run(
+        &[
+            "workflow",
+            "show",
+            "--workflow-id",
+            "onb-1",
+            "--output",
+            "json",
+        ],
+        &reader,
+    );
+    for secret in [CARD, "Ada Lovelace", ADDRESS] {
+        assert!(
+            holds(&decoded, secret),
+            "decoded history lacks {secret:?}:\n{decoded}"
+        );
+    }
+    assert!(
+        !readable_strings(&decoded)
+            .iter()
+            .any(|s| s == "binary/tcodec"),
+        "{decoded}"
+    );
+
+    // Someone without read access to the namespace, or without a token, gets nothing.
+    for auth in [outsider.as_str(), "Bearer not-a-token"] {
+        let mut args: Vec<String> = [
+            "workflow",
+            "show",
+            "--workflow-id",
+            "onb-1",
+            "--output",
+            "json",
+        ]
+        .iter()
+        .map(|a| (*a).to_owned())
+        .collect();
+        args.extend(with_codec(auth));
+        let out = temporal.cli(&args.iter().map(String::as_str).collect::<Vec<_>>());
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            !out.status.success(),
+            "temporal should fail with {auth:?}: {stdout}"
+        );
+        assert!(!stdout.contains(CARD), "{stdout}");
+    }
+
+    // The audit log names each caller and the namespace the CLI sent.
+    let log = codec.log_text();
+    let audit: Vec<serde_json::Value> = log
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["target"] == "tcodec::audit")
+        .collect();
+    let count = |user: &str, endpoint: &str, status: u64| {
+        audit
+            .iter()
+            .filter(|v| {
+                v["user"] == user
+                    && v["endpoint"] == endpoint
+                    && v["status"] == status
+                    && v["namespace"] == "default"
+            })
+            .count()
+    };
+    assert!(count("ops@example.com", "encode", 200) >= 3, "{log}");
+    assert!(count("ada@example.com", "decode", 200) >= 2, "{log}");
+    assert!(count("eve@example.com", "decode", 403) >= 1, "{log}");
+    for secret in [CARD, "Ada Lovelace", ADDRESS, NOTE] {
+        assert!(
+            !log.contains(secret),
+            "the codec server's log holds {secret:?}"
+        );
+    }
+}
