@@ -843,3 +843,105 @@ async fn mtls_mode_authorizes_by_certificate_name() {
     let none = send(&app, from_peer(request(), "127.0.0.1:5000", &[])).await;
     assert_eq!(none.status, StatusCode::UNAUTHORIZED);
 }
+
+// ---- timeout and concurrency (virtual time: nothing here waits on the clock) ----
+
+/// A request whose body starts and never finishes.
+fn stalled_request() -> Request<Body> {
+    use futures_util::StreamExt;
+    let start = futures_util::stream::once(async {
+        Ok::<_, std::io::Error>(axum::body::Bytes::from_static(b"{\"payloads\":"))
+    });
+    let body = Body::from_stream(start.chain(futures_util::stream::pending()));
+    codec_request("/decode", "payments").body(body).unwrap()
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_stalled_request_times_out_with_503() {
+    let keys = Keyrings::new(&["payments"]);
+    let toml = format!(
+        "[limits]\nrequest_timeout_ms = 2000\n{}",
+        keys.toml(&[("payments", "")])
+    );
+    let (app, _) = router(&toml);
+    let started = tokio::time::Instant::now();
+    let answer = tokio::time::timeout(
+        std::time::Duration::from_secs(60),
+        send(&app, stalled_request()),
+    )
+    .await
+    .expect("the server should have given up on the request");
+    assert_eq!(
+        answer.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "{}",
+        answer.body
+    );
+    assert_eq!(answer.error_code(), "timeout");
+    assert!(started.elapsed() >= std::time::Duration::from_secs(2));
+}
+
+#[tokio::test(start_paused = true)]
+async fn requests_over_the_concurrency_limit_wait_their_turn() {
+    let keys = Keyrings::new(&["payments"]);
+    let toml = format!(
+        "[limits]\nrequest_timeout_ms = 10000\nmax_concurrent_requests = 1\n{}",
+        keys.toml(&[("payments", "")])
+    );
+    let (app, _) = router(&toml);
+    // The stalled request holds the only slot until it times out at t = 10 s.
+    let stalled = tokio::spawn({
+        let app = app.clone();
+        async move { send(&app, stalled_request()).await }
+    });
+    tokio::task::yield_now().await;
+    let started = tokio::time::Instant::now();
+    let waiting = send(
+        &app,
+        codec_request("/decode", "payments")
+            .body(Body::from(plain_batch(&["1"])))
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(waiting.status, StatusCode::OK);
+    // It was admitted only once the slot was freed.
+    assert!(
+        started.elapsed() >= std::time::Duration::from_secs(9),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(
+        stalled.await.unwrap().status,
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn requests_under_the_concurrency_limit_do_not_wait() {
+    let keys = Keyrings::new(&["payments"]);
+    let toml = format!(
+        "[limits]\nrequest_timeout_ms = 10000\nmax_concurrent_requests = 2\n{}",
+        keys.toml(&[("payments", "")])
+    );
+    let (app, _) = router(&toml);
+    let stalled = tokio::spawn({
+        let app = app.clone();
+        async move { send(&app, stalled_request()).await }
+    });
+    tokio::task::yield_now().await;
+    let started = tokio::time::Instant::now();
+    let answer = send(
+        &app,
+        codec_request("/decode", "payments")
+            .body(Body::from(plain_batch(&["1"])))
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(answer.status, StatusCode::OK);
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(1),
+        "{:?}",
+        started.elapsed()
+    );
+    stalled.abort();
+}
