@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
+use tcodec_keys::kek::KekSettings;
 
 /// tcodec: keep Temporal payloads secret from the Temporal server.
 #[derive(Debug, Parser)]
@@ -66,6 +67,17 @@ pub struct KeyringOpts {
     /// AWS region (default: the AWS configuration chain, e.g. AWS_REGION).
     #[arg(long, global = true)]
     pub kms_region: Option<String>,
+}
+
+impl KeyringOpts {
+    /// Where the KEKs come from.
+    pub fn kek_settings(&self) -> KekSettings {
+        KekSettings {
+            master_key_file: self.master_key_file.clone(),
+            kms_endpoint: self.kms_endpoint.clone(),
+            kms_region: self.kms_region.clone(),
+        }
+    }
 }
 
 /// `tcodec keys`: options shared by every keyring command.

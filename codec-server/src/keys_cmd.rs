@@ -2,12 +2,10 @@
 
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use anyhow::{Context, anyhow, bail};
 use serde_json::json;
 use tcodec_keys::document::{KekRef, KeyVersion, KeyringDocument};
-use tcodec_keys::kek::aws_kms::{AwsKmsKek, AwsKmsOptions};
 use tcodec_keys::kek::local::LocalKek;
 use tcodec_keys::kek::{KekProvider, Keks};
 use tcodec_keys::ops::{self, Transition};
@@ -177,27 +175,9 @@ pub fn keks(
     doc: Option<&KeyringDocument>,
     spec: Option<&str>,
 ) -> anyhow::Result<Keks> {
-    let mut keks = Keks::new();
-    let local = match &opts.master_key_file {
-        Some(file) => Some(LocalKek::from_file(file)?),
-        None => LocalKek::from_env()?,
-    };
-    if let Some(local) = local {
-        keks = keks.with(Arc::new(local));
-    }
     let needs_kms = spec.is_some_and(|s| s.starts_with("aws-kms:"))
         || doc.is_some_and(|d| d.keys().iter().any(|k| k.kek.provider == "aws-kms"));
-    if needs_kms {
-        let mut options = AwsKmsOptions::default();
-        if let Some(url) = &opts.kms_endpoint {
-            options = options.with_endpoint(url.clone());
-        }
-        if let Some(region) = &opts.kms_region {
-            options = options.with_region(region.clone());
-        }
-        keks = keks.with(Arc::new(AwsKmsKek::new(options)?));
-    }
-    Ok(keks)
+    Ok(opts.kek_settings().keks(needs_kms)?)
 }
 
 fn println_json(value: &serde_json::Value) -> anyhow::Result<()> {

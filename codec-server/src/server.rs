@@ -18,9 +18,7 @@ use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use tcodec::{Codec, CodecOptions};
 use tcodec_keys::FileKeyring;
-use tcodec_keys::kek::Keks;
-use tcodec_keys::kek::aws_kms::{AwsKmsKek, AwsKmsOptions};
-use tcodec_keys::kek::local::LocalKek;
+use tcodec_keys::kek::KekSettings;
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt;
@@ -37,30 +35,18 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Opens every namespace's keyring and sets up authentication.
 pub fn build_state(config: &Config) -> anyhow::Result<AppState> {
-    let mut keks = Keks::new();
-    let local = match &config.kek.master_key_file {
-        Some(file) => Some(LocalKek::from_file(file)?),
-        None => LocalKek::from_env()?,
+    let settings = KekSettings {
+        master_key_file: config.kek.master_key_file.clone(),
+        kms_endpoint: config.kek.kms_endpoint.clone(),
+        kms_region: config.kek.kms_region.clone(),
     };
-    if let Some(local) = local {
-        keks = keks.with(Arc::new(local));
-    }
-    let mut namespaces = BTreeMap::new();
     let mut kms_needed = false;
     for ns in config.namespaces.values() {
         let doc = tcodec_keys::store::read(&ns.keyring)?;
         kms_needed |= doc.keys().iter().any(|k| k.kek.provider == "aws-kms");
     }
-    if kms_needed {
-        let mut options = AwsKmsOptions::default();
-        if let Some(url) = &config.kek.kms_endpoint {
-            options = options.with_endpoint(url.clone());
-        }
-        if let Some(region) = &config.kek.kms_region {
-            options = options.with_region(region.clone());
-        }
-        keks = keks.with(Arc::new(AwsKmsKek::new(options)?));
-    }
+    let keks = settings.keks(kms_needed)?;
+    let mut namespaces = BTreeMap::new();
     // No payload decodes to more than a request may carry, so a small
     // compressed payload cannot make the server allocate without bound.
     let codec_options = CodecOptions::default().with_max_decoded_size(config.limits.max_body_bytes);

@@ -227,3 +227,62 @@ impl Keks {
             .unwrap(kek, wrapped, ctx)
     }
 }
+
+/// Where a process finds its key-encryption keys: the local master key from a
+/// file or from `TCODEC_MASTER_KEY`, and AWS KMS through the AWS configuration
+/// chain, with an optional endpoint and region. The `tcodec` CLI, the codec
+/// server and workers all load their KEKs through this.
+#[derive(Debug, Clone, Default)]
+pub struct KekSettings {
+    /// A file holding the local master key; else `TCODEC_MASTER_KEY`, if set.
+    pub master_key_file: Option<std::path::PathBuf>,
+    /// AWS KMS endpoint URL (else the AWS configuration chain).
+    pub kms_endpoint: Option<String>,
+    /// AWS region (else the AWS configuration chain).
+    pub kms_region: Option<String>,
+}
+
+impl KekSettings {
+    /// The providers: the local master key when one is configured, and AWS KMS
+    /// when `aws_kms` is asked for (starting it costs a runtime thread, so only
+    /// keyrings that name it get it).
+    pub fn keks(&self, aws_kms: bool) -> Result<Keks, KekError> {
+        let mut keks = Keks::new();
+        let local = match &self.master_key_file {
+            Some(file) => Some(local::LocalKek::from_file(file)?),
+            None => local::LocalKek::from_env()?,
+        };
+        if let Some(local) = local {
+            keks = keks.with(Arc::new(local));
+        }
+        if aws_kms {
+            keks = keks.with(self.aws_kms()?);
+        }
+        Ok(keks)
+    }
+
+    /// The providers `doc`'s keys need (see [`KekSettings::keks`]).
+    pub fn keks_for(&self, doc: &crate::document::KeyringDocument) -> Result<Keks, KekError> {
+        self.keks(doc.keys().iter().any(|k| k.kek.provider == "aws-kms"))
+    }
+
+    #[cfg(feature = "aws-kms")]
+    fn aws_kms(&self) -> Result<Arc<dyn KekProvider>, KekError> {
+        let mut options = aws_kms::AwsKmsOptions::default();
+        if let Some(url) = &self.kms_endpoint {
+            options = options.with_endpoint(url.clone());
+        }
+        if let Some(region) = &self.kms_region {
+            options = options.with_region(region.clone());
+        }
+        Ok(Arc::new(aws_kms::AwsKmsKek::new(options)?))
+    }
+
+    #[cfg(not(feature = "aws-kms"))]
+    fn aws_kms(&self) -> Result<Arc<dyn KekProvider>, KekError> {
+        Err(KekError::Setup {
+            provider: "aws-kms",
+            reason: "this build has no AWS KMS support (feature `aws-kms` of tcodec-keys)".into(),
+        })
+    }
+}
