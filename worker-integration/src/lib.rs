@@ -1,6 +1,126 @@
-//! tcodec for Temporal workers: plugs [`tcodec::Codec`] into the Temporal Rust SDK's
-//! `PayloadCodec` and `DataConverter`.
-//!
-//! The SDK integration is not written yet; this crate holds its place in the
-//! workspace so that dependencies already point the right way
-//! (`keys` ← `codec` ← `worker-integration`).
+#![doc = include_str!("../README.md")]
+#![forbid(unsafe_code)]
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tcodec::{Codec, CodecOptions};
+use tcodec_keys::kek::{KekError, KekSettings};
+use tcodec_keys::store::StoreError;
+use tcodec_keys::{FileKeyring, Watcher};
+use temporalio_common::data_converters::{DataConverter, PayloadConverter};
+
+mod failure;
+pub mod onboarding;
+mod payload_codec;
+
+pub use failure::{ENCODED_MESSAGE, EncryptingFailureConverter, encode_attributes};
+pub use payload_codec::{TcodecPayloadCodec, from_sdk, to_sdk};
+
+/// How often a worker checks its keyring file for changes.
+pub const KEYRING_POLL: Duration = Duration::from_secs(2);
+
+/// A `DataConverter` whose codec is tcodec and whose failure converter
+/// encrypts failure messages and stack traces.
+pub fn data_converter(codec: Arc<Codec>) -> DataConverter {
+    DataConverter::new(
+        PayloadConverter::default(),
+        EncryptingFailureConverter,
+        TcodecPayloadCodec::new(codec),
+    )
+}
+
+/// Why a worker's codec could not be set up.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum WorkerCodecError {
+    /// No keyring path was given.
+    #[error("no keyring: set TCODEC_KEYRING to the keyring file's path")]
+    NoKeyring,
+    /// The key-encryption keys could not be set up.
+    #[error(transparent)]
+    Kek(#[from] KekError),
+    /// The keyring could not be read or is invalid.
+    #[error(transparent)]
+    Keyring(#[from] StoreError),
+}
+
+/// A worker's or client's tcodec: a keyring file (reloaded when it changes),
+/// its key-encryption keys, and the codec over them.
+///
+/// Cloning is cheap; the keyring watcher stops when the last clone is dropped.
+#[derive(Clone)]
+pub struct WorkerCodec {
+    codec: Arc<Codec>,
+    keyring: FileKeyring,
+    _watcher: Arc<Watcher>,
+}
+
+impl std::fmt::Debug for WorkerCodec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WorkerCodec")
+            .field("keyring", &self.keyring)
+            .finish_non_exhaustive()
+    }
+}
+
+impl WorkerCodec {
+    /// Opens the keyring at `path`, with KEKs from `settings`, and watches it.
+    pub fn open(path: impl AsRef<Path>, settings: &KekSettings) -> Result<Self, WorkerCodecError> {
+        Self::open_with(path, settings, CodecOptions::default())
+    }
+
+    /// Like [`WorkerCodec::open`], with codec options (compression, limits).
+    pub fn open_with(
+        path: impl AsRef<Path>,
+        settings: &KekSettings,
+        options: CodecOptions,
+    ) -> Result<Self, WorkerCodecError> {
+        let path = path.as_ref();
+        let doc = tcodec_keys::store::read(path)?;
+        let keks = settings.keks_for(&doc)?;
+        let keyring = FileKeyring::open(path, keks)?;
+        let watcher = keyring.watch(KEYRING_POLL);
+        Ok(Self {
+            codec: Arc::new(Codec::with_options(Arc::new(keyring.clone()), options)),
+            keyring,
+            _watcher: Arc::new(watcher),
+        })
+    }
+
+    /// Opens the keyring named by the environment, as the `tcodec` binary does:
+    /// `TCODEC_KEYRING` (the file), `TCODEC_MASTER_KEY_FILE` or
+    /// `TCODEC_MASTER_KEY` (a local master key), and for AWS KMS the AWS
+    /// configuration chain (`AWS_REGION`, `AWS_ENDPOINT_URL`, credentials …).
+    pub fn from_env() -> Result<Self, WorkerCodecError> {
+        let path = std::env::var_os("TCODEC_KEYRING")
+            .map(PathBuf::from)
+            .ok_or(WorkerCodecError::NoKeyring)?;
+        let settings = KekSettings {
+            master_key_file: std::env::var_os("TCODEC_MASTER_KEY_FILE").map(PathBuf::from),
+            ..KekSettings::default()
+        };
+        Self::open(path, &settings)
+    }
+
+    /// The `DataConverter` to put in `ClientOptions::data_converter`.
+    pub fn data_converter(&self) -> DataConverter {
+        data_converter(Arc::clone(&self.codec))
+    }
+
+    /// The payload codec alone.
+    pub fn payload_codec(&self) -> TcodecPayloadCodec {
+        TcodecPayloadCodec::new(Arc::clone(&self.codec))
+    }
+
+    /// The codec.
+    pub fn codec(&self) -> &Arc<Codec> {
+        &self.codec
+    }
+
+    /// The keyring.
+    pub fn keyring(&self) -> &FileKeyring {
+        &self.keyring
+    }
+}

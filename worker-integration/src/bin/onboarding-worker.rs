@@ -1,0 +1,39 @@
+//! The reference worker: polls the onboarding task queue with tcodec as its
+//! codec. Configured by the environment: `TEMPORAL_ADDRESS`,
+//! `TEMPORAL_NAMESPACE`, `TCODEC_KEYRING`, `TCODEC_MASTER_KEY_FILE` or
+//! `TCODEC_MASTER_KEY`, AWS settings for KMS keyrings.
+#![allow(clippy::print_stdout)]
+
+use anyhow::Context;
+use tcodec_worker::WorkerCodec;
+use tcodec_worker::onboarding::{OnboardingActivities, OnboardingWorkflow, TASK_QUEUE, connect};
+use temporalio_sdk::{Runtime, Worker, WorkerOptions};
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let tcodec = WorkerCodec::from_env().context("cannot set up tcodec")?;
+    let runtime = Runtime::from_current_tokio(Default::default())?;
+    let client = connect(tcodec.data_converter()).await?;
+    let options = WorkerOptions::new(TASK_QUEUE)
+        .register_workflow::<OnboardingWorkflow>()?
+        .register_activities(OnboardingActivities)
+        .build();
+    let mut worker = Worker::new(&runtime, client, options)?;
+    let shutdown = worker.shutdown_handle();
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("cannot handle SIGTERM")?;
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {},
+            _ = term.recv() => {},
+        }
+        shutdown();
+    });
+    println!(
+        "onboarding worker polling task queue {TASK_QUEUE} (keyring {})",
+        tcodec.keyring().path().display()
+    );
+    worker.run().await?;
+    println!("onboarding worker stopped");
+    Ok(())
+}

@@ -1,0 +1,192 @@
+//! The reference workflow: onboarding a customer, with the kind of data a
+//! platform team must keep from the Temporal server.
+//!
+//! 1. `verify_identity` checks the customer. Its first attempt fails with a
+//!    message naming the customer and card (as real error messages do); the
+//!    retry succeeds.
+//! 2. The workflow waits for the `confirm_address` signal, which carries the
+//!    customer's confirmed postal address.
+//! 3. `open_account` opens the account; the result names the customer, the
+//!    card's last digits and the address.
+//!
+//! The starter also sets a memo with the customer's name and email.
+#![allow(missing_docs)] // the workflow macros generate undocumented items
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use temporalio_common::RetryPolicy;
+use temporalio_macros::{activities, workflow, workflow_methods};
+use temporalio_sdk::activities::{ActivityContext, ActivityError};
+use temporalio_sdk::{
+    ActivityOptions, ApplicationFailure, SyncWorkflowContext, WorkflowContext, WorkflowResult,
+};
+
+/// The task queue the reference worker polls.
+pub const TASK_QUEUE: &str = "tcodec-onboarding";
+
+/// A customer, as the starter sends it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Customer {
+    pub name: String,
+    pub email: String,
+    pub card_number: String,
+    pub address: String,
+}
+
+impl Customer {
+    /// The demo's customer.
+    pub fn example() -> Self {
+        Self {
+            name: "Ada Lovelace".into(),
+            email: "ada@example.com".into(),
+            card_number: "4111 1111 1111 1111".into(),
+            address: "12 Crescent Road, Bath".into(),
+        }
+    }
+
+    fn card_last4(&self) -> String {
+        let digits: String = self
+            .card_number
+            .chars()
+            .filter(char::is_ascii_digit)
+            .collect();
+        digits[digits.len().saturating_sub(4)..].to_owned()
+    }
+}
+
+/// What `open_account` returns, and the workflow's result.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Account {
+    pub account_id: String,
+    pub holder: String,
+    pub card_last4: String,
+    pub address: String,
+    pub welcome: String,
+}
+
+#[workflow]
+#[derive(Default)]
+pub struct OnboardingWorkflow {
+    confirmed_address: Option<String>,
+}
+
+#[workflow_methods]
+impl OnboardingWorkflow {
+    #[run]
+    pub async fn run(
+        ctx: &mut WorkflowContext<Self>,
+        customer: Customer,
+    ) -> WorkflowResult<Account> {
+        let options = ActivityOptions::with_start_to_close_timeout(Duration::from_secs(30))
+            .retry_policy(
+                RetryPolicy::builder()
+                    .initial_interval(Duration::from_millis(200))
+                    .maximum_attempts(5)
+                    .build(),
+            )
+            .build();
+        ctx.execute_activity(
+            OnboardingActivities::verify_identity,
+            customer.clone(),
+            options.clone(),
+        )
+        .await?;
+        ctx.wait_condition(|s| s.confirmed_address.is_some())
+            .await?;
+        let address = ctx
+            .state(|s| s.confirmed_address.clone())
+            .unwrap_or_default();
+        let customer = Customer {
+            address,
+            ..customer
+        };
+        let account = ctx
+            .execute_activity(OnboardingActivities::open_account, customer, options)
+            .await?;
+        Ok(account)
+    }
+
+    /// The customer confirmed (or corrected) their postal address.
+    #[signal]
+    pub fn confirm_address(&mut self, _ctx: &mut SyncWorkflowContext<Self>, address: String) {
+        self.confirmed_address = Some(address);
+    }
+}
+
+pub struct OnboardingActivities;
+
+#[activities]
+impl OnboardingActivities {
+    /// Fails its first attempt, as a flaky identity provider would, with a
+    /// message that holds the customer's data.
+    #[activity]
+    pub async fn verify_identity(
+        ctx: ActivityContext,
+        customer: Customer,
+    ) -> Result<String, ActivityError> {
+        if ctx.info().attempt <= 1 {
+            return Err(ActivityError::application(ApplicationFailure::new(
+                format!(
+                    "identity check for {} with card {} timed out at the provider",
+                    customer.name, customer.card_number
+                ),
+            )));
+        }
+        Ok(format!("verified {}", customer.email))
+    }
+
+    #[activity]
+    pub async fn open_account(
+        _ctx: ActivityContext,
+        customer: Customer,
+    ) -> Result<Account, ActivityError> {
+        let last4 = customer.card_last4();
+        Ok(Account {
+            account_id: format!("acct-{last4}"),
+            welcome: format!(
+                "Welcome, {}! Your card ending {last4} is active; statements go to {}.",
+                customer.name, customer.address
+            ),
+            holder: customer.name,
+            card_last4: last4,
+            address: customer.address,
+        })
+    }
+}
+
+/// Where the reference binaries connect, from the environment:
+/// `TEMPORAL_ADDRESS` (default `127.0.0.1:7233`) and `TEMPORAL_NAMESPACE`
+/// (default `default`).
+pub fn temporal_target() -> anyhow::Result<(temporalio_client::Url, String)> {
+    let address = std::env::var("TEMPORAL_ADDRESS").unwrap_or_else(|_| "127.0.0.1:7233".into());
+    let url = if address.contains("://") {
+        address
+    } else {
+        format!("http://{address}")
+    };
+    let url = temporalio_client::Url::parse(&url)
+        .map_err(|e| anyhow::anyhow!("TEMPORAL_ADDRESS {url:?} is not an address: {e}"))?;
+    let namespace = std::env::var("TEMPORAL_NAMESPACE").unwrap_or_else(|_| "default".into());
+    Ok((url, namespace))
+}
+
+/// A client of the Temporal server named by the environment whose payloads
+/// go through `data_converter`.
+pub async fn connect(
+    data_converter: temporalio_common::data_converters::DataConverter,
+) -> anyhow::Result<temporalio_client::Client> {
+    use anyhow::Context;
+    let (url, namespace) = temporal_target()?;
+    let connection = temporalio_client::Connection::connect(
+        temporalio_client::ConnectionOptions::new(url.clone())
+            .identity(format!("tcodec-onboarding@{}", std::process::id()))
+            .build(),
+    )
+    .await
+    .with_context(|| format!("cannot connect to the Temporal server at {url}"))?;
+    let options = temporalio_client::ClientOptions::new(namespace)
+        .data_converter(data_converter)
+        .build();
+    Ok(temporalio_client::Client::new(connection, options)?)
+}
