@@ -13,7 +13,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 use serde_json::json;
-use tcodec::{Codec, CodecError};
+use tcodec::{Codec, CodecError, display_chain as chain};
 use tcodec_keys::{FileKeyring, KeyError, KeySource, Watcher};
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
@@ -77,19 +77,6 @@ impl IntoResponse for AppError {
         }
         response
     }
-}
-
-/// The full chain of an error, on one line. Codec errors carry payload indices
-/// and key ids, never key material or plaintext.
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
 }
 
 fn codec_error(e: &CodecError) -> AppError {

@@ -11,7 +11,7 @@ pub mod xaes;
 
 pub use codec::{Codec, CodecOptions, MAX_LAYERS};
 pub use compress::Compression;
-pub use error::{CodecError, Malformed};
+pub use error::{CodecError, Malformed, display_chain};
 pub use payload::{ExternalPayloadDetails, Payload};
 pub use tcodec_keys as keys;
 

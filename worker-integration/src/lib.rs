@@ -16,7 +16,7 @@ pub mod onboarding;
 mod payload_codec;
 
 pub use failure::{ENCODED_MESSAGE, EncryptingFailureConverter, encode_attributes};
-pub use payload_codec::{TcodecPayloadCodec, from_sdk, to_sdk};
+pub use payload_codec::{CodecFailure, TcodecPayloadCodec, from_sdk, to_sdk};
 
 /// How often a worker checks its keyring file for changes.
 pub const KEYRING_POLL: Duration = Duration::from_secs(2);

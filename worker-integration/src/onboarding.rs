@@ -14,12 +14,17 @@
 
 use std::time::Duration;
 
+use anyhow::Context;
 use serde::{Deserialize, Serialize};
-use temporalio_common::RetryPolicy;
+use temporalio_client::{
+    Client, WorkflowGetResultOptions, WorkflowSignalOptions, WorkflowStartOptions,
+};
+use temporalio_common::{MemoValues, RetryPolicy};
 use temporalio_macros::{activities, workflow, workflow_methods};
 use temporalio_sdk::activities::{ActivityContext, ActivityError};
 use temporalio_sdk::{
-    ActivityOptions, ApplicationFailure, SyncWorkflowContext, WorkflowContext, WorkflowResult,
+    ActivityOptions, ApplicationFailure, SyncWorkflowContext, WorkerOptions, WorkflowContext,
+    WorkflowResult,
 };
 
 /// The task queue the reference worker polls.
@@ -155,29 +160,33 @@ impl OnboardingActivities {
     }
 }
 
+/// The address the customer confirms by signal.
+pub const CONFIRMED_ADDRESS: &str = "7 Royal Crescent, Bath";
+
 /// Where the reference binaries connect, from the environment:
 /// `TEMPORAL_ADDRESS` (default `127.0.0.1:7233`) and `TEMPORAL_NAMESPACE`
 /// (default `default`).
-pub fn temporal_target() -> anyhow::Result<(temporalio_client::Url, String)> {
-    let address = std::env::var("TEMPORAL_ADDRESS").unwrap_or_else(|_| "127.0.0.1:7233".into());
+pub fn target_from_env() -> (String, String) {
+    (
+        std::env::var("TEMPORAL_ADDRESS").unwrap_or_else(|_| "127.0.0.1:7233".into()),
+        std::env::var("TEMPORAL_NAMESPACE").unwrap_or_else(|_| "default".into()),
+    )
+}
+
+/// A client of the Temporal server at `address` (`host:port` or a URL) for
+/// `namespace`, whose payloads go through `data_converter`.
+pub async fn connect(
+    address: &str,
+    namespace: &str,
+    data_converter: temporalio_common::data_converters::DataConverter,
+) -> anyhow::Result<Client> {
     let url = if address.contains("://") {
-        address
+        address.to_owned()
     } else {
         format!("http://{address}")
     };
     let url = temporalio_client::Url::parse(&url)
-        .map_err(|e| anyhow::anyhow!("TEMPORAL_ADDRESS {url:?} is not an address: {e}"))?;
-    let namespace = std::env::var("TEMPORAL_NAMESPACE").unwrap_or_else(|_| "default".into());
-    Ok((url, namespace))
-}
-
-/// A client of the Temporal server named by the environment whose payloads
-/// go through `data_converter`.
-pub async fn connect(
-    data_converter: temporalio_common::data_converters::DataConverter,
-) -> anyhow::Result<temporalio_client::Client> {
-    use anyhow::Context;
-    let (url, namespace) = temporal_target()?;
+        .map_err(|e| anyhow::anyhow!("{url:?} is not a Temporal server address: {e}"))?;
     let connection = temporalio_client::Connection::connect(
         temporalio_client::ConnectionOptions::new(url.clone())
             .identity(format!("tcodec-onboarding@{}", std::process::id()))
@@ -188,5 +197,55 @@ pub async fn connect(
     let options = temporalio_client::ClientOptions::new(namespace)
         .data_converter(data_converter)
         .build();
-    Ok(temporalio_client::Client::new(connection, options)?)
+    Ok(Client::new(connection, options)?)
+}
+
+/// The reference worker's options: the onboarding workflow and activities on
+/// [`TASK_QUEUE`].
+pub fn worker_options() -> anyhow::Result<WorkerOptions> {
+    Ok(WorkerOptions::new(TASK_QUEUE)
+        .register_workflow::<OnboardingWorkflow>()?
+        .register_activities(OnboardingActivities)
+        .build())
+}
+
+/// Starts onboarding `customer` as workflow `id`, with a memo naming them.
+pub async fn start(client: &Client, id: &str, customer: Customer) -> anyhow::Result<()> {
+    let mut memo = MemoValues::new();
+    memo.insert(
+        "customer",
+        format!("{} <{}>", customer.name, customer.email),
+    );
+    client
+        .start_workflow(
+            OnboardingWorkflow::run,
+            customer,
+            WorkflowStartOptions::new(TASK_QUEUE, id).memo(memo).build(),
+        )
+        .await
+        .with_context(|| format!("cannot start workflow {id}"))?;
+    Ok(())
+}
+
+/// Confirms the customer's address ([`CONFIRMED_ADDRESS`]) by signal.
+pub async fn confirm_address(client: &Client, id: &str) -> anyhow::Result<()> {
+    client
+        .get_workflow_handle::<OnboardingWorkflow>(id)
+        .signal(
+            OnboardingWorkflow::confirm_address,
+            CONFIRMED_ADDRESS.to_owned(),
+            WorkflowSignalOptions::default(),
+        )
+        .await
+        .with_context(|| format!("cannot signal workflow {id}"))?;
+    Ok(())
+}
+
+/// Waits for workflow `id` to complete and returns its result.
+pub async fn result(client: &Client, id: &str) -> anyhow::Result<Account> {
+    client
+        .get_workflow_handle::<OnboardingWorkflow>(id)
+        .get_result(WorkflowGetResultOptions::default())
+        .await
+        .with_context(|| format!("workflow {id} did not complete"))
 }

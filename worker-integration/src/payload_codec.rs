@@ -50,8 +50,22 @@ fn run(
     let inputs: Vec<Payload> = payloads.into_iter().map(from_sdk).collect();
     let result = op(&inputs)
         .map(|out| out.into_iter().map(to_sdk).collect())
-        .map_err(|e| PayloadConversionError::EncodingError(Box::new(e)));
+        .map_err(|e| PayloadConversionError::EncodingError(Box::new(CodecFailure::from(&e))));
     Box::pin(std::future::ready(result))
+}
+
+/// A codec error with its causes in the message: the SDK reports codec errors
+/// by their `Display` alone (in the workflow task failure the server records),
+/// so "payload 0: cannot use key k2" would lose its reason. Codec errors name
+/// payload indices and key ids, never key material or plaintext.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct CodecFailure(String);
+
+impl From<&tcodec::CodecError> for CodecFailure {
+    fn from(e: &tcodec::CodecError) -> Self {
+        Self(tcodec::display_chain(e))
+    }
 }
 
 impl PayloadCodec for TcodecPayloadCodec {

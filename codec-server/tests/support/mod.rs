@@ -269,4 +269,6 @@ pub fn key_ids(response: &str) -> Vec<String> {
 }
 
 pub mod server;
+// The Temporal dev server helper is shared with the end-to-end tests in tests/.
+#[path = "../../../tests/support/temporal.rs"]
 pub mod temporal;

@@ -13,55 +13,7 @@
 
 use anyhow::{Context, bail};
 use tcodec_worker::WorkerCodec;
-use tcodec_worker::onboarding::{Customer, OnboardingWorkflow, TASK_QUEUE, connect};
-use temporalio_client::{
-    Client, WorkflowGetResultOptions, WorkflowSignalOptions, WorkflowStartOptions,
-};
-use temporalio_common::MemoValues;
-
-/// The address the customer confirms by signal.
-const CONFIRMED_ADDRESS: &str = "7 Royal Crescent, Bath";
-
-async fn start(client: &Client, id: &str) -> anyhow::Result<()> {
-    let customer = Customer::example();
-    let mut memo = MemoValues::new();
-    memo.insert(
-        "customer",
-        format!("{} <{}>", customer.name, customer.email),
-    );
-    client
-        .start_workflow(
-            OnboardingWorkflow::run,
-            customer,
-            WorkflowStartOptions::new(TASK_QUEUE, id).memo(memo).build(),
-        )
-        .await
-        .with_context(|| format!("cannot start workflow {id}"))?;
-    Ok(())
-}
-
-async fn signal(client: &Client, id: &str) -> anyhow::Result<()> {
-    client
-        .get_workflow_handle::<OnboardingWorkflow>(id)
-        .signal(
-            OnboardingWorkflow::confirm_address,
-            CONFIRMED_ADDRESS.to_owned(),
-            WorkflowSignalOptions::default(),
-        )
-        .await
-        .with_context(|| format!("cannot signal workflow {id}"))?;
-    Ok(())
-}
-
-async fn result(client: &Client, id: &str) -> anyhow::Result<()> {
-    let account = client
-        .get_workflow_handle::<OnboardingWorkflow>(id)
-        .get_result(WorkflowGetResultOptions::default())
-        .await
-        .with_context(|| format!("workflow {id} did not complete"))?;
-    println!("{}", serde_json::to_string(&account)?);
-    Ok(())
-}
+use tcodec_worker::onboarding::{self, Customer};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -70,16 +22,21 @@ async fn main() -> anyhow::Result<()> {
         bail!("usage: onboarding-starter run|start|signal|result WORKFLOW_ID");
     };
     let tcodec = WorkerCodec::from_env().context("cannot set up tcodec")?;
-    let client = connect(tcodec.data_converter()).await?;
+    let (address, namespace) = onboarding::target_from_env();
+    let client = onboarding::connect(&address, &namespace, tcodec.data_converter()).await?;
+    let print_result = |account| -> anyhow::Result<()> {
+        println!("{}", serde_json::to_string(&account)?);
+        Ok(())
+    };
     match command.as_str() {
         "run" => {
-            start(&client, id).await?;
-            signal(&client, id).await?;
-            result(&client, id).await
+            onboarding::start(&client, id, Customer::example()).await?;
+            onboarding::confirm_address(&client, id).await?;
+            print_result(onboarding::result(&client, id).await?)
         }
-        "start" => start(&client, id).await,
-        "signal" => signal(&client, id).await,
-        "result" => result(&client, id).await,
+        "start" => onboarding::start(&client, id, Customer::example()).await,
+        "signal" => onboarding::confirm_address(&client, id).await,
+        "result" => print_result(onboarding::result(&client, id).await?),
         other => bail!("unknown command {other:?}: use run, start, signal or result"),
     }
 }

@@ -6,19 +6,16 @@
 
 use anyhow::Context;
 use tcodec_worker::WorkerCodec;
-use tcodec_worker::onboarding::{OnboardingActivities, OnboardingWorkflow, TASK_QUEUE, connect};
-use temporalio_sdk::{Runtime, Worker, WorkerOptions};
+use tcodec_worker::onboarding::{self, TASK_QUEUE};
+use temporalio_sdk::{Runtime, Worker};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let tcodec = WorkerCodec::from_env().context("cannot set up tcodec")?;
     let runtime = Runtime::from_current_tokio(Default::default())?;
-    let client = connect(tcodec.data_converter()).await?;
-    let options = WorkerOptions::new(TASK_QUEUE)
-        .register_workflow::<OnboardingWorkflow>()?
-        .register_activities(OnboardingActivities)
-        .build();
-    let mut worker = Worker::new(&runtime, client, options)?;
+    let (address, namespace) = onboarding::target_from_env();
+    let client = onboarding::connect(&address, &namespace, tcodec.data_converter()).await?;
+    let mut worker = Worker::new(&runtime, client, onboarding::worker_options()?)?;
     let shutdown = worker.shutdown_handle();
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .context("cannot handle SIGTERM")?;

@@ -1,0 +1,298 @@
+//! The reference onboarding workflow on a real Temporal dev server, with the
+//! tcodec worker integration: results are right, the server holds only
+//! ciphertext, the codec server decodes it, key rotation does not disturb
+//! running workflows, and a worker missing a key fails its task clearly and
+//! recovers once its keyring is fixed.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use support::temporal::{DevServer, readable_strings};
+use support::{CodecServer, Keys, Worker};
+use tcodec_worker::WorkerCodec;
+use tcodec_worker::onboarding::{self, CONFIRMED_ADDRESS, Customer};
+
+/// What must never reach the server in plaintext.
+const SECRETS: [&str; 5] = [
+    "4111 1111 1111 1111",
+    "Ada Lovelace",
+    "12 Crescent Road",
+    "7 Royal Crescent",
+    "ada@example.com",
+];
+
+fn holds(json: &str, secret: &str) -> bool {
+    readable_strings(json).iter().any(|s| s.contains(secret))
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// A client (starter) using the keyring at `keys.keyring`.
+struct Starter {
+    rt: tokio::runtime::Runtime,
+    client: temporalio_client::Client,
+    codec: WorkerCodec,
+}
+
+impl Starter {
+    fn new(temporal: &DevServer, keys: &Keys) -> Self {
+        let rt = runtime();
+        let codec = WorkerCodec::open(&keys.keyring, &keys.settings()).unwrap();
+        let client = rt
+            .block_on(onboarding::connect(
+                &temporal.address,
+                "default",
+                codec.data_converter(),
+            ))
+            .unwrap();
+        Self { rt, client, codec }
+    }
+
+    fn start(&self, id: &str) {
+        self.rt
+            .block_on(onboarding::start(&self.client, id, Customer::example()))
+            .unwrap();
+    }
+
+    fn signal(&self, id: &str) {
+        self.rt
+            .block_on(onboarding::confirm_address(&self.client, id))
+            .unwrap();
+    }
+
+    fn result(&self, id: &str) -> onboarding::Account {
+        self.rt
+            .block_on(onboarding::result(&self.client, id))
+            .unwrap()
+    }
+}
+
+fn history(temporal: &DevServer, id: &str, codec: Option<&str>) -> String {
+    let mut args = vec!["workflow", "show", "--workflow-id", id, "--output", "json"];
+    if let Some(url) = codec {
+        args.extend(["--codec-endpoint", url]);
+    }
+    temporal.cli_ok(&args)
+}
+
+fn describe(temporal: &DevServer, id: &str, codec: Option<&str>) -> String {
+    let mut args = vec![
+        "workflow",
+        "describe",
+        "--workflow-id",
+        id,
+        "--output",
+        "json",
+    ];
+    if let Some(url) = codec {
+        args.extend(["--codec-endpoint", url]);
+    }
+    temporal.cli_ok(&args)
+}
+
+fn events(history: &str) -> Vec<serde_json::Value> {
+    let v: serde_json::Value = serde_json::from_str(history).unwrap();
+    v["events"].as_array().unwrap().clone()
+}
+
+/// The key id of the workflow's input payload.
+fn input_key_id(history: &str) -> String {
+    let started = &events(history)[0]["workflowExecutionStartedEventAttributes"];
+    let id = started["input"]["payloads"][0]["metadata"]["tcodec-key-id"]
+        .as_str()
+        .unwrap();
+    String::from_utf8(
+        base64::engine::general_purpose::STANDARD
+            .decode(id)
+            .unwrap(),
+    )
+    .unwrap()
+}
+
+#[test]
+fn onboarding_completes_and_the_server_holds_only_ciphertext() {
+    let keys = Keys::new();
+    let temporal = DevServer::start();
+    let _worker = Worker::start(&temporal.address, &keys.keyring, &keys.settings());
+    let starter = Starter::new(&temporal, &keys);
+    starter.start("onb-1");
+    starter.signal("onb-1");
+
+    // (a) the workflow completes with the right result.
+    let account = starter.result("onb-1");
+    assert_eq!(account.holder, "Ada Lovelace");
+    assert_eq!(account.card_last4, "1111");
+    assert_eq!(account.address, CONFIRMED_ADDRESS);
+    assert!(
+        account.welcome.contains("Ada Lovelace") && account.welcome.contains(CONFIRMED_ADDRESS)
+    );
+
+    // (b) the server's copy: no secret, raw or base64-decoded, anywhere in
+    // inputs, results, the signal, the memo or the activity's failure.
+    let raw = history(&temporal, "onb-1", None);
+    let raw_described = describe(&temporal, "onb-1", None);
+    for doc in [&raw, &raw_described] {
+        for secret in SECRETS {
+            assert!(!holds(doc, secret), "the server holds {secret:?}:\n{doc}");
+        }
+    }
+    let types: Vec<String> = events(&raw)
+        .iter()
+        .map(|e| e["eventType"].as_str().unwrap().to_owned())
+        .collect();
+    for expected in [
+        "EVENT_TYPE_WORKFLOW_EXECUTION_STARTED",
+        "EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED",
+        "EVENT_TYPE_ACTIVITY_TASK_COMPLETED",
+        "EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED",
+    ] {
+        assert!(
+            types.iter().any(|t| t == expected),
+            "no {expected} in {types:?}"
+        );
+    }
+    // Every payload is a tcodec payload: input, signal, activity inputs and
+    // results, the workflow result, and the retried activity's failure attributes.
+    let strings = readable_strings(&raw);
+    let sealed = strings.iter().filter(|s| *s == "binary/tcodec").count();
+    let plain = strings.iter().filter(|s| s.starts_with("json/")).count();
+    assert!(sealed >= 7, "only {sealed} tcodec payloads:\n{raw}");
+    assert_eq!(plain, 0, "plaintext payloads in:\n{raw}");
+    assert!(
+        raw.contains("\"Encoded failure\""),
+        "the activity's failure should be encoded:\n{raw}"
+    );
+    assert!(
+        readable_strings(&raw_described)
+            .iter()
+            .any(|s| s == "binary/tcodec"),
+        "memo: {raw_described}"
+    );
+
+    // (c) through the codec server, the same history decodes to the plaintext.
+    let server = CodecServer::start(&keys.keyring, &keys.master_key_file);
+    let decoded = history(&temporal, "onb-1", Some(&server.url));
+    for secret in SECRETS {
+        assert!(
+            holds(&decoded, secret),
+            "decoded history lacks {secret:?}:\n{decoded}"
+        );
+    }
+    assert!(
+        holds(
+            &decoded,
+            "identity check for Ada Lovelace with card 4111 1111 1111 1111 timed out"
+        ),
+        "the failure message decodes:\n{decoded}"
+    );
+    let decoded_described = describe(&temporal, "onb-1", Some(&server.url));
+    assert!(
+        holds(&decoded_described, "Ada Lovelace <ada@example.com>"),
+        "memo: {decoded_described}"
+    );
+}
+
+#[test]
+fn rotating_the_key_while_workflows_run_disturbs_none() {
+    let keys = Keys::new();
+    let temporal = DevServer::start();
+    let _worker = Worker::start(&temporal.address, &keys.keyring, &keys.settings());
+    let starter = Starter::new(&temporal, &keys);
+    let before: Vec<String> = (0..3).map(|i| format!("before-{i}")).collect();
+    let after: Vec<String> = (0..3).map(|i| format!("after-{i}")).collect();
+    for id in &before {
+        starter.start(id);
+    }
+    // The workflows started under k1 are running (waiting for their signal).
+    let k2 = keys.rotate();
+    assert_eq!(k2, "k2");
+    // Readers pick the change up by watching the file; the starter is told at once.
+    starter.codec.keyring().reload().unwrap();
+    for id in &after {
+        starter.start(id);
+    }
+    for id in before.iter().chain(&after) {
+        starter.signal(id);
+    }
+    for id in before.iter().chain(&after) {
+        let account = starter.result(id);
+        assert_eq!(account.address, CONFIRMED_ADDRESS, "{id}");
+    }
+    let server = CodecServer::start(&keys.keyring, &keys.master_key_file);
+    for (ids, key) in [(&before, "k1"), (&after, "k2")] {
+        for id in ids {
+            let raw = history(&temporal, id, None);
+            assert_eq!(input_key_id(&raw), key, "{id}");
+            for secret in SECRETS {
+                assert!(!holds(&raw, secret), "{id} holds {secret:?}");
+            }
+            let decoded = history(&temporal, id, Some(&server.url));
+            for secret in SECRETS {
+                assert!(
+                    holds(&decoded, secret),
+                    "{id}: decoded history lacks {secret:?}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn a_worker_missing_the_key_fails_its_task_and_recovers_when_the_keyring_is_fixed() {
+    let keys = Keys::new();
+    // The worker's keyring is a stale copy holding only k1.
+    let stale = keys.dir.path().join("worker-keyring.json");
+    std::fs::copy(&keys.keyring, &stale).unwrap();
+    assert_eq!(keys.rotate(), "k2");
+    let temporal = DevServer::start();
+    let _worker = Worker::start(&temporal.address, &stale, &keys.settings());
+    let starter = Starter::new(&temporal, &keys);
+    starter.start("onb-stale");
+
+    // The worker cannot open the k2 input: its workflow task fails, with a
+    // message naming the key and no customer data.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let failed = loop {
+        let raw = history(&temporal, "onb-stale", None);
+        if let Some(event) = events(&raw)
+            .into_iter()
+            .find(|e| e["eventType"] == "EVENT_TYPE_WORKFLOW_TASK_FAILED")
+        {
+            break event;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the workflow task never failed:\n{raw}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let message = failed["workflowTaskFailedEventAttributes"]["failure"]["message"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        message.contains("k2") && message.contains("not in the keyring"),
+        "{message}"
+    );
+    for secret in SECRETS {
+        assert!(!message.contains(secret), "{message}");
+    }
+
+    // Fix the worker's keyring (atomically, as `tcodec keys` writes it): the
+    // workflow was not lost and completes.
+    let fixed = keys.dir.path().join("worker-keyring.json.new");
+    std::fs::copy(&keys.keyring, &fixed).unwrap();
+    std::fs::rename(&fixed, &stale).unwrap();
+    starter.signal("onb-stale");
+    let account = starter.result("onb-stale");
+    assert_eq!(account.holder, "Ada Lovelace");
+}
