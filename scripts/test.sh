@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Runs everything that checks tcodec: formatting, lints, the whole test suite, the
-# independent vector generator, and a one-pass smoke run of every benchmark.
+# Runs everything that checks tcodec: formatting, lints, the whole test suite (with
+# the end-to-end tests against a real Temporal dev server), the independent vector
+# generator, a one-pass smoke run of every benchmark, and the demo.
 # Installs what it needs first (scripts/setup.sh). Fails loudly; skips nothing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -23,6 +24,9 @@ step "cargo test (workspace, incl. doctests)"
 cargo test --workspace --locked --no-fail-fast
 
 step "benchmarks compile and run once (timings are measured by benches, not here)"
-cargo bench --workspace --locked -- --test
+cargo bench -p tcodec-benches --locked -- --test
+
+step "the demo runs end to end (./scripts/demo.sh --no-wait)"
+./scripts/demo.sh --no-wait
 
 step "all checks passed"
