@@ -41,6 +41,8 @@ pub struct Metrics {
     payloads: [AtomicU64; 2],
     failures: Mutex<BTreeMap<&'static str, u64>>,
     in_flight: AtomicU64,
+    /// CORS preflights: [refused, allowed].
+    preflights: [AtomicU64; 2],
 }
 
 /// Which codec endpoint.
@@ -101,6 +103,11 @@ impl Metrics {
             .unwrap_or_else(|e| e.into_inner())
             .entry(reason)
             .or_default() += 1;
+    }
+
+    /// Counts a CORS preflight.
+    pub fn preflight(&self, allowed: bool) {
+        self.preflights[usize::from(allowed)].fetch_add(1, Ordering::Relaxed);
     }
 
     /// Marks a request started; the guard marks it finished.
@@ -188,6 +195,18 @@ impl Metrics {
             let _ = writeln!(
                 out,
                 "tcodec_codec_failures_total{{reason=\"{reason}\"}} {n}"
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP tcodec_cors_preflights_total CORS preflights by whether the origin is allowed."
+        );
+        let _ = writeln!(out, "# TYPE tcodec_cors_preflights_total counter");
+        for (allowed, n) in ["false", "true"].iter().zip(&self.preflights) {
+            let n = n.load(Ordering::Relaxed);
+            let _ = writeln!(
+                out,
+                "tcodec_cors_preflights_total{{allowed=\"{allowed}\"}} {n}"
             );
         }
         let _ = writeln!(

@@ -112,10 +112,41 @@ pub fn app(state: Arc<AppState>) -> Router {
         .layer(tower::limit::GlobalConcurrencyLimitLayer::new(
             state.limits.max_concurrent_requests,
         ));
-    match cors {
-        Some(cors) => router.layer(cors).with_state(state),
-        None => router.with_state(state),
+    let router = match cors {
+        Some(cors) => router.layer(cors),
+        None => router,
+    };
+    // Outermost, so it sees the preflights the CORS layer answers.
+    router
+        .layer(middleware::from_fn_with_state(
+            Arc::clone(&state),
+            count_preflight,
+        ))
+        .with_state(state)
+}
+
+/// Counts CORS preflights by whether their origin is allowed, and logs them
+/// at debug level: the first thing to look at when the UI cannot connect.
+async fn count_preflight(
+    State(state): State<Arc<AppState>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    if request.method() == Method::OPTIONS
+        && request
+            .headers()
+            .contains_key(header::ACCESS_CONTROL_REQUEST_METHOD)
+    {
+        let origin = request
+            .headers()
+            .get(header::ORIGIN)
+            .map(|o| String::from_utf8_lossy(o.as_bytes()).into_owned())
+            .unwrap_or_default();
+        let allowed = state.cors.origins.iter().any(|o| *o == origin);
+        state.metrics.preflight(allowed);
+        tracing::debug!(%origin, allowed, path = %request.uri().path(), "CORS preflight");
     }
+    next.run(request).await
 }
 
 fn cors_layer(config: &CorsConfig) -> Option<CorsLayer> {

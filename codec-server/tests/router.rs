@@ -370,6 +370,21 @@ async fn cors_allows_listed_origins_only() {
 
     let refused = send(&app, preflight("https://evil.example")).await;
     assert_eq!(refused.header("access-control-allow-origin"), None);
+    let metrics = send(&app, Request::get("/metrics").body(Body::empty()).unwrap()).await;
+    assert!(
+        metrics
+            .body
+            .contains("tcodec_cors_preflights_total{allowed=\"true\"} 1"),
+        "{}",
+        metrics.body
+    );
+    assert!(
+        metrics
+            .body
+            .contains("tcodec_cors_preflights_total{allowed=\"false\"} 1"),
+        "{}",
+        metrics.body
+    );
 
     // The real request from the listed origin carries the CORS answer...
     let request = codec_request("/codec/decode", "payments")
