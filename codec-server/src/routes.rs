@@ -142,7 +142,7 @@ async fn count_preflight(
             .get(header::ORIGIN)
             .map(|o| String::from_utf8_lossy(o.as_bytes()).into_owned())
             .unwrap_or_default();
-        let allowed = state.cors.origins.iter().any(|o| *o == origin);
+        let allowed = state.cors.origins.contains(&origin);
         state.metrics.preflight(allowed);
         tracing::debug!(%origin, allowed, path = %request.uri().path(), "CORS preflight");
     }
