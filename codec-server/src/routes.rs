@@ -202,25 +202,34 @@ async fn origin_guard(
     next.run(request).await
 }
 
+/// Ready when every namespace has a usable primary key and the JWKS is
+/// loaded. A keyring file that changed into something unusable (garbage, half
+/// written, invalid) does not make the server unready, since it goes on with
+/// the last good keyring, but is reported under `warnings`.
 async fn readyz(State(state): State<Arc<AppState>>) -> Response {
     let mut problems = Vec::new();
+    let mut warnings = Vec::new();
     for (name, ns) in &state.namespaces {
         if let Err(e) = ns.keyring.primary() {
             problems.push(format!("namespace {name}: {}", chain(&e)));
+        }
+        if let Some(e) = ns.keyring.last_reload_error() {
+            warnings.push(format!(
+                "namespace {name}: the keyring file was rejected, the last good keyring is in use: {e}"
+            ));
         }
     }
     if !state.auth.ready().await {
         problems.push("the JWKS has not been fetched".into());
     }
-    if problems.is_empty() {
-        (StatusCode::OK, Json(json!({ "ready": true }))).into_response()
+    let ready = problems.is_empty();
+    let status = if ready {
+        StatusCode::OK
     } else {
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({ "ready": false, "problems": problems })),
-        )
-            .into_response()
-    }
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    let body = json!({ "ready": ready, "problems": problems, "warnings": warnings });
+    (status, Json(body)).into_response()
 }
 
 async fn metrics(State(state): State<Arc<AppState>>) -> Response {

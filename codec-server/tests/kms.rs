@@ -8,7 +8,7 @@ mod support;
 use std::io::{BufRead, BufReader, Write};
 use std::process::Stdio;
 
-use support::{Moto, Tcodec, key_ids, plain_batch, texts};
+use support::{Moto, Outage, Tcodec, key_ids, plain_batch, texts};
 
 fn kms_tcodec(dir: &std::path::Path, moto: &Moto) -> Tcodec {
     let mut t = Tcodec::new(dir);
@@ -218,6 +218,64 @@ fn unwrapped_keys_keep_working_when_kms_goes_away() {
         "{error}"
     );
     assert_eq!(texts(&ask(&compact(&sealed_1))), ["early"]);
+    drop(stdin);
+    assert!(child.wait().unwrap().success());
+}
+
+#[test]
+fn a_kms_outage_fails_new_unwraps_cleanly_and_heals_when_kms_returns() {
+    let moto = Moto::start();
+    let key = moto.create_key();
+    let mut outage = Outage::new(moto.endpoint.trim_start_matches("http://"));
+    let dir = tempfile::tempdir().unwrap();
+    let mut t = kms_tcodec(dir.path(), &moto);
+    t.kms_endpoint = Some(outage.url());
+    t.ok(&[
+        "keys",
+        "init",
+        "--name",
+        "payments",
+        "--kek",
+        &format!("aws-kms:{key}"),
+    ]);
+    let sealed_1 = t.ok_with(&["encode"], &plain_batch(&["early"]));
+    t.ok(&["keys", "rotate"]);
+    let sealed_2 = t.ok_with(&["encode"], &plain_batch(&["late"]));
+
+    let mut child = t
+        .command(&["decode", "--lines"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut ask = |batch: &str| {
+        let compact = serde_json::from_str::<serde_json::Value>(batch)
+            .unwrap()
+            .to_string();
+        writeln!(stdin, "{compact}").unwrap();
+        let mut line = String::new();
+        stdout.read_line(&mut line).unwrap();
+        line
+    };
+    assert_eq!(texts(&ask(&sealed_1)), ["early"]);
+
+    outage.cut();
+    // k1 is cached and keeps working; k2 needs KMS: a clear error, no crash.
+    assert_eq!(texts(&ask(&sealed_1)), ["early"]);
+    let answer: serde_json::Value = serde_json::from_str(&ask(&sealed_2)).unwrap();
+    let error = answer["error"].as_str().unwrap();
+    assert!(
+        error.contains("cannot use key k2") && error.contains("Decrypt"),
+        "{error}"
+    );
+
+    // KMS is back: the failure was not cached, k2 unwraps now.
+    outage.restore();
+    assert_eq!(texts(&ask(&sealed_2)), ["late"]);
+    assert_eq!(texts(&ask(&sealed_1)), ["early"]);
     drop(stdin);
     assert!(child.wait().unwrap().success());
 }

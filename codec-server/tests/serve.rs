@@ -199,7 +199,8 @@ fn metric(url: &str, name: &str) -> Option<f64> {
 }
 
 #[test]
-fn sigterm_lets_in_flight_requests_finish() {
+fn sigterm_under_load_lets_every_in_flight_request_finish() {
+    const IN_FLIGHT: usize = 8;
     let keys = Keyrings::new(&["payments"]);
     let toml = format!(
         "listen = \"127.0.0.1:0\"\n{}",
@@ -208,23 +209,28 @@ fn sigterm_lets_in_flight_requests_finish() {
     let mut server = ServeProcess::start(&toml, &[]);
     let addr = server.url.strip_prefix("http://").unwrap().to_owned();
 
-    // A request whose body is only half sent: the server is waiting on it.
+    // Requests whose bodies are only half sent: the server is waiting on them.
     let body = card_batch();
     let (first, rest) = body.as_bytes().split_at(body.len() / 2);
-    let mut stream = TcpStream::connect(&addr).unwrap();
-    write!(
-        stream,
-        "POST /encode HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nX-Namespace: payments\r\nContent-Length: {}\r\n\r\n",
-        body.len()
-    )
-    .unwrap();
-    stream.write_all(first).unwrap();
-    stream.flush().unwrap();
+    let mut streams: Vec<TcpStream> = (0..IN_FLIGHT)
+        .map(|_| {
+            let mut stream = TcpStream::connect(&addr).unwrap();
+            write!(
+                stream,
+                "POST /encode HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nX-Namespace: payments\r\nContent-Length: {}\r\n\r\n",
+                body.len()
+            )
+            .unwrap();
+            stream.write_all(first).unwrap();
+            stream.flush().unwrap();
+            stream
+        })
+        .collect();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    while metric(&server.url, "tcodec_requests_in_flight") != Some(1.0) {
+    while metric(&server.url, "tcodec_requests_in_flight") != Some(IN_FLIGHT as f64) {
         assert!(
             std::time::Instant::now() < deadline,
-            "the request never started"
+            "the requests never all started"
         );
         std::thread::yield_now();
     }
@@ -236,13 +242,17 @@ fn sigterm_lets_in_flight_requests_finish() {
         TcpStream::connect(&addr).is_err(),
         "the listener should be closed"
     );
-    // ...but the request in flight completes.
-    stream.write_all(rest).unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
-    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
-    let json = &response[response.find("\r\n\r\n").unwrap() + 4..];
-    assert_eq!(texts(json).len(), 2, "{json}");
+    // ...but every request in flight completes.
+    for stream in &mut streams {
+        stream.write_all(rest).unwrap();
+    }
+    for stream in &mut streams {
+        let mut response = String::new();
+        stream.read_to_string(&mut response).unwrap();
+        assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+        let json = &response[response.find("\r\n\r\n").unwrap() + 4..];
+        assert_eq!(texts(json).len(), 2, "{json}");
+    }
     let status = server.wait();
     assert!(status.success(), "exit status {status}");
     assert!(server.log_text().contains("all requests finished"));

@@ -272,3 +272,86 @@ pub mod server;
 // The Temporal dev server helper is shared with the end-to-end tests in tests/.
 #[path = "../../../tests/support/temporal.rs"]
 pub mod temporal;
+
+/// A TCP forwarder on 127.0.0.1 in front of another local server, which can
+/// be taken down (refusing connections, cutting open ones) and brought back on
+/// the same port: a network outage between a client and its server.
+pub struct Outage {
+    pub port: u16,
+    target: String,
+    up: Option<(
+        std::sync::Arc<std::sync::atomic::AtomicBool>,
+        std::thread::JoinHandle<()>,
+    )>,
+}
+
+impl Outage {
+    pub fn new(target: &str) -> Self {
+        let mut me = Self {
+            port: free_port(),
+            target: target.to_owned(),
+            up: None,
+        };
+        me.restore();
+        me
+    }
+
+    /// Starts forwarding (again).
+    pub fn restore(&mut self) {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        assert!(self.up.is_none());
+        let listener = TcpListener::bind(("127.0.0.1", self.port)).unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let stop = std::sync::Arc::new(AtomicBool::new(false));
+        let (target, flag) = (self.target.clone(), std::sync::Arc::clone(&stop));
+        let thread = std::thread::spawn(move || {
+            let mut open: Vec<TcpStream> = Vec::new();
+            while !flag.load(Ordering::SeqCst) {
+                match listener.accept() {
+                    Ok((client, _)) => {
+                        client.set_nonblocking(false).unwrap();
+                        let Ok(server) = TcpStream::connect(&target) else {
+                            continue;
+                        };
+                        for (mut from, mut to) in [
+                            (client.try_clone().unwrap(), server.try_clone().unwrap()),
+                            (server.try_clone().unwrap(), client.try_clone().unwrap()),
+                        ] {
+                            std::thread::spawn(move || {
+                                let _ = std::io::copy(&mut from, &mut to);
+                                let _ = to.shutdown(std::net::Shutdown::Write);
+                            });
+                        }
+                        open.extend([client, server]);
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                        std::thread::sleep(Duration::from_millis(5));
+                    }
+                    Err(_) => break,
+                }
+            }
+            for stream in open {
+                let _ = stream.shutdown(std::net::Shutdown::Both);
+            }
+        });
+        self.up = Some((stop, thread));
+    }
+
+    /// Stops forwarding: new connections are refused, open ones are cut.
+    pub fn cut(&mut self) {
+        if let Some((stop, thread)) = self.up.take() {
+            stop.store(true, std::sync::atomic::Ordering::SeqCst);
+            thread.join().unwrap();
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for Outage {
+    fn drop(&mut self) {
+        self.cut();
+    }
+}
