@@ -257,3 +257,49 @@ fn sigterm_under_load_lets_every_in_flight_request_finish() {
     assert!(status.success(), "exit status {status}");
     assert!(server.log_text().contains("all requests finished"));
 }
+
+#[test]
+fn logs_at_every_level_hold_no_payload_content() {
+    let keys = Keyrings::new(&["payments"]);
+    for level in ["error", "warn", "info", "debug", "trace"] {
+        let port = support::free_port();
+        let toml = format!(
+            "listen = \"127.0.0.1:{port}\"\n[log]\nlevel = \"{level}\"\n{}",
+            keys.toml(&[("payments", "")])
+        );
+        let server = ServeProcess::start_at(&toml, port);
+        let (status, sealed) = curl(&args(&curl_post(
+            &format!("{}/encode", server.url),
+            "payments",
+            &card_batch(),
+        )));
+        assert_eq!(status, 200, "{level}: {sealed}");
+        let (status, plain) = curl(&args(&curl_post(
+            &format!("{}/decode", server.url),
+            "payments",
+            &sealed,
+        )));
+        assert_eq!(status, 200, "{level}: {plain}");
+        // A failing request too: its error is logged.
+        let mut tampered: serde_json::Value = serde_json::from_str(&sealed).unwrap();
+        tampered["payloads"][0]["data"] = serde_json::json!("AQEAAmsx");
+        let (status, _) = curl(&args(&curl_post(
+            &format!("{}/decode", server.url),
+            "payments",
+            &tampered.to_string(),
+        )));
+        assert_eq!(status, 400, "{level}");
+        let log = server.log_text();
+        // Each level's log holds what that level shows, so the check below reads real output.
+        let expected = match level {
+            "error" => "",
+            "warn" => "codec request failed",
+            _ => "listening on",
+        };
+        assert!(
+            log.contains(expected),
+            "{level}: the log is written:\n{log}"
+        );
+        assert_no_plaintext(&log);
+    }
+}

@@ -505,3 +505,34 @@ impl KekProvider for Both {
         }
     }
 }
+
+#[test]
+fn key_material_is_zeroized_on_drop_and_never_printed() {
+    fn zeroized_on_drop<T: zeroize::ZeroizeOnDrop>() {}
+    // Dropping these wipes their bytes (the derive is the mechanism; this
+    // fails to compile if it is ever removed).
+    zeroized_on_drop::<SecretBytes32>();
+    let mut secret = SecretBytes32::new([0xA5; 32]);
+    zeroize::Zeroize::zeroize(&mut secret);
+    assert_eq!(secret.expose_secret(), &[0u8; 32]);
+
+    let key = SecretBytes32::new([0x42; 32]);
+    let data_key = tcodec_keys::DataKey::new(id("k1"), key.clone());
+    let legacy = tcodec_keys::LegacyKey::new("legacy-1", key);
+    let kek = LocalKek::parse(&"42".repeat(32)).unwrap();
+    for printed in [
+        format!("{data_key:?}"),
+        format!("{legacy:?}"),
+        format!("{kek:?}"),
+        format!("{:?}", SecretBytes32::new([0x42; 32])),
+    ] {
+        assert!(
+            !printed.contains("42, 42") && !printed.contains("4242"),
+            "{printed}"
+        );
+        assert!(
+            !printed.to_lowercase().contains("qkjc"),
+            "base64 of the key in {printed}"
+        );
+    }
+}

@@ -262,6 +262,38 @@ impl ServeProcess {
     /// Writes `toml` (which should listen on `127.0.0.1:0`) to a file and
     /// starts `tcodec serve` on it; returns once the server says where it listens.
     pub fn start(toml: &str, env: &[(&str, &str)]) -> Self {
+        let mut server = Self::spawn(toml, env);
+        let line = server.wait_for_log("listening on ");
+        let start = line.find("listening on ").unwrap() + "listening on ".len();
+        server.url = line[start..]
+            .split(|c: char| c.is_whitespace() || c == '"')
+            .next()
+            .unwrap()
+            .to_owned();
+        server
+    }
+
+    /// Starts `tcodec serve` with `toml`, which must listen on plain HTTP at
+    /// 127.0.0.1:`port`; returns once the port accepts connections (for log
+    /// levels that do not show the "listening" line).
+    pub fn start_at(toml: &str, port: u16) -> Self {
+        let mut server = Self::spawn(toml, &[]);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if let Some(status) = server.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!("tcodec serve exited ({status}):\n{}", server.log_text());
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "tcodec serve never listened"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        server.url = format!("http://127.0.0.1:{port}");
+        server
+    }
+
+    fn spawn(toml: &str, env: &[(&str, &str)]) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let config = dir.path().join("tcodec.toml");
         std::fs::write(&config, toml).unwrap();
@@ -278,20 +310,12 @@ impl ServeProcess {
             .stdout(std::process::Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap());
         let child = command.spawn().unwrap();
-        let mut server = Self {
+        Self {
             child: Some(child),
             url: String::new(),
             log,
             _dir: dir,
-        };
-        let line = server.wait_for_log("listening on ");
-        let start = line.find("listening on ").unwrap() + "listening on ".len();
-        server.url = line[start..]
-            .split(|c: char| c.is_whitespace() || c == '"')
-            .next()
-            .unwrap()
-            .to_owned();
-        server
+        }
     }
 
     pub fn log_text(&self) -> String {
