@@ -1,0 +1,195 @@
+//! Tampering an attacker with write access to the Temporal server's storage
+//! might try: swapping key ids between valid payloads, splicing data and
+//! metadata, altering header fields, downgrading to another encoding. Every
+//! attempt must end in a clean error, never in wrong plaintext.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::Arc;
+
+use tcodec::keys::{KeyId, KeyState, LegacyKey, MemoryKeyring, SecretBytes32};
+use tcodec::{Codec, CodecOptions, Compression, Payload};
+
+const K1: [u8; 32] = [0x11; 32];
+const K2: [u8; 32] = [0x22; 32];
+
+fn id(s: &str) -> KeyId {
+    KeyId::new(s).unwrap()
+}
+
+/// A keyring with k1 (retired) and k2 (primary), and legacy keys under the
+/// same ids and bytes, so a downgrade to the legacy format has a key to try.
+fn keyring() -> MemoryKeyring {
+    let mut keyring = MemoryKeyring::new();
+    keyring
+        .insert(id("k1"), SecretBytes32::new(K1), KeyState::Retired)
+        .insert(id("k2"), SecretBytes32::new(K2), KeyState::Primary)
+        .insert_legacy(LegacyKey::new("k1", SecretBytes32::new(K1)))
+        .insert_legacy(LegacyKey::new("k2", SecretBytes32::new(K2)));
+    keyring
+}
+
+fn codec(compression: Compression) -> Codec {
+    Codec::with_options(
+        Arc::new(keyring()),
+        CodecOptions::default().with_compression(compression),
+    )
+}
+
+/// A valid payload sealed under `key` (k1 or k2), and its plaintext.
+fn sealed_under(key: &str, text: &str, compression: Compression) -> (Payload, Payload) {
+    let mut keyring = keyring();
+    keyring.set_state(&id(key), KeyState::Primary).unwrap();
+    let other = if key == "k1" { "k2" } else { "k1" };
+    keyring.set_state(&id(other), KeyState::Retired).unwrap();
+    let sealer = Codec::with_options(
+        Arc::new(keyring),
+        CodecOptions::default().with_compression(compression),
+    );
+    let plain = Payload::new("json/plain", text.as_bytes().to_vec());
+    let sealed = sealer
+        .encode(std::slice::from_ref(&plain))
+        .unwrap()
+        .remove(0);
+    (sealed, plain)
+}
+
+/// `tampered` must not decode, and must not decode to anything but an error
+/// in a batch beside a good payload either.
+fn refused(what: &str, tampered: Payload) {
+    for compression in [Compression::Off, Compression::default()] {
+        let c = codec(compression);
+        match c.decode(std::slice::from_ref(&tampered)) {
+            Err(e) => {
+                let text = tcodec::display_chain(&e);
+                assert!(text.contains("payload 0"), "{what}: {text}");
+            }
+            Ok(out) => panic!("{what}: decoded to {:?}", out[0]),
+        }
+    }
+}
+
+fn texts() -> [(String, Compression); 2] {
+    let long = format!(
+        "{{\"card\":\"4111 1111 1111 1111\",\"notes\":\"{}\"}}",
+        "x".repeat(2000)
+    );
+    [
+        (
+            "{\"card\":\"4111 1111 1111 1111\"}".to_owned(),
+            Compression::Off,
+        ),
+        (long, Compression::default()),
+    ]
+}
+
+#[test]
+fn the_originals_decode() {
+    for (text, compression) in texts() {
+        for key in ["k1", "k2"] {
+            let (sealed, plain) = sealed_under(key, &text, compression);
+            assert_eq!(codec(compression).decode(&[sealed]).unwrap(), [plain]);
+        }
+    }
+}
+
+#[test]
+fn swapping_key_ids_between_valid_payloads_fails() {
+    for (text, compression) in texts() {
+        let (a, _) = sealed_under("k1", &text, compression);
+        let (b, _) = sealed_under("k2", &text, compression);
+
+        // The metadata key id alone.
+        let mut swapped = a.clone();
+        swapped
+            .metadata
+            .insert("tcodec-key-id".into(), b"k2".to_vec());
+        refused("metadata key id k1 -> k2", swapped);
+
+        // The header's key id alone (same length), and both together.
+        let at = 4; // after version, algorithm, flags, key id length
+        assert_eq!(&a.data[at..at + 2], b"k1");
+        let mut header_only = a.clone();
+        header_only.data[at + 1] = b'2';
+        refused("header key id k1 -> k2", header_only.clone());
+        let mut both = header_only;
+        both.metadata.insert("tcodec-key-id".into(), b"k2".to_vec());
+        refused("header and metadata key id k1 -> k2", both);
+
+        // Data of one payload under the other's metadata.
+        let mut spliced = b.clone();
+        spliced.data = a.data.clone();
+        refused("k1 data under k2 metadata", spliced);
+    }
+}
+
+#[test]
+fn altering_any_header_field_fails() {
+    for (text, compression) in texts() {
+        let (sealed, _) = sealed_under("k2", &text, compression);
+        for (field, at, values) in [
+            ("version", 0, vec![0u8, 2, 255]),
+            ("algorithm", 1, vec![0, 2, 255]),
+            (
+                "flags",
+                2,
+                vec![sealed.data[2] ^ 1, sealed.data[2] ^ 2, 0x80],
+            ),
+            ("key id length", 3, vec![0, 1, 3, 65]),
+        ] {
+            for value in values {
+                if value == sealed.data[at] {
+                    continue;
+                }
+                let mut tampered = sealed.clone();
+                tampered.data[at] = value;
+                refused(&format!("{field} = {value}"), tampered);
+            }
+        }
+    }
+}
+
+#[test]
+fn downgrading_to_another_encoding_fails() {
+    for (text, compression) in texts() {
+        let (sealed, _) = sealed_under("k1", &text, compression);
+
+        // To the official samples' AES-GCM format, with a legacy key of the same
+        // id and bytes available.
+        let mut legacy = sealed.clone();
+        legacy
+            .metadata
+            .insert("encoding".into(), b"binary/encrypted".to_vec());
+        legacy
+            .metadata
+            .insert("encryption-key-id".into(), b"k1".to_vec());
+        refused("relabelled binary/encrypted (with key id)", legacy.clone());
+        legacy.metadata.remove("tcodec-key-id");
+        refused("relabelled binary/encrypted", legacy);
+
+        // To zlib.
+        let mut zlib = sealed.clone();
+        zlib.metadata
+            .insert("encoding".into(), b"binary/zlib".to_vec());
+        zlib.metadata.remove("tcodec-key-id");
+        refused("relabelled binary/zlib", zlib);
+    }
+}
+
+#[test]
+fn a_relabelled_payload_passes_through_as_ciphertext_not_plaintext() {
+    // Relabelled as something tcodec does not decode, a payload is passed
+    // through untouched: what comes out is the ciphertext it was, never the
+    // plaintext and never anything else.
+    let (text, compression) = texts()[0].clone();
+    let (sealed, plain) = sealed_under("k1", &text, compression);
+    let mut relabelled = sealed.clone();
+    relabelled
+        .metadata
+        .insert("encoding".into(), b"json/plain".to_vec());
+    let out = codec(compression)
+        .decode(std::slice::from_ref(&relabelled))
+        .unwrap();
+    assert_eq!(out, [relabelled]);
+    assert_ne!(out[0].data, plain.data);
+}
