@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs everything that checks tcodec: formatting, lints, the whole test suite (with
 # the end-to-end tests against a real Temporal dev server), the independent vector
-# generator, a one-pass smoke run of every benchmark, and the demo.
+# generator, a one-pass smoke run of every benchmark, a bounded fuzzing run, the Web UI
+# browser test and the demo.
 # Installs what it needs first (scripts/setup.sh). Fails loudly; skips nothing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -29,6 +30,9 @@ cargo bench -p tcodec-benches --locked -- --test
 step "the Temporal Web UI decrypts through tcodec, in Chromium (node --test tests/browser/)"
 cargo build --workspace --all-targets --profile test --locked
 node --test tests/browser/
+
+step "fuzz targets run 60 s each without a crash (./scripts/fuzz.sh)"
+./scripts/fuzz.sh 60
 
 step "the demo runs end to end (./scripts/demo.sh --no-wait)"
 ./scripts/demo.sh --no-wait
