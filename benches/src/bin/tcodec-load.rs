@@ -1,0 +1,340 @@
+//! A load generator for the codec server, with its baseline measured in the
+//! same run.
+//!
+//! ```text
+//! cargo build --release -p tcodec-server -p tcodec-benches
+//! target/release/tcodec-load target/release/tcodec [SECONDS_PER_PHASE]
+//! ```
+//!
+//! It starts `tcodec serve` (the given binary) twice on 127.0.0.1, over plain
+//! HTTP and over TLS (certificates from the test generator in the project
+//! venv), and measures:
+//! - the in-process `Codec::decode` of a 1-payload and a 1,000-payload batch
+//!   (the baseline);
+//! - `/decode` latency, p50 and p99, for the same two batches, one connection;
+//! - requests per second for the 1-payload batch at 1, 8 and 32 connections;
+//! - the server's peak RSS (`VmHWM`) and every non-200 answer.
+//!
+//! It prints Markdown tables for `BENCHMARKS.md`. Every request goes to
+//! loopback; every phase is bounded in time.
+#![allow(clippy::print_stdout, clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Bytes;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use tcodec::{Codec, Payload};
+use tcodec_keys::FileKeyring;
+use tcodec_keys::kek::local::LocalKek;
+use tcodec_keys::kek::{KekProvider, Keks};
+
+const MASTER_KEY: &str = "0f1e2d3c4b5a69788796a5b4c3d2e1f00f1e2d3c4b5a69788796a5b4c3d2e1f0";
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_owned()
+}
+
+struct Server {
+    child: Child,
+    url: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Server {
+    fn start(tcodec: &Path, dir: &Path, name: &str, tls: Option<&Path>) -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let tls_section = tls
+            .map(|d| {
+                format!(
+                    "[tls]\ncert = {:?}\nkey = {:?}\n",
+                    d.join("server.pem").display().to_string(),
+                    d.join("server.key").display().to_string()
+                )
+            })
+            .unwrap_or_default();
+        let config = dir.join(format!("{name}.toml"));
+        std::fs::write(
+            &config,
+            format!(
+                "listen = \"127.0.0.1:{port}\"\n{tls_section}[log]\nlevel = \"warn\"\n[limits]\nmax_concurrent_requests = 1024\n\
+                 [kek]\nmaster_key_file = {:?}\n[namespaces.default]\nkeyring = {:?}\n",
+                dir.join("master.key").display().to_string(),
+                dir.join("default.json").display().to_string()
+            ),
+        )
+        .unwrap();
+        let child = Command::new(tcodec)
+            .args(["serve", "--config"])
+            .arg(&config)
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start tcodec serve");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "tcodec serve did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        Self {
+            child,
+            url: format!("{scheme}://127.0.0.1:{port}"),
+        }
+    }
+
+    fn peak_rss_mib(&self) -> f64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
+        let kib: f64 = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap();
+        kib / 1024.0
+    }
+}
+
+type HttpsClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>;
+
+fn client(ca: &Path) -> HttpsClient {
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls_pki_types::pem::PemObject::pem_file_iter(ca).unwrap() {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let https = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls)
+        .https_or_http()
+        .enable_http1()
+        .build();
+    Client::builder(TokioExecutor::new()).build(https)
+}
+
+struct Tally {
+    errors: AtomicU64,
+}
+
+async fn post(client: &HttpsClient, url: &str, body: &Bytes, tally: &Tally) -> usize {
+    let request = hyper::Request::post(url)
+        .header("content-type", "application/json")
+        .header("x-namespace", "default")
+        .body(Full::new(body.clone()))
+        .unwrap();
+    match client.request(request).await {
+        Ok(response) if response.status() == 200 => response
+            .into_body()
+            .collect()
+            .await
+            .map(|b| b.to_bytes().len())
+            .unwrap_or(0),
+        Ok(_) | Err(_) => {
+            tally.errors.fetch_add(1, Ordering::Relaxed);
+            0
+        }
+    }
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}
+
+/// Sequential requests for `phase`: (p50, p99).
+async fn latency(
+    client: &HttpsClient,
+    url: &str,
+    body: &Bytes,
+    phase: Duration,
+    tally: &Tally,
+) -> (Duration, Duration) {
+    let mut samples = Vec::new();
+    let started = Instant::now();
+    while started.elapsed() < phase || samples.len() < 20 {
+        let t = Instant::now();
+        post(client, url, body, tally).await;
+        samples.push(t.elapsed());
+    }
+    samples.sort();
+    (percentile(&samples, 0.5), percentile(&samples, 0.99))
+}
+
+/// Requests per second with `connections` concurrent loops for `phase`.
+async fn throughput(
+    client: &HttpsClient,
+    url: &str,
+    body: &Bytes,
+    connections: usize,
+    phase: Duration,
+    tally: &Arc<Tally>,
+) -> f64 {
+    let done = Arc::new(AtomicU64::new(0));
+    let started = Instant::now();
+    let mut loops = Vec::new();
+    for _ in 0..connections {
+        let (client, url, body, tally, done) = (
+            client.clone(),
+            url.to_owned(),
+            body.clone(),
+            Arc::clone(tally),
+            Arc::clone(&done),
+        );
+        loops.push(tokio::spawn(async move {
+            while started.elapsed() < phase {
+                post(&client, &url, &body, &tally).await;
+                done.fetch_add(1, Ordering::Relaxed);
+            }
+        }));
+    }
+    for l in loops {
+        l.await.unwrap();
+    }
+    done.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64()
+}
+
+/// Median time of `f` over repeated runs for about `phase`.
+fn median_of(phase: Duration, mut f: impl FnMut()) -> Duration {
+    let mut samples = Vec::new();
+    let started = Instant::now();
+    while started.elapsed() < phase || samples.len() < 20 {
+        let t = Instant::now();
+        f();
+        samples.push(t.elapsed());
+    }
+    samples.sort();
+    percentile(&samples, 0.5)
+}
+
+fn body_of(payloads: &[Payload]) -> Bytes {
+    let b64 = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
+    let json: Vec<serde_json::Value> = payloads
+        .iter()
+        .map(|p| {
+            let metadata: serde_json::Map<String, serde_json::Value> = p
+                .metadata
+                .iter()
+                .map(|(k, v)| (k.clone(), b64(v).into()))
+                .collect();
+            serde_json::json!({"metadata": metadata, "data": b64(&p.data)})
+        })
+        .collect();
+    Bytes::from(serde_json::json!({ "payloads": json }).to_string())
+}
+
+fn us(d: Duration) -> String {
+    let micros = d.as_secs_f64() * 1e6;
+    if micros < 10.0 {
+        format!("{micros:.1} µs")
+    } else {
+        format!("{micros:.0} µs")
+    }
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let tcodec = PathBuf::from(
+        args.get(1)
+            .expect("usage: tcodec-load PATH_TO_TCODEC [SECONDS_PER_PHASE]"),
+    );
+    let phase = Duration::from_secs_f64(args.get(2).map(|s| s.parse().unwrap()).unwrap_or(3.0));
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("master.key"), MASTER_KEY).unwrap();
+    let local = LocalKek::parse(MASTER_KEY).unwrap();
+    let kek = local.kek_ref(None).unwrap();
+    let keks = Keks::new().with(Arc::new(local));
+    let keyring_path = dir.path().join("default.json");
+    tcodec_keys::ops::init(&keyring_path, "default", &keks, &kek).unwrap();
+    let status = Command::new(root().join(".venv/bin/python"))
+        .arg(root().join("codec-server/tests/support/gen_test_keys.py"))
+        .arg("tls")
+        .arg(dir.path())
+        .status()
+        .expect("run scripts/setup.sh first: the TLS test certificates come from the project venv");
+    assert!(status.success());
+
+    // The payloads: small JSON records as the UI decodes them one array at a time.
+    let keyring = FileKeyring::open(&keyring_path, keks.clone()).unwrap();
+    let codec = Codec::new(Arc::new(keyring));
+    let record = |i: usize| {
+        Payload::new(
+            "json/plain",
+            format!("{{\"customer\":\"c-{i}\",\"card\":\"4111 1111 1111 {i:04}\",\"amount\":{i}}}")
+                .into_bytes(),
+        )
+    };
+    let one = codec.encode(&[record(1)]).unwrap();
+    let many = codec
+        .encode(&(0..1000).map(record).collect::<Vec<_>>())
+        .unwrap();
+    let in_process_one = median_of(phase, || drop(codec.decode(&one).unwrap()));
+    let in_process_many = median_of(phase, || drop(codec.decode(&many).unwrap()));
+    let (body_one, body_many) = (body_of(&one), body_of(&many));
+
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let client = client(&dir.path().join("ca.pem"));
+    println!(
+        "| path | 1-payload p50 | p99 | 1,000-payload p50 | p99 | 1,000 batch: HTTP / in-process | req/s ×1 | ×8 | ×32 | peak RSS | errors |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!(
+        "| in-process `Codec::decode` (baseline) | {} | | {} | | 1.00 | | | | | |",
+        us(in_process_one),
+        us(in_process_many)
+    );
+    for (name, tls) in [("HTTP", None), ("TLS", Some(dir.path()))] {
+        let server = Server::start(&tcodec, dir.path(), name, tls);
+        let url = format!("{}/decode", server.url);
+        let tally = Arc::new(Tally {
+            errors: AtomicU64::new(0),
+        });
+        let (one_p50, one_p99, many_p50, many_p99, rps) = rt.block_on(async {
+            let (one_p50, one_p99) = latency(&client, &url, &body_one, phase, &tally).await;
+            let (many_p50, many_p99) = latency(&client, &url, &body_many, phase, &tally).await;
+            let mut rps = Vec::new();
+            for connections in [1, 8, 32] {
+                rps.push(throughput(&client, &url, &body_one, connections, phase, &tally).await);
+            }
+            (one_p50, one_p99, many_p50, many_p99, rps)
+        });
+        println!(
+            "| `/decode` over {name} | {} | {} | {} | {} | {:.2}× | {:.0} | {:.0} | {:.0} | {:.1} MiB | {} |",
+            us(one_p50),
+            us(one_p99),
+            us(many_p50),
+            us(many_p99),
+            many_p50.as_secs_f64() / in_process_many.as_secs_f64(),
+            rps[0],
+            rps[1],
+            rps[2],
+            server.peak_rss_mib(),
+            tally.errors.load(Ordering::Relaxed)
+        );
+    }
+}
