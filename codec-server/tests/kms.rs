@@ -5,10 +5,7 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader, Write};
-use std::process::Stdio;
-
-use support::{Moto, Outage, Tcodec, key_ids, plain_batch, texts};
+use support::{LineDecoder, Moto, Outage, Tcodec, key_ids, plain_batch, texts};
 
 fn kms_tcodec(dir: &std::path::Path, moto: &Moto) -> Tcodec {
     let mut t = Tcodec::new(dir);
@@ -183,33 +180,13 @@ fn unwrapped_keys_keep_working_when_kms_goes_away() {
     let sealed_2 = t.ok_with(&["encode"], &plain_batch(&["late"]));
 
     // A long-running decoder: one batch per line, keys cached between them.
-    let mut child = t
-        .command(&["decode", "--lines"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdin = child.stdin.take().unwrap();
-    let mut stdout = BufReader::new(child.stdout.take().unwrap());
-    let mut ask = |batch: &str| {
-        writeln!(stdin, "{batch}").unwrap();
-        let mut line = String::new();
-        stdout.read_line(&mut line).unwrap();
-        line
-    };
-    let compact = |s: &str| {
-        serde_json::from_str::<serde_json::Value>(s)
-            .unwrap()
-            .to_string()
-    };
-
-    assert_eq!(texts(&ask(&compact(&sealed_1))), ["early"]);
+    let mut decoder = LineDecoder::start(&t);
+    assert_eq!(texts(&decoder.ask(&sealed_1)), ["early"]);
     moto.stop();
     // k1 is cached: still decodes. k2 was never unwrapped: a clear error, and the
     // decoder goes on.
-    assert_eq!(texts(&ask(&compact(&sealed_1))), ["early"]);
-    let answer: serde_json::Value = serde_json::from_str(&ask(&compact(&sealed_2))).unwrap();
+    assert_eq!(texts(&decoder.ask(&sealed_1)), ["early"]);
+    let answer: serde_json::Value = serde_json::from_str(&decoder.ask(&sealed_2)).unwrap();
     let error = answer["error"].as_str().unwrap();
     assert!(
         error.contains("cannot use key k2")
@@ -217,9 +194,8 @@ fn unwrapped_keys_keep_working_when_kms_goes_away() {
             && error.contains("failed"),
         "{error}"
     );
-    assert_eq!(texts(&ask(&compact(&sealed_1))), ["early"]);
-    drop(stdin);
-    assert!(child.wait().unwrap().success());
+    assert_eq!(texts(&decoder.ask(&sealed_1)), ["early"]);
+    decoder.finish();
 }
 
 #[test]
@@ -242,30 +218,13 @@ fn a_kms_outage_fails_new_unwraps_cleanly_and_heals_when_kms_returns() {
     t.ok(&["keys", "rotate"]);
     let sealed_2 = t.ok_with(&["encode"], &plain_batch(&["late"]));
 
-    let mut child = t
-        .command(&["decode", "--lines"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdin = child.stdin.take().unwrap();
-    let mut stdout = BufReader::new(child.stdout.take().unwrap());
-    let mut ask = |batch: &str| {
-        let compact = serde_json::from_str::<serde_json::Value>(batch)
-            .unwrap()
-            .to_string();
-        writeln!(stdin, "{compact}").unwrap();
-        let mut line = String::new();
-        stdout.read_line(&mut line).unwrap();
-        line
-    };
-    assert_eq!(texts(&ask(&sealed_1)), ["early"]);
+    let mut decoder = LineDecoder::start(&t);
+    assert_eq!(texts(&decoder.ask(&sealed_1)), ["early"]);
 
     outage.cut();
     // k1 is cached and keeps working; k2 needs KMS: a clear error, no crash.
-    assert_eq!(texts(&ask(&sealed_1)), ["early"]);
-    let answer: serde_json::Value = serde_json::from_str(&ask(&sealed_2)).unwrap();
+    assert_eq!(texts(&decoder.ask(&sealed_1)), ["early"]);
+    let answer: serde_json::Value = serde_json::from_str(&decoder.ask(&sealed_2)).unwrap();
     let error = answer["error"].as_str().unwrap();
     assert!(
         error.contains("cannot use key k2") && error.contains("Decrypt"),
@@ -274,8 +233,7 @@ fn a_kms_outage_fails_new_unwraps_cleanly_and_heals_when_kms_returns() {
 
     // KMS is back: the failure was not cached, k2 unwraps now.
     outage.restore();
-    assert_eq!(texts(&ask(&sealed_2)), ["late"]);
-    assert_eq!(texts(&ask(&sealed_1)), ["early"]);
-    drop(stdin);
-    assert!(child.wait().unwrap().success());
+    assert_eq!(texts(&decoder.ask(&sealed_2)), ["late"]);
+    assert_eq!(texts(&decoder.ask(&sealed_1)), ["early"]);
+    decoder.finish();
 }

@@ -11,9 +11,10 @@ pub mod xaes;
 
 pub use codec::{Codec, CodecOptions, MAX_LAYERS};
 pub use compress::Compression;
-pub use error::{CodecError, Malformed, display_chain};
+pub use error::{CodecError, Malformed};
 pub use payload::{ExternalPayloadDetails, Payload};
 pub use tcodec_keys as keys;
+pub use tcodec_keys::display_chain;
 
 /// The repository README's Rust examples, compiled and run as doctests.
 #[cfg(doctest)]

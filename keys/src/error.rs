@@ -32,3 +32,19 @@ pub enum KeyError {
         source: Box<dyn std::error::Error + Send + Sync + 'static>,
     },
 }
+
+/// An error and its causes on one line, `outer: inner: innermost`: for
+/// reports that carry only a message (HTTP error bodies, Temporal task
+/// failures, a keyring's last reload error). tcodec's errors name payload
+/// indices, key ids and files, never key material or plaintext, so the whole
+/// chain is safe to show.
+pub fn display_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}

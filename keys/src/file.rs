@@ -128,7 +128,7 @@ impl FileKeyring {
                 doc
             }
             Err(e) => {
-                *last_error = Some(error_chain(&e));
+                *last_error = Some(crate::display_chain(&e));
                 return Err(e);
             }
         };
@@ -287,17 +287,6 @@ impl Drop for Watcher {
             let _ = t.join();
         }
     }
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

@@ -20,7 +20,7 @@ pub mod ops;
 mod source;
 pub mod store;
 
-pub use error::KeyError;
+pub use error::{KeyError, display_chain};
 pub use file::{FileKeyring, Watcher};
 pub use key::{DataKey, LegacyKey, SecretBytes32};
 pub use key_id::{InvalidKeyId, KeyId};

@@ -355,3 +355,54 @@ impl Drop for Outage {
         self.cut();
     }
 }
+
+/// `tcodec decode --lines`, running: one batch per line in, one answer per
+/// line out, keys cached between batches.
+pub struct LineDecoder {
+    child: Child,
+    stdin: std::process::ChildStdin,
+    stdout: std::io::BufReader<std::process::ChildStdout>,
+}
+
+impl LineDecoder {
+    pub fn start(t: &Tcodec) -> Self {
+        let mut child = t
+            .command(&["decode", "--lines"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stdin = child.stdin.take().unwrap();
+        let stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+        Self {
+            child,
+            stdin,
+            stdout,
+        }
+    }
+
+    /// Sends one `{"payloads": [...]}` batch (any JSON layout); returns the answer line.
+    pub fn ask(&mut self, batch: &str) -> String {
+        use std::io::BufRead;
+        let compact = serde_json::from_str::<serde_json::Value>(batch)
+            .unwrap()
+            .to_string();
+        writeln!(self.stdin, "{compact}").unwrap();
+        let mut line = String::new();
+        self.stdout.read_line(&mut line).unwrap();
+        line
+    }
+
+    /// Closes its input and requires a clean exit.
+    pub fn finish(self) {
+        let Self {
+            mut child,
+            stdin,
+            stdout,
+        } = self;
+        drop(stdin);
+        drop(stdout);
+        assert!(child.wait().unwrap().success());
+    }
+}

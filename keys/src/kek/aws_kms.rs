@@ -251,16 +251,7 @@ where
                 err.message().unwrap_or("(no message)")
             )
         }
-        other => {
-            let mut text = other.to_string();
-            let mut source = std::error::Error::source(other);
-            while let Some(s) = source {
-                text.push_str(": ");
-                text.push_str(&s.to_string());
-                source = s.source();
-            }
-            text
-        }
+        other => crate::display_chain(other),
     };
     CallError::Service(text.into())
 }
