@@ -237,3 +237,57 @@ fn a_kms_outage_fails_new_unwraps_cleanly_and_heals_when_kms_returns() {
     assert_eq!(texts(&decoder.ask(&sealed_1)), ["early"]);
     decoder.finish();
 }
+
+#[test]
+fn kms_calls_scale_with_key_versions_not_payloads() {
+    // 100,000 payloads encoded under three key versions, then decoded in one
+    // batch: KMS is asked once per key version each way, as moto's request
+    // log counts.
+    let moto = Moto::start();
+    let key = moto.create_key();
+    let dir = tempfile::tempdir().unwrap();
+    let t = kms_tcodec(dir.path(), &moto);
+    t.ok(&[
+        "keys",
+        "init",
+        "--name",
+        "payments",
+        "--kek",
+        &format!("aws-kms:{key}"),
+    ]);
+    let requests = || moto.log_text().matches("\"POST /").count();
+    let mut all: Vec<serde_json::Value> = Vec::new();
+    let mut encode_calls = 0;
+    for (version, count) in [(1, 33_334), (2, 33_333), (3, 33_333)] {
+        if version > 1 {
+            t.ok(&["keys", "rotate"]);
+        }
+        let texts: Vec<String> = (0..count).map(|i| format!("\"v{version}-{i}\"")).collect();
+        let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+        let before = requests();
+        let sealed = t.ok_with(&["encode"], &plain_batch(&refs));
+        encode_calls += requests() - before;
+        let mut v: serde_json::Value = serde_json::from_str(&sealed).unwrap();
+        all.append(v["payloads"].as_array_mut().unwrap());
+    }
+    assert_eq!(all.len(), 100_000);
+    assert_eq!(
+        encode_calls, 3,
+        "KMS requests to encode 100,000 payloads under 3 keys"
+    );
+
+    let batch = serde_json::json!({ "payloads": all }).to_string();
+    let before = requests();
+    let decoded = t.ok_with(&["decode"], &batch);
+    assert_eq!(
+        requests() - before,
+        3,
+        "KMS requests to decode 100,000 payloads under 3 keys"
+    );
+    let texts = texts(&decoded);
+    assert_eq!(texts.len(), 100_000);
+    assert_eq!(
+        (texts[0].as_str(), texts[99_999].as_str()),
+        ("\"v1-0\"", "\"v3-33332\"")
+    );
+}
