@@ -13,6 +13,21 @@ fn kms_tcodec(dir: &std::path::Path, moto: &Moto) -> Tcodec {
     t
 }
 
+/// A keyring `payments` in `dir` whose first key is wrapped by a new KMS key.
+fn init_under_kms(dir: &std::path::Path, moto: &Moto) -> Tcodec {
+    let key = moto.create_key();
+    let t = kms_tcodec(dir, moto);
+    t.ok(&[
+        "keys",
+        "init",
+        "--name",
+        "payments",
+        "--kek",
+        &format!("aws-kms:{key}"),
+    ]);
+    t
+}
+
 #[test]
 fn rotate_disable_destroy_and_rewrap_under_kms() {
     let moto = Moto::start();
@@ -125,17 +140,8 @@ fn rotate_disable_destroy_and_rewrap_under_kms() {
 #[test]
 fn a_wrapped_key_moved_to_another_context_does_not_unwrap() {
     let moto = Moto::start();
-    let key = moto.create_key();
     let dir = tempfile::tempdir().unwrap();
-    let t = kms_tcodec(dir.path(), &moto);
-    t.ok(&[
-        "keys",
-        "init",
-        "--name",
-        "payments",
-        "--kek",
-        &format!("aws-kms:{key}"),
-    ]);
+    let t = init_under_kms(dir.path(), &moto);
     t.ok(&["keys", "rotate"]);
     let sealed_2 = t.ok_with(&["encode"], &plain_batch(&["under k2"]));
     let original = std::fs::read(&t.keyring).unwrap();
@@ -164,17 +170,8 @@ fn a_wrapped_key_moved_to_another_context_does_not_unwrap() {
 #[test]
 fn unwrapped_keys_keep_working_when_kms_goes_away() {
     let mut moto = Moto::start();
-    let key = moto.create_key();
     let dir = tempfile::tempdir().unwrap();
-    let t = kms_tcodec(dir.path(), &moto);
-    t.ok(&[
-        "keys",
-        "init",
-        "--name",
-        "payments",
-        "--kek",
-        &format!("aws-kms:{key}"),
-    ]);
+    let t = init_under_kms(dir.path(), &moto);
     let sealed_1 = t.ok_with(&["encode"], &plain_batch(&["early"]));
     t.ok(&["keys", "rotate"]);
     let sealed_2 = t.ok_with(&["encode"], &plain_batch(&["late"]));
@@ -244,17 +241,8 @@ fn kms_calls_scale_with_key_versions_not_payloads() {
     // batch: KMS is asked once per key version each way, as moto's request
     // log counts.
     let moto = Moto::start();
-    let key = moto.create_key();
     let dir = tempfile::tempdir().unwrap();
-    let t = kms_tcodec(dir.path(), &moto);
-    t.ok(&[
-        "keys",
-        "init",
-        "--name",
-        "payments",
-        "--kek",
-        &format!("aws-kms:{key}"),
-    ]);
+    let t = init_under_kms(dir.path(), &moto);
     let requests = || moto.log_text().matches("\"POST /").count();
     let mut all: Vec<serde_json::Value> = Vec::new();
     let mut encode_calls = 0;
