@@ -482,6 +482,13 @@ async fn readiness_fails_while_a_keyring_has_no_usable_primary() {
     assert!(ready.body.contains("payments"), "{}", ready.body);
 }
 
+/// The status of a one-payload codec request.
+async fn status(app: &axum::Router, path: &str, namespace: &str, auth: Option<&str>) -> StatusCode {
+    post(app, path, namespace, auth, &plain_batch(&["1"]))
+        .await
+        .status
+}
+
 // ---- JWT ----
 
 fn jwt_toml(issuer: &Issuer, keys: &Keyrings, namespaces: &[(&str, &str)]) -> String {
@@ -527,29 +534,17 @@ async fn jwt_permissions_claim_grants_read_and_write_per_namespace() {
     assert_eq!(answer.status, StatusCode::FORBIDDEN);
     // admin covers read and write
     assert_eq!(
-        post(&app, "/encode", "hr", Some(&admin), &plain_batch(&["1"]))
-            .await
-            .status,
+        status(&app, "/encode", "hr", Some(&admin)).await,
         StatusCode::OK
     );
     assert_eq!(
-        post(&app, "/decode", "hr", Some(&admin), &plain_batch(&["1"]))
-            .await
-            .status,
+        status(&app, "/decode", "hr", Some(&admin)).await,
         StatusCode::OK
     );
     // a namespace that merely ends like another is not it
     let tricky = issuer.bearer(json!({"permissions": ["xpayments:admin", "payments-x:admin"]}));
     assert_eq!(
-        post(
-            &app,
-            "/decode",
-            "payments",
-            Some(&tricky),
-            &plain_batch(&["1"])
-        )
-        .await
-        .status,
+        status(&app, "/decode", "payments", Some(&tricky)).await,
         StatusCode::FORBIDDEN
     );
     // ES256 tokens verify too, and Authorization-Extras (the UI's id token) is ignored
@@ -681,15 +676,7 @@ async fn jwt_bad_credentials_get_401_without_detail() {
     }
     // The valid one, for contrast.
     assert_eq!(
-        post(
-            &app,
-            "/decode",
-            "payments",
-            Some(&valid),
-            &plain_batch(&["1"])
-        )
-        .await
-        .status,
+        status(&app, "/decode", "payments", Some(&valid)).await,
         StatusCode::OK
     );
     // Unauthenticated callers learn nothing about namespaces: 401 before 404.
@@ -721,47 +708,21 @@ async fn jwt_email_allow_list_per_namespace() {
     let ada = issuer.bearer(json!({"email": "ada@example.com"}));
     let eve = issuer.bearer(json!({"email": "eve@example.com", "permissions": ["payments:admin"]}));
     assert_eq!(
-        post(
-            &app,
-            "/decode",
-            "payments",
-            Some(&ada),
-            &plain_batch(&["1"])
-        )
-        .await
-        .status,
+        status(&app, "/decode", "payments", Some(&ada)).await,
         StatusCode::OK
     );
     assert_eq!(
-        post(
-            &app,
-            "/encode",
-            "payments",
-            Some(&ada),
-            &plain_batch(&["1"])
-        )
-        .await
-        .status,
+        status(&app, "/encode", "payments", Some(&ada)).await,
         StatusCode::OK
     );
     // With an allow-list, token permissions are not consulted.
     assert_eq!(
-        post(
-            &app,
-            "/decode",
-            "payments",
-            Some(&eve),
-            &plain_batch(&["1"])
-        )
-        .await
-        .status,
+        status(&app, "/decode", "payments", Some(&eve)).await,
         StatusCode::FORBIDDEN
     );
     // Without one, an email alone grants nothing.
     assert_eq!(
-        post(&app, "/decode", "open", Some(&ada), &plain_batch(&["1"]))
-            .await
-            .status,
+        status(&app, "/decode", "open", Some(&ada)).await,
         StatusCode::FORBIDDEN
     );
 }
