@@ -14,6 +14,10 @@ const CARD: &str = "4111 1111 1111 1111";
 const ADDRESS: &str = "12 Crescent Road, Bath";
 const NOTE: &str = "VIP customer, call before charging";
 
+fn strs(v: &[String]) -> Vec<&str> {
+    v.iter().map(String::as_str).collect()
+}
+
 fn holds(json: &str, secret: &str) -> bool {
     readable_strings(json).iter().any(|s| s.contains(secret))
 }
@@ -37,19 +41,20 @@ async fn temporal_cli_stores_ciphertext_and_shows_plaintext_through_tcodec() {
         issuer.bearer(json!({"email": "ada@example.com", "permissions": ["default:read"]}));
     let outsider =
         issuer.bearer(json!({"email": "eve@example.com", "permissions": ["payments:read"]}));
-    let with_codec = |auth: &str| -> Vec<String> {
-        vec![
-            "--codec-endpoint".into(),
-            endpoint.clone(),
-            "--codec-auth".into(),
-            auth.to_owned(),
-        ]
+    // `args` followed by the codec endpoint and `--codec-auth auth`.
+    let with_codec = |args: &[&str], auth: &str| -> Vec<String> {
+        let codec = ["--codec-endpoint", &endpoint, "--codec-auth", auth];
+        args.iter().chain(&codec).map(|a| (*a).to_owned()).collect()
     };
-    let run = |args: &[&str], auth: &str| {
-        let mut all: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
-        all.extend(with_codec(auth));
-        temporal.cli_ok(&all.iter().map(String::as_str).collect::<Vec<_>>())
-    };
+    let run = |args: &[&str], auth: &str| temporal.cli_ok(&strs(&with_codec(args, auth)));
+    const SHOW: [&str; 6] = [
+        "workflow",
+        "show",
+        "--workflow-id",
+        "onb-1",
+        "--output",
+        "json",
+    ];
 
     // The CLI encodes through tcodec: input, memo and a signal.
     let input = json!({"name": "Ada Lovelace", "card": CARD}).to_string();
@@ -87,14 +92,7 @@ async fn temporal_cli_stores_ciphertext_and_shows_plaintext_through_tcodec() {
     );
 
     // What the server holds: tcodec ciphertext and no plaintext, raw or base64.
-    let raw = temporal.cli_ok(&[
-        "workflow",
-        "show",
-        "--workflow-id",
-        "onb-1",
-        "--output",
-        "json",
-    ]);
+    let raw = temporal.cli_ok(&SHOW);
     let described = temporal.cli_ok(&[
         "workflow",
         "describe",
@@ -127,17 +125,7 @@ async fn temporal_cli_stores_ciphertext_and_shows_plaintext_through_tcodec() {
     );
 
     // A reader of the namespace sees the plaintext through the codec server.
-    let decoded = run(
-        &[
-            "workflow",
-            "show",
-            "--workflow-id",
-            "onb-1",
-            "--output",
-            "json",
-        ],
-        &reader,
-    );
+    let decoded = run(&SHOW, &reader);
     for secret in [CARD, "Ada Lovelace", ADDRESS] {
         assert!(
             holds(&decoded, secret),
@@ -153,19 +141,7 @@ async fn temporal_cli_stores_ciphertext_and_shows_plaintext_through_tcodec() {
 
     // Someone without read access to the namespace, or without a token, gets nothing.
     for auth in [outsider.as_str(), "Bearer not-a-token"] {
-        let mut args: Vec<String> = [
-            "workflow",
-            "show",
-            "--workflow-id",
-            "onb-1",
-            "--output",
-            "json",
-        ]
-        .iter()
-        .map(|a| (*a).to_owned())
-        .collect();
-        args.extend(with_codec(auth));
-        let out = temporal.cli(&args.iter().map(String::as_str).collect::<Vec<_>>());
+        let out = temporal.cli(&strs(&with_codec(&SHOW, auth)));
         let stdout = String::from_utf8_lossy(&out.stdout);
         assert!(
             !out.status.success(),
