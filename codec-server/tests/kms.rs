@@ -7,12 +7,6 @@ mod support;
 
 use support::{LineDecoder, Moto, Outage, Tcodec, key_ids, plain_batch, texts};
 
-fn kms_tcodec(dir: &std::path::Path, moto: &Moto) -> Tcodec {
-    let mut t = Tcodec::new(dir);
-    t.kms_endpoint = Some(moto.endpoint.clone());
-    t
-}
-
 /// A keyring `payments` in `dir` whose first key is wrapped by a new KMS key.
 fn init_under_kms(dir: &std::path::Path, moto: &Moto) -> Tcodec {
     init_under_kms_at(dir, moto, &moto.endpoint)
@@ -37,19 +31,9 @@ fn init_under_kms_at(dir: &std::path::Path, moto: &Moto, endpoint: &str) -> Tcod
 #[test]
 fn rotate_disable_destroy_and_rewrap_under_kms() {
     let moto = Moto::start();
-    let key_a = moto.create_key();
-    let key_b = moto.create_key();
     let dir = tempfile::tempdir().unwrap();
-    let t = kms_tcodec(dir.path(), &moto);
-
-    t.ok(&[
-        "keys",
-        "init",
-        "--name",
-        "payments",
-        "--kek",
-        &format!("aws-kms:{key_a}"),
-    ]);
+    let t = init_under_kms(dir.path(), &moto);
+    let key_b = moto.create_key();
     let sealed_1 = t.ok_with(&["encode"], &plain_batch(&["one-a", "one-b"]));
     t.ok(&["keys", "rotate"]);
     let sealed_2 = t.ok_with(&["encode"], &plain_batch(&["two"]));
