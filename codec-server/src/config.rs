@@ -132,6 +132,13 @@ pub struct CorsConfig {
     pub allow_credentials: bool,
 }
 
+impl CorsConfig {
+    /// Whether `origin` (an `Origin` header's bytes) is one of the allowed origins.
+    pub fn allows(&self, origin: &[u8]) -> bool {
+        self.origins.iter().any(|o| o.as_bytes() == origin)
+    }
+}
+
 /// How callers are authenticated.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]

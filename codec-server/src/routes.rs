@@ -140,9 +140,10 @@ async fn count_preflight(
         let origin = request
             .headers()
             .get(header::ORIGIN)
-            .map(|o| String::from_utf8_lossy(o.as_bytes()).into_owned())
+            .map(|o| o.as_bytes())
             .unwrap_or_default();
-        let allowed = state.cors.origins.contains(&origin);
+        let allowed = state.cors.allows(origin);
+        let origin = String::from_utf8_lossy(origin);
         state.metrics.preflight(allowed);
         tracing::debug!(%origin, allowed, path = %request.uri().path(), "CORS preflight");
     }
@@ -183,11 +184,7 @@ async fn origin_guard(
 ) -> Response {
     if request.method() != Method::OPTIONS
         && let Some(origin) = request.headers().get(header::ORIGIN)
-        && !state
-            .cors
-            .origins
-            .iter()
-            .any(|o| o.as_bytes() == origin.as_bytes())
+        && !state.cors.allows(origin.as_bytes())
     {
         let origin = String::from_utf8_lossy(origin.as_bytes()).into_owned();
         tracing::warn!(target: "tcodec::audit", %origin, path = %request.uri().path(), "refused cross-origin request");
