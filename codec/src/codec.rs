@@ -12,7 +12,7 @@ use crate::compress::{self, Compression, DecompressError};
 use crate::error::{CodecError, Malformed};
 use crate::legacy;
 use crate::payload::Payload;
-use crate::wire::{self, Header};
+use crate::wire::{self, Header, HeaderError, HeaderView};
 use crate::xaes::{NONCE_LEN, Xaes256Gcm};
 
 /// How many nested encodings (tcodec or legacy) one payload may carry. The
@@ -184,8 +184,20 @@ impl Codec {
             .collect()
     }
 
+    /// Whether [`decode`](Self::decode) works on a payload whose `encoding`
+    /// metadata is `encoding` (`None`: it has none). Payloads it does not work
+    /// on come back from `decode` as they went in, so a caller holding them in
+    /// another form (the codec server, with JSON) may keep them there.
+    pub fn decodes(&self, encoding: Option<&[u8]>) -> bool {
+        !matches!(self.kind_of(encoding), Kind::NotOurs)
+    }
+
     fn kind(&self, payload: &Payload) -> Kind {
-        match payload.encoding() {
+        self.kind_of(payload.encoding())
+    }
+
+    fn kind_of(&self, encoding: Option<&[u8]>) -> Kind {
+        match encoding {
             Some(e) if e == wire::ENCODING.as_bytes() => Kind::Tcodec,
             Some(e) if self.options.decode_legacy && e == legacy::ENCODING_ENCRYPTED.as_bytes() => {
                 Kind::LegacyEncrypted
@@ -276,7 +288,7 @@ impl Codec {
             return Err(malformed(Malformed::ExternalPayloads));
         }
         let (header, header_len) =
-            Header::parse(&payload.data).map_err(|e| malformed(Malformed::Header(e)))?;
+            HeaderView::parse(&payload.data).map_err(|e| malformed(Malformed::Header(e)))?;
         if payload
             .metadata
             .keys()
@@ -293,18 +305,21 @@ impl Codec {
             return Err(malformed(Malformed::KeyIdMismatch));
         }
 
-        let position = match ciphers.iter().position(|(id, _)| *id == header.key_id) {
+        let position = match ciphers
+            .iter()
+            .position(|(id, _)| id.as_str() == header.key_id)
+        {
             Some(position) => position,
             None => {
-                let key = self
-                    .keys
-                    .key(&header.key_id)
-                    .map_err(|source| CodecError::Key {
-                        index,
-                        key_id: header.key_id.to_string(),
-                        source,
-                    })?;
-                ciphers.push((header.key_id.clone(), Xaes256Gcm::new(key.secret())));
+                let key_error = |source| CodecError::Key {
+                    index,
+                    key_id: header.key_id.to_owned(),
+                    source,
+                };
+                let id = KeyId::new(header.key_id)
+                    .map_err(|_| malformed(Malformed::Header(HeaderError::InvalidKeyId)))?;
+                let key = self.keys.key(&id).map_err(key_error)?;
+                ciphers.push((id, Xaes256Gcm::new(key.secret())));
                 ciphers.len() - 1
             }
         };
@@ -312,7 +327,7 @@ impl Codec {
             wire::open(&ciphers[position].1, &payload.data, header_len).map_err(|_| {
                 CodecError::Decrypt {
                     index,
-                    key_id: header.key_id.to_string(),
+                    key_id: header.key_id.to_owned(),
                 }
             })?;
         if header.zstd {

@@ -71,6 +71,19 @@ impl CodecError {
         }
     }
 
+    /// The same error, naming `index` as the failing payload's: for a caller
+    /// that handed the codec part of a larger batch.
+    pub fn at_index(mut self, new: usize) -> Self {
+        match &mut self {
+            Self::Key { index, .. }
+            | Self::Decrypt { index, .. }
+            | Self::Malformed { index, .. }
+            | Self::TooLarge { index, .. } => *index = new,
+            Self::Random => {}
+        }
+        self
+    }
+
     /// The key id involved, where there is one.
     pub fn key_id(&self) -> Option<&str> {
         match self {

@@ -80,6 +80,10 @@ struct BorrowedPayload {
     external_payloads: Vec<ExternalPayloadDetails>,
 }
 
+/// Up to this many serialized bytes, [`Payload::decode_owned`] copies rather
+/// than reuses the buffer.
+const SMALL: usize = 2048;
+
 impl Payload {
     /// Parses a serialized payload that the caller owns, reusing its allocation
     /// for `data`.
@@ -90,6 +94,11 @@ impl Payload {
     /// both copies and the page faults of fresh allocations.
     pub(crate) fn decode_owned(buf: Vec<u8>) -> Result<Self, prost::DecodeError> {
         use prost::Message;
+        if buf.len() <= SMALL {
+            // Copying a small `data` costs less than the shared buffer `Bytes`
+            // would allocate.
+            return Self::decode(buf.as_slice());
+        }
         let parsed = BorrowedPayload::decode(bytes::Bytes::from(buf))?;
         Ok(Self {
             metadata: parsed.metadata,

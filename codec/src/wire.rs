@@ -86,6 +86,29 @@ impl Header {
     /// Reads a header from the start of `data`, checking that a nonce and a tag
     /// follow it. Returns the header and its length.
     pub fn parse(data: &[u8]) -> Result<(Self, usize), HeaderError> {
+        let (view, len) = HeaderView::parse(data)?;
+        let header = Self {
+            key_id: KeyId::new(view.key_id).map_err(|_| HeaderError::InvalidKeyId)?,
+            zstd: view.zstd,
+        };
+        Ok((header, len))
+    }
+}
+
+/// A [`Header`] read in place: the key id borrowed from the data, so that
+/// reading one allocates nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HeaderView<'a> {
+    /// The key version that sealed the payload (a valid key id).
+    pub key_id: &'a str,
+    /// Whether the plaintext is zstd-compressed.
+    pub zstd: bool,
+}
+
+impl<'a> HeaderView<'a> {
+    /// Reads a header from the start of `data`, checking that a nonce and a tag
+    /// follow it. Returns the header and its length.
+    pub fn parse(data: &'a [u8]) -> Result<(Self, usize), HeaderError> {
         let &[version, algorithm, flags, id_len, ..] = data else {
             return Err(HeaderError::Truncated);
         };
@@ -102,8 +125,9 @@ impl Header {
         if data.len() < header_len + NONCE_LEN + TAG_LEN {
             return Err(HeaderError::Truncated);
         }
-        let key_id = KeyId::try_from(&data[FIXED_HEADER_LEN..header_len])
+        let key_id = std::str::from_utf8(&data[FIXED_HEADER_LEN..header_len])
             .map_err(|_| HeaderError::InvalidKeyId)?;
+        KeyId::check(key_id).map_err(|_| HeaderError::InvalidKeyId)?;
         let header = Self {
             key_id,
             zstd: flags & FLAG_ZSTD != 0,

@@ -19,6 +19,12 @@ impl KeyId {
     /// Parses and validates a key id.
     pub fn new(id: impl Into<String>) -> Result<Self, InvalidKeyId> {
         let id = id.into();
+        Self::check(&id)?;
+        Ok(Self(id))
+    }
+
+    /// Checks that `id` is a valid key id without making one.
+    pub fn check(id: &str) -> Result<(), InvalidKeyId> {
         if id.is_empty() || id.len() > Self::MAX_LEN {
             return Err(InvalidKeyId::Length(id.len()));
         }
@@ -28,7 +34,7 @@ impl KeyId {
         {
             return Err(InvalidKeyId::Character(bad));
         }
-        Ok(Self(id))
+        Ok(())
     }
 
     /// The key id as text.
