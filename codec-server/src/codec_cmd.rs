@@ -43,7 +43,7 @@ pub fn run(args: CodecArgs, direction: Direction) -> anyhow::Result<()> {
                 continue;
             }
             match run_batch(&codec, line.as_bytes(), direction) {
-                Ok(response) => serde_json::to_writer(&mut stdout, &response)?,
+                Ok(response) => stdout.write_all(&response)?,
                 Err(e) => serde_json::to_writer(
                     &mut stdout,
                     &serde_json::json!({ "error": format!("{e:#}") }),
@@ -67,18 +67,21 @@ pub fn run(args: CodecArgs, direction: Direction) -> anyhow::Result<()> {
         }
     }
     let response = run_batch(&codec, &input, direction)?;
-    serde_json::to_writer(&mut stdout, &response)?;
+    stdout.write_all(&response)?;
     writeln!(stdout)?;
     Ok(())
 }
 
-fn run_batch(codec: &Codec, input: &[u8], direction: Direction) -> anyhow::Result<PayloadsJson> {
-    let request: PayloadsJson =
-        serde_json::from_slice(input).context("input is not {\"payloads\": [...]} JSON")?;
-    let payloads = request.to_payloads()?;
-    let out = match direction {
-        Direction::Encode => codec.encode(&payloads)?,
-        Direction::Decode => codec.decode(&payloads)?,
+fn run_batch(codec: &Codec, input: &[u8], direction: Direction) -> anyhow::Result<Vec<u8>> {
+    let request = PayloadsJson::parse(input).context("input is not {\"payloads\": [...]} JSON")?;
+    let (payloads, answer) = match direction {
+        Direction::Encode => request.split(|_| true)?,
+        Direction::Decode => request.split(|encoding| codec.decodes(encoding))?,
     };
-    Ok(request.respond(&payloads, out))
+    let out = match direction {
+        Direction::Encode => codec.encode(&payloads),
+        Direction::Decode => codec.decode(&payloads),
+    }
+    .map_err(|e| answer.in_request(e))?;
+    Ok(answer.to_json(&out)?)
 }

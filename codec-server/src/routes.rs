@@ -387,37 +387,38 @@ async fn run(
                 ),
             )
         })?;
-    let request: PayloadsJson = serde_json::from_slice(&bytes).map_err(|e| {
+    let request = PayloadsJson::parse(&bytes).map_err(|e| {
         AppError::new(
             StatusCode::BAD_REQUEST,
             "malformed_json",
             format!("the body is not {{\"payloads\": [...]}} JSON: {e}"),
         )
     })?;
-    if request.payloads.len() > state.limits.max_payloads {
+    let count = request.payloads.len();
+    if count > state.limits.max_payloads {
         return Err(AppError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
             "too_many_payloads",
             format!(
-                "{} payloads exceed the limit of {}",
-                request.payloads.len(),
+                "{count} payloads exceed the limit of {}",
                 state.limits.max_payloads
             ),
         ));
     }
-    let payloads = request
-        .to_payloads()
-        .map_err(|e| AppError::new(StatusCode::BAD_REQUEST, "malformed_base64", e.to_string()))?;
-    let count = payloads.len();
     let codec = Arc::clone(&ns.codec);
+    // Decoding leaves payloads that are not the codec's as they came: those
+    // stay JSON and go back verbatim.
+    let split = match endpoint {
+        Endpoint::Encode => request.split(|_| true),
+        Endpoint::Decode => request.split(|encoding| codec.decodes(encoding)),
+    };
+    let (payloads, answer) = split
+        .map_err(|e| AppError::new(StatusCode::BAD_REQUEST, "malformed_base64", e.to_string()))?;
     // Sealing is CPU work, and a first use of a key may wait on KMS: keep both
     // off the async workers.
-    let (payloads, result) = tokio::task::spawn_blocking(move || {
-        let result = match endpoint {
-            Endpoint::Encode => codec.encode(&payloads),
-            Endpoint::Decode => codec.decode(&payloads),
-        };
-        (payloads, result)
+    let result = tokio::task::spawn_blocking(move || match endpoint {
+        Endpoint::Encode => codec.encode(&payloads),
+        Endpoint::Decode => codec.decode(&payloads),
     })
     .await
     .map_err(|_| {
@@ -428,12 +429,13 @@ async fn run(
         )
     })?;
     let out = result.map_err(|e| {
-        let err = codec_error(&e);
+        // The codec saw only the selected payloads: name the request's index.
+        let err = codec_error(&answer.in_request(e));
         state.metrics.failure(err.code);
         err
     })?;
     state.metrics.payloads(endpoint, count);
-    let body = serde_json::to_vec(&request.respond(&payloads, out)).map_err(|_| {
+    let body = answer.to_json(&out).map_err(|_| {
         AppError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             "internal",

@@ -173,6 +173,9 @@ async fn malformed_requests_get_400_with_a_json_error() {
     let last = data.len() - 1;
     data[last] ^= 1;
     v["payloads"][1]["data"] = json!(STANDARD.encode(&data));
+    // Ahead of it, a plaintext payload the codec passes through: the error
+    // still names the altered payload by its place in the request.
+    v["payloads"][0] = json!({"metadata": {"encoding": b64("json/plain")}, "data": b64("\"a\"")});
     let answer = post(&app, "/decode", "payments", None, &v.to_string()).await;
     assert_eq!(answer.status, StatusCode::BAD_REQUEST);
     assert_eq!(answer.error_code(), "decrypt_failed");
