@@ -1,0 +1,70 @@
+//! The codec server's per-request work without HTTP: a `/decode` body of 1,000
+//! small sealed payloads, parsed, split, decoded and answered (`tcodec_server::json`),
+//! against the in-process `Codec::decode` of the same payloads, in the same run.
+//! The difference is what the server adds per payload beyond the codec.
+#![allow(clippy::expect_used, missing_docs)] // a bench panics on setup failure
+
+use std::hint::black_box;
+use std::sync::Arc;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use tcodec::keys::{KeyId, MemoryKeyring, SecretBytes32};
+use tcodec::{Codec, Payload};
+use tcodec_server::json::PayloadsJson;
+
+fn body_of(payloads: &[Payload]) -> Vec<u8> {
+    let json: Vec<serde_json::Value> = payloads
+        .iter()
+        .map(|p| {
+            let metadata: serde_json::Map<String, serde_json::Value> = p
+                .metadata
+                .iter()
+                .map(|(k, v)| (k.clone(), STANDARD.encode(v).into()))
+                .collect();
+            serde_json::json!({"metadata": metadata, "data": STANDARD.encode(&p.data)})
+        })
+        .collect();
+    serde_json::to_vec(&serde_json::json!({ "payloads": json })).expect("json")
+}
+
+fn decode_batch(c: &mut Criterion) {
+    let keyring = MemoryKeyring::with_primary(
+        KeyId::new("bench").expect("valid id"),
+        SecretBytes32::new([0x42; 32]),
+    );
+    let codec = Codec::new(Arc::new(keyring));
+    let records: Vec<Payload> = (0..1000)
+        .map(|i| {
+            Payload::new(
+                "json/plain",
+                format!(
+                    "{{\"customer\":\"c-{i}\",\"card\":\"4111 1111 1111 {i:04}\",\"amount\":{i}}}"
+                ),
+            )
+        })
+        .collect();
+    let sealed = codec.encode(&records).expect("encode");
+    let body = body_of(&sealed);
+
+    let mut group = c.benchmark_group("server-decode-1000");
+    group.throughput(Throughput::Elements(1000));
+    group.bench_function("codec", |b| {
+        b.iter(|| codec.decode(black_box(&sealed)).expect("decode"))
+    });
+    group.bench_function("json-and-codec", |b| {
+        b.iter(|| {
+            let request = PayloadsJson::parse(black_box(&body)).expect("parse");
+            let (payloads, answer) = request
+                .split(|encoding| codec.decodes(encoding))
+                .expect("split");
+            let out = codec.decode(&payloads).expect("decode");
+            answer.to_json(&out).expect("answer")
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, decode_batch);
+criterion_main!(benches);
