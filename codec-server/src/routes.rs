@@ -387,60 +387,88 @@ async fn run(
                 ),
             )
         })?;
-    let request = PayloadsJson::parse(&bytes).map_err(|e| {
-        AppError::new(
+    let codec = Arc::clone(&ns.codec);
+    let max_payloads = state.limits.max_payloads;
+    // Parsing, base64, sealing and writing the answer are all CPU work, and a
+    // first use of a key may wait on KMS: keep them off the async workers, and
+    // on one thread, so that the request's data stays in one core's cache.
+    let outcome =
+        tokio::task::spawn_blocking(move || process(&codec, endpoint, &bytes, max_payloads))
+            .await
+            .map_err(|_| {
+                AppError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal",
+                    "the codec task failed",
+                )
+            })?;
+    match outcome {
+        Ok((body, count)) => {
+            state.metrics.payloads(endpoint, count);
+            Ok((body, count))
+        }
+        Err(Failure::Codec(err)) => {
+            state.metrics.failure(err.code);
+            Err(err)
+        }
+        Err(Failure::Request(err)) => Err(err),
+    }
+}
+
+/// Why [`process`] failed: the request itself, or the codec on its payloads
+/// (which the metrics count by code).
+enum Failure {
+    Request(AppError),
+    Codec(AppError),
+}
+
+/// One `/encode` or `/decode` body in, the answer's body and its payload count out.
+fn process(
+    codec: &Codec,
+    endpoint: Endpoint,
+    bytes: &[u8],
+    max_payloads: usize,
+) -> Result<(Vec<u8>, usize), Failure> {
+    let request = PayloadsJson::parse(bytes).map_err(|e| {
+        Failure::Request(AppError::new(
             StatusCode::BAD_REQUEST,
             "malformed_json",
             format!("the body is not {{\"payloads\": [...]}} JSON: {e}"),
-        )
+        ))
     })?;
     let count = request.payloads.len();
-    if count > state.limits.max_payloads {
-        return Err(AppError::new(
+    if count > max_payloads {
+        return Err(Failure::Request(AppError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
             "too_many_payloads",
-            format!(
-                "{count} payloads exceed the limit of {}",
-                state.limits.max_payloads
-            ),
-        ));
+            format!("{count} payloads exceed the limit of {max_payloads}"),
+        )));
     }
-    let codec = Arc::clone(&ns.codec);
     // Decoding leaves payloads that are not the codec's as they came: those
     // stay JSON and go back verbatim.
     let split = match endpoint {
         Endpoint::Encode => request.split(|_| true),
         Endpoint::Decode => request.split(|encoding| codec.decodes(encoding)),
     };
-    let (payloads, answer) = split
-        .map_err(|e| AppError::new(StatusCode::BAD_REQUEST, "malformed_base64", e.to_string()))?;
-    // Sealing is CPU work, and a first use of a key may wait on KMS: keep both
-    // off the async workers.
-    let result = tokio::task::spawn_blocking(move || match endpoint {
+    let (payloads, answer) = split.map_err(|e| {
+        Failure::Request(AppError::new(
+            StatusCode::BAD_REQUEST,
+            "malformed_base64",
+            e.to_string(),
+        ))
+    })?;
+    let out = match endpoint {
         Endpoint::Encode => codec.encode(&payloads),
         Endpoint::Decode => codec.decode(&payloads),
-    })
-    .await
-    .map_err(|_| {
-        AppError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal",
-            "the codec task failed",
-        )
-    })?;
-    let out = result.map_err(|e| {
-        // The codec saw only the selected payloads: name the request's index.
-        let err = codec_error(&answer.in_request(e));
-        state.metrics.failure(err.code);
-        err
-    })?;
-    state.metrics.payloads(endpoint, count);
+    }
+    // The codec saw only the selected payloads: name the request's index.
+    .map_err(|e| Failure::Codec(codec_error(&answer.in_request(e))))?;
     let body = answer.to_json(&out).map_err(|_| {
-        AppError::new(
+        Failure::Request(AppError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             "internal",
             "cannot write the response",
-        )
+        ))
     })?;
     Ok((body, count))
 }
