@@ -256,6 +256,35 @@ where
     CallError::Service(text.into())
 }
 
+/// The KMS answers of Decrypt and ReEncrypt that mean "this blob was not
+/// wrapped by that key in that context": a refusal, not an outage.
+trait RefusesBlob {
+    fn refuses_blob(&self) -> bool;
+}
+
+impl RefusesBlob for aws_sdk_kms::operation::decrypt::DecryptError {
+    fn refuses_blob(&self) -> bool {
+        self.is_invalid_ciphertext_exception() || self.is_incorrect_key_exception()
+    }
+}
+
+impl RefusesBlob for aws_sdk_kms::operation::re_encrypt::ReEncryptError {
+    fn refuses_blob(&self) -> bool {
+        self.is_invalid_ciphertext_exception() || self.is_incorrect_key_exception()
+    }
+}
+
+/// [`service_error`], except that a refused blob is [`CallError::Refused`].
+fn unwrap_error<E>(e: aws_sdk_kms::error::SdkError<E>) -> CallError
+where
+    E: RefusesBlob + std::error::Error + ProvideErrorMetadata + Send + Sync + 'static,
+{
+    match e.as_service_error() {
+        Some(s) if s.refuses_blob() => CallError::Refused,
+        _ => service_error(e),
+    }
+}
+
 fn plaintext_key(blob: Option<Blob>) -> Result<SecretBytes32, CallError> {
     let bytes = Zeroizing::new(blob.map(Blob::into_inner).unwrap_or_default());
     SecretBytes32::from_slice(&bytes).ok_or_else(|| {
@@ -357,15 +386,7 @@ impl KekProvider for AwsKmsKek {
                     .set_encryption_context(Some(context))
                     .send()
                     .await
-                    .map_err(|e| match e.as_service_error() {
-                        Some(s)
-                            if s.is_invalid_ciphertext_exception()
-                                || s.is_incorrect_key_exception() =>
-                        {
-                            CallError::Refused
-                        }
-                        _ => service_error(e),
-                    })?;
+                    .map_err(unwrap_error)?;
                 plaintext_key(out.plaintext)
             })
         })
@@ -396,15 +417,7 @@ impl KekProvider for AwsKmsKek {
                     .set_destination_encryption_context(Some(context))
                     .send()
                     .await
-                    .map_err(|e| match e.as_service_error() {
-                        Some(s)
-                            if s.is_invalid_ciphertext_exception()
-                                || s.is_incorrect_key_exception() =>
-                        {
-                            CallError::Refused
-                        }
-                        _ => service_error(e),
-                    })?;
+                    .map_err(unwrap_error)?;
                 ciphertext(out.ciphertext_blob)
             })
         })
