@@ -366,7 +366,7 @@ impl PayloadJson<'_> {
             .collect::<Result<_, _>>()?;
         Ok(Payload {
             metadata,
-            data,
+            data: data.into(),
             external_payloads,
         })
     }
@@ -549,6 +549,7 @@ impl Serialize for CodedMetadata<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tcodec::Bytes;
 
     fn enc(text: &str) -> String {
         STANDARD.encode(text)
@@ -582,13 +583,13 @@ mod tests {
         let request = PayloadsJson::parse(body.as_bytes()).unwrap();
         let (inputs, answer) = request.split(|e| e == Some(b"mine")).unwrap();
         assert_eq!(inputs.len(), 2);
-        assert_eq!(inputs[1].data, b"no_pad");
+        assert_eq!(inputs[1].data, &b"no_pad"[..]);
         assert_eq!(answer.request_index(0), Some(1));
         assert_eq!(answer.request_index(1), Some(2));
         assert_eq!(answer.request_index(2), None);
 
         let mut outputs = inputs.clone();
-        outputs[0].data = b"\xff\x00".to_vec();
+        outputs[0].data = Bytes::from_static(b"\xff\x00");
         outputs[1].external_payloads = vec![ExternalPayloadDetails { size_bytes: 9 }];
         let out: Value = serde_json::from_slice(&answer.to_json(&outputs).unwrap()).unwrap();
         assert_eq!(out["payloads"][0]["data"], enc("kept"));
@@ -637,7 +638,7 @@ mod tests {
             br#"{"payloads":[{"metadata":{"enc\u006fding":"anNvbi9wbGFpbg=="},"data":"_-8"}]}"#;
         let (inputs, _) = PayloadsJson::parse(body).unwrap().split(|_| true).unwrap();
         assert_eq!(inputs[0].encoding(), Some(&b"json/plain"[..]));
-        assert_eq!(inputs[0].data, [0xff, 0xef]);
+        assert_eq!(inputs[0].data, &[0xff, 0xef][..]);
     }
 
     #[test]

@@ -65,8 +65,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     assert_eq!(decoded, plain);
 
     let mut tampered = sealed.clone();
-    let last = tampered[0].data.len() - 1;
-    tampered[0].data[last] ^= 1;
+    let mut data = tampered[0].data.to_vec();
+    let last = data.len() - 1;
+    data[last] ^= 1;
+    tampered[0].data = data.into();
     match codec.decode(&tampered) {
         Err(e) => println!("one flipped bit in storage: {e}"),
         Ok(_) => return Err("tampering went unnoticed".into()),

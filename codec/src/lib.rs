@@ -9,6 +9,7 @@ mod payload;
 pub mod wire;
 pub mod xaes;
 
+pub use bytes::Bytes;
 pub use codec::{Codec, CodecOptions, MAX_LAYERS};
 pub use compress::Compression;
 pub use error::{CodecError, Malformed};

@@ -7,6 +7,8 @@
 
 use std::collections::BTreeMap;
 
+use bytes::Bytes;
+
 /// A Temporal payload: metadata (values are raw bytes) and data.
 #[derive(Clone, PartialEq, Eq, prost::Message)]
 #[prost(skip_debug)]
@@ -14,9 +16,11 @@ pub struct Payload {
     /// Metadata such as `encoding`. Values are bytes, conventionally UTF-8 text.
     #[prost(btree_map = "string, bytes", tag = "1")]
     pub metadata: BTreeMap<String, Vec<u8>>,
-    /// The payload's bytes, interpreted according to the metadata.
-    #[prost(bytes = "vec", tag = "2")]
-    pub data: Vec<u8>,
+    /// The payload's bytes, interpreted according to the metadata. A
+    /// [`Bytes`], so that a decoded payload's data can be a view of the
+    /// decryption buffer; `Vec<u8>` converts into it without copying.
+    #[prost(bytes = "bytes", tag = "2")]
+    pub data: Bytes,
     /// Details of payload data stored outside the Temporal server.
     #[prost(message, repeated, tag = "3")]
     pub external_payloads: Vec<ExternalPayloadDetails>,
@@ -32,7 +36,7 @@ pub struct ExternalPayloadDetails {
 
 impl Payload {
     /// A payload with the given `encoding` metadata and data.
-    pub fn new(encoding: &str, data: impl Into<Vec<u8>>) -> Self {
+    pub fn new(encoding: &str, data: impl Into<Bytes>) -> Self {
         let mut metadata = BTreeMap::new();
         metadata.insert(
             crate::wire::METADATA_ENCODING.to_owned(),
@@ -67,45 +71,16 @@ impl std::fmt::Debug for Payload {
     }
 }
 
-/// The same message with `data` as [`bytes::Bytes`], so that decoding from an
-/// owned buffer slices it instead of copying.
-#[derive(Clone, PartialEq, prost::Message)]
-#[prost(skip_debug)]
-struct BorrowedPayload {
-    #[prost(btree_map = "string, bytes", tag = "1")]
-    metadata: BTreeMap<String, Vec<u8>>,
-    #[prost(bytes = "bytes", tag = "2")]
-    data: bytes::Bytes,
-    #[prost(message, repeated, tag = "3")]
-    external_payloads: Vec<ExternalPayloadDetails>,
-}
-
-/// Up to this many serialized bytes, [`Payload::decode_owned`] copies rather
-/// than reuses the buffer.
-const SMALL: usize = 2048;
-
 impl Payload {
-    /// Parses a serialized payload that the caller owns, reusing its allocation
-    /// for `data`.
+    /// Parses a serialized payload that the caller owns, keeping its
+    /// allocation: `data` becomes a view of the buffer rather than a copy.
     ///
     /// `data` is usually almost all of the buffer. Parsing from a slice would
-    /// copy it (prost copies a `Vec<u8>` field twice); here the buffer becomes
-    /// `data` by moving the bytes to its start. For large payloads that saves
-    /// both copies and the page faults of fresh allocations.
+    /// copy it, and a `Vec` would have to move it to the front of its
+    /// allocation (the serialized metadata comes first); a `Bytes` view does
+    /// neither.
     pub(crate) fn decode_owned(buf: Vec<u8>) -> Result<Self, prost::DecodeError> {
         use prost::Message;
-        if buf.len() <= SMALL {
-            // Copying a small `data` costs less than the shared buffer `Bytes`
-            // would allocate.
-            return Self::decode(buf.as_slice());
-        }
-        let parsed = BorrowedPayload::decode(bytes::Bytes::from(buf))?;
-        Ok(Self {
-            metadata: parsed.metadata,
-            // The parse dropped every other reference to the buffer, so this
-            // conversion moves bytes within it rather than allocating.
-            data: Vec::from(parsed.data),
-            external_payloads: parsed.external_payloads,
-        })
+        Self::decode(Bytes::from(buf))
     }
 }

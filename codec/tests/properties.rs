@@ -39,6 +39,13 @@ fn json(text: &str) -> Payload {
     Payload::new("json/plain", text.as_bytes().to_vec())
 }
 
+/// `payload` with `mask` XORed into its data's byte `index`.
+fn flip(payload: &mut Payload, index: usize, mask: u8) {
+    let mut data = payload.data.to_vec();
+    data[index] ^= mask;
+    payload.data = data.into();
+}
+
 fn arb_payload() -> impl Strategy<Value = Payload> {
     (
         proptest::collection::btree_map(
@@ -55,7 +62,7 @@ fn arb_payload() -> impl Strategy<Value = Payload> {
     )
         .prop_map(|(metadata, data, sizes)| Payload {
             metadata,
-            data,
+            data: data.into(),
             external_payloads: sizes
                 .into_iter()
                 .map(|size_bytes| ExternalPayloadDetails { size_bytes })
@@ -90,7 +97,7 @@ proptest! {
         let codec = codec_with(compression);
         let mut encoded = codec.encode(std::slice::from_ref(&payload)).unwrap().remove(0);
         let bit = bit.index(encoded.data.len() * 8);
-        encoded.data[bit / 8] ^= 1 << (bit % 8);
+        flip(&mut encoded, bit / 8, 1 << (bit % 8));
         prop_assert!(codec.decode(&[encoded]).is_err());
     }
 
@@ -139,7 +146,7 @@ fn every_single_bit_flip_of_a_small_payload_fails() {
         .remove(0);
     for bit in 0..encoded.data.len() * 8 {
         let mut tampered = encoded.clone();
-        tampered.data[bit / 8] ^= 1 << (bit % 8);
+        flip(&mut tampered, bit / 8, 1 << (bit % 8));
         assert!(
             codec.decode(&[tampered]).is_err(),
             "bit {bit} flip went unnoticed"
@@ -270,7 +277,7 @@ fn decompression_bombs_are_refused() {
 fn batches_are_all_or_nothing_and_name_the_failing_index() {
     let codec = codec();
     let mut batch = codec.encode(&[json("1"), json("2"), json("3")]).unwrap();
-    batch[2].data[30] ^= 0xff;
+    flip(&mut batch[2], 30, 0xff);
     match codec.decode(&batch) {
         Err(CodecError::Decrypt { index, key_id }) => {
             assert_eq!((index, key_id.as_str()), (2, "k1"))
@@ -379,7 +386,7 @@ fn errors_and_debug_output_hold_no_secrets() {
     wrong.insert(id("k0"), SecretBytes32::new(KEY), KeyState::Disabled);
 
     let mut tampered = sealed.clone();
-    tampered[0].data[10] ^= 1;
+    flip(&mut tampered[0], 10, 1);
     let errors = [
         Codec::new(Arc::new(wrong.clone()))
             .decode(&sealed)

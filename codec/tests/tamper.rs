@@ -109,8 +109,7 @@ fn swapping_key_ids_between_valid_payloads_fails() {
         // The header's key id alone (same length), and both together.
         let at = 4; // after version, algorithm, flags, key id length
         assert_eq!(&a.data[at..at + 2], b"k1");
-        let mut header_only = a.clone();
-        header_only.data[at + 1] = b'2';
+        let header_only = with_byte(&a, at + 1, b'2');
         refused("header key id k1 -> k2", header_only.clone());
         let mut both = header_only;
         both.metadata.insert("tcodec-key-id".into(), b"k2".to_vec());
@@ -120,6 +119,16 @@ fn swapping_key_ids_between_valid_payloads_fails() {
         let mut spliced = b.clone();
         spliced.data = a.data.clone();
         refused("k1 data under k2 metadata", spliced);
+    }
+}
+
+/// `payload` with its data's byte `at` set to `value`.
+fn with_byte(payload: &Payload, at: usize, value: u8) -> Payload {
+    let mut data = payload.data.to_vec();
+    data[at] = value;
+    Payload {
+        data: data.into(),
+        ..payload.clone()
     }
 }
 
@@ -141,9 +150,7 @@ fn altering_any_header_field_fails() {
                 if value == sealed.data[at] {
                     continue;
                 }
-                let mut tampered = sealed.clone();
-                tampered.data[at] = value;
-                refused(&format!("{field} = {value}"), tampered);
+                refused(&format!("{field} = {value}"), with_byte(&sealed, at, value));
             }
         }
     }

@@ -90,7 +90,7 @@ impl PayloadCodec for TcodecPayloadCodec {
 pub fn from_sdk(p: SdkPayload) -> Payload {
     Payload {
         metadata: p.metadata.into_iter().collect(),
-        data: p.data,
+        data: p.data.into(),
         external_payloads: p
             .external_payloads
             .into_iter()
@@ -101,13 +101,16 @@ pub fn from_sdk(p: SdkPayload) -> Payload {
     }
 }
 
-/// tcodec's payload as the SDK's.
+/// tcodec's payload as the SDK's. The SDK's `data` is a `Vec<u8>`: an encoded
+/// payload's data moves over as it is; a decoded payload's data, a view into
+/// its decryption buffer, is moved to the front of that buffer (one `memmove`,
+/// no allocation).
 // The protobuf types may gain fields; `..Default::default()` keeps this building.
 #[allow(clippy::needless_update)]
 pub fn to_sdk(p: Payload) -> SdkPayload {
     SdkPayload {
         metadata: p.metadata.into_iter().collect(),
-        data: p.data,
+        data: p.data.into(),
         external_payloads: p
             .external_payloads
             .into_iter()

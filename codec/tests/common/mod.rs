@@ -21,7 +21,7 @@ impl HexPayload {
                 .iter()
                 .map(|(k, v)| (k.clone(), hex::decode(v).unwrap()))
                 .collect(),
-            data: hex::decode(&self.data).unwrap(),
+            data: hex::decode(&self.data).unwrap().into(),
             external_payloads: Vec::new(),
         }
     }
