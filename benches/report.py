@@ -35,12 +35,16 @@ def main() -> int:
         print(f"no criterion results under {root}", file=sys.stderr)
         return 1
     sizes = [(64, "64B"), (1024, "1KiB"), (65536, "64KiB"), (1 << 20, "1MiB")]
-    for op, ours in (("seal", "tcodec-encode"), ("open", "tcodec-decode")):
-        print(f"\n**{op}: `{ours}` (compression off) vs raw `ring` AES-256-GCM**\n")
+    for op, raw_name, ours in (
+        ("seal", "raw-ring-aes256gcm", "tcodec-encode"),
+        ("open", "raw-ring-aes256gcm", "tcodec-decode"),
+        ("open", "raw-ring-aes256gcm-in-place", "tcodec-decode-owned"),
+    ):
+        print(f"\n**{op}: `{ours}` (compression off) vs `{raw_name}`**\n")
         print("| size | raw MB/s | tcodec MB/s | ratio (tcodec/raw) | overhead per payload |")
         print("|---|---:|---:|---:|---:|")
         for size, label in sizes:
-            raw = t.get(f"{op}/{label}/raw-ring-aes256gcm")
+            raw = t.get(f"{op}/{label}/{raw_name}")
             tc = t.get(f"{op}/{label}/{ours}")
             if raw is None or tc is None:
                 continue

@@ -80,7 +80,7 @@ fn run_batch(codec: &Codec, input: &[u8], direction: Direction) -> anyhow::Resul
     };
     let out = match direction {
         Direction::Encode => codec.encode(&payloads),
-        Direction::Decode => codec.decode(&payloads),
+        Direction::Decode => codec.decode_owned(payloads),
     }
     .map_err(|e| answer.in_request(e))?;
     Ok(answer.to_json(&out)?)

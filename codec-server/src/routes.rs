@@ -459,7 +459,7 @@ fn process(
     })?;
     let out = match endpoint {
         Endpoint::Encode => codec.encode(&payloads),
-        Endpoint::Decode => codec.decode(&payloads),
+        Endpoint::Decode => codec.decode_owned(payloads),
     }
     // The codec saw only the selected payloads: name the request's index.
     .map_err(|e| Failure::Codec(codec_error(&answer.in_request(e))))?;

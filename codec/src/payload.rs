@@ -70,17 +70,3 @@ impl std::fmt::Debug for Payload {
             .finish()
     }
 }
-
-impl Payload {
-    /// Parses a serialized payload that the caller owns, keeping its
-    /// allocation: `data` becomes a view of the buffer rather than a copy.
-    ///
-    /// `data` is usually almost all of the buffer. Parsing from a slice would
-    /// copy it, and a `Vec` would have to move it to the front of its
-    /// allocation (the serialized metadata comes first); a `Bytes` view does
-    /// neither.
-    pub(crate) fn decode_owned(buf: Vec<u8>) -> Result<Self, prost::DecodeError> {
-        use prost::Message;
-        Self::decode(Bytes::from(buf))
-    }
-}

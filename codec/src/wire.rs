@@ -7,6 +7,7 @@
 //!           \______________ header = AAD ________________/
 //! ```
 
+use bytes::{Buf, Bytes};
 use tcodec_keys::KeyId;
 
 use crate::xaes::{AeadError, NONCE_LEN, TAG_LEN, Xaes256Gcm};
@@ -185,6 +186,27 @@ pub fn open(cipher: &Xaes256Gcm, data: &[u8], header_len: usize) -> Result<Vec<u
     Ok(buf)
 }
 
+/// [`open`] for data the caller hands over: when nothing else shares the
+/// buffer, it is decrypted where it is and the plaintext is a view of it;
+/// otherwise this copies, as `open` does.
+pub fn open_owned(cipher: &Xaes256Gcm, data: Bytes, header_len: usize) -> Result<Bytes, AeadError> {
+    let mut buf = match data.try_into_mut() {
+        Ok(buf) => buf,
+        Err(shared) => return open(cipher, &shared, header_len).map(Bytes::from),
+    };
+    let start = header_len.checked_add(NONCE_LEN).ok_or(AeadError)?;
+    if buf.len() < start {
+        return Err(AeadError);
+    }
+    let (head, sealed) = buf.split_at_mut(start);
+    let (aad, nonce) = head.split_at(header_len);
+    let nonce: &[u8; NONCE_LEN] = nonce.try_into().map_err(|_| AeadError)?;
+    let len = cipher.open_in_place(nonce, aad, sealed)?.len();
+    buf.advance(start);
+    buf.truncate(len);
+    Ok(buf.freeze())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -194,6 +216,36 @@ mod tests {
             key_id: KeyId::new(id).unwrap(),
             zstd,
         }
+    }
+
+    #[test]
+    fn open_owned_decrypts_in_place_unless_the_buffer_is_shared() {
+        let cipher = Xaes256Gcm::new(&tcodec_keys::SecretBytes32::new([7; 32]));
+        let h = header("k1", false);
+        let sealed = seal(&cipher, &h, &[3; NONCE_LEN], b"opened where it lies").unwrap();
+
+        let owned = Bytes::from(sealed.clone());
+        let region = owned.as_ptr() as usize..owned.as_ptr() as usize + owned.len();
+        let plain = open_owned(&cipher, owned, h.len()).unwrap();
+        assert_eq!(&plain[..], b"opened where it lies");
+        assert!(region.contains(&(plain.as_ptr() as usize)), "not in place");
+
+        let shared = Bytes::from(sealed.clone());
+        let other = shared.clone();
+        let plain = open_owned(&cipher, shared, h.len()).unwrap();
+        assert_eq!(&plain[..], b"opened where it lies");
+        assert_eq!(other, sealed, "a shared buffer was written to");
+
+        let mut tampered = sealed.clone();
+        *tampered.last_mut().unwrap() ^= 1;
+        assert_eq!(
+            open_owned(&cipher, Bytes::from(tampered), h.len()),
+            Err(AeadError)
+        );
+        assert_eq!(
+            open_owned(&cipher, Bytes::from(vec![0u8; 8]), h.len()),
+            Err(AeadError)
+        );
     }
 
     #[test]

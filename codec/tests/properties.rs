@@ -39,6 +39,14 @@ fn json(text: &str) -> Payload {
     Payload::new("json/plain", text.as_bytes().to_vec())
 }
 
+/// `payload` with a copy of its data that shares no buffer.
+fn unshared(payload: &Payload) -> Payload {
+    Payload {
+        data: payload.data.to_vec().into(),
+        ..payload.clone()
+    }
+}
+
 /// `payload` with `mask` XORed into its data's byte `index`.
 fn flip(payload: &mut Payload, index: usize, mask: u8) {
     let mut data = payload.data.to_vec();
@@ -89,7 +97,16 @@ proptest! {
             prop_assert_eq!(p.encoding(), Some(wire::ENCODING.as_bytes()));
             prop_assert!(p.external_payloads.is_empty());
         }
-        prop_assert_eq!(codec.decode(&encoded).unwrap(), batch);
+        prop_assert_eq!(&codec.decode(&encoded).unwrap(), &batch);
+        // Handed over with buffers nothing else shares, payloads are decrypted
+        // in place; with shared buffers (`encoded` still holds them) they are
+        // copied first. Both answer as `decode` does, foreign payloads included.
+        let mut mixed: Vec<Payload> = encoded.iter().map(unshared).collect();
+        mixed.push(json("\"plain\""));
+        let mut expected = batch.clone();
+        expected.push(json("\"plain\""));
+        prop_assert_eq!(codec.decode_owned(mixed).unwrap(), expected);
+        prop_assert_eq!(codec.decode_owned(encoded.clone()).unwrap(), batch);
     }
 
     #[test]

@@ -59,12 +59,22 @@ fn sealed_under(key: &str, text: &str, compression: Compression) -> (Payload, Pa
 fn refused(what: &str, tampered: Payload) {
     for compression in [Compression::Off, Compression::default()] {
         let c = codec(compression);
-        match c.decode(std::slice::from_ref(&tampered)) {
-            Err(e) => {
-                let text = tcodec::display_chain(&e);
-                assert!(text.contains("payload 0"), "{what}: {text}");
+        // Borrowed, and handed over in a buffer of its own (decrypted in place).
+        let owned = Payload {
+            data: tampered.data.to_vec().into(),
+            ..tampered.clone()
+        };
+        for result in [
+            c.decode(std::slice::from_ref(&tampered)),
+            c.decode_owned(vec![owned]),
+        ] {
+            match result {
+                Err(e) => {
+                    let text = tcodec::display_chain(&e);
+                    assert!(text.contains("payload 0"), "{what}: {text}");
+                }
+                Ok(out) => panic!("{what}: decoded to {:?}", out[0]),
             }
-            Ok(out) => panic!("{what}: decoded to {:?}", out[0]),
         }
     }
 }

@@ -45,10 +45,10 @@ type CodecFuture = std::pin::Pin<
 
 fn run(
     payloads: Vec<SdkPayload>,
-    op: impl FnOnce(&[Payload]) -> Result<Vec<Payload>, tcodec::CodecError>,
+    op: impl FnOnce(Vec<Payload>) -> Result<Vec<Payload>, tcodec::CodecError>,
 ) -> CodecFuture {
     let inputs: Vec<Payload> = payloads.into_iter().map(from_sdk).collect();
-    let result = op(&inputs)
+    let result = op(inputs)
         .map(|out| out.into_iter().map(to_sdk).collect())
         .map_err(|e| PayloadConversionError::EncodingError(Box::new(CodecFailure::from(&e))));
     Box::pin(std::future::ready(result))
@@ -74,7 +74,7 @@ impl PayloadCodec for TcodecPayloadCodec {
         _context: &SerializationContextData,
         payloads: Vec<SdkPayload>,
     ) -> CodecFuture {
-        run(payloads, |p| self.codec.encode(p))
+        run(payloads, |p| self.codec.encode(&p))
     }
 
     fn decode(
@@ -82,7 +82,8 @@ impl PayloadCodec for TcodecPayloadCodec {
         _context: &SerializationContextData,
         payloads: Vec<SdkPayload>,
     ) -> CodecFuture {
-        run(payloads, |p| self.codec.decode(p))
+        // The SDK hands the payloads over: decrypt them in their own buffers.
+        run(payloads, |p| self.codec.decode_owned(p))
     }
 }
 
