@@ -41,7 +41,17 @@ fuzz_target!(|data: &[u8]| {
             Err(_) => return,
         },
     };
-    let _ = codec().decode(&[payload]);
+    let borrowed = codec().decode(std::slice::from_ref(&payload));
+    // Handed over in a buffer of its own, it is decrypted in place: same answer.
+    let owned = Payload {
+        data: payload.data.to_vec().into(),
+        ..payload
+    };
+    match (borrowed, codec().decode_owned(vec![owned])) {
+        (Ok(a), Ok(b)) => assert_eq!(a, b),
+        (Err(a), Err(b)) => assert_eq!(a.to_string(), b.to_string()),
+        (a, b) => panic!("decode and decode_owned disagree: {a:?} / {b:?}"),
+    }
     // Sealing then opening whatever came in must round-trip.
     let plain = Payload::new("json/plain", rest.to_vec());
     let sealed = codec().encode(std::slice::from_ref(&plain)).expect("encode");
