@@ -13,7 +13,10 @@
 //!   (the baseline);
 //! - `/decode` latency, p50 and p99, for the same two batches, one connection;
 //! - requests per second for the 1-payload batch at 1, 8 and 32 connections;
-//! - the server's peak RSS (`VmHWM`) and every non-200 answer.
+//! - the server's peak RSS (`VmHWM`) and every non-200 answer;
+//! - the HTTP floor: the 1,000-payload request and the server's real answer to it
+//!   over plain HTTP to a server that does nothing else (this binary, run with
+//!   `--http-floor`).
 //!
 //! It prints Markdown tables for `BENCHMARKS.md`. Every request goes to
 //! loopback; every phase is bounded in time.
@@ -189,6 +192,55 @@ async fn server_time(client: &HttpsClient, base: &str) -> (f64, f64) {
     )
 }
 
+/// The answer to one request.
+async fn answer(client: &HttpsClient, url: &str, body: &Bytes) -> Bytes {
+    let request = hyper::Request::post(url)
+        .header("content-type", "application/json")
+        .header("x-namespace", "default")
+        .body(Full::new(body.clone()))
+        .unwrap();
+    let response = client.request(request).await.unwrap();
+    assert_eq!(response.status(), 200);
+    response.into_body().collect().await.unwrap().to_bytes()
+}
+
+/// `tcodec-load --http-floor PORT ANSWER_FILE`: an HTTP server that reads each
+/// request's body whole and answers with the file's bytes, doing nothing else.
+/// Given the codec server's real answer, it is the floor under `/decode`: the
+/// same bytes over the same kind of connection, with no JSON and no codec.
+fn http_floor(port: u16, answer_file: &Path) {
+    let answer = Bytes::from(std::fs::read(answer_file).unwrap());
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+            .await
+            .unwrap();
+        loop {
+            let (stream, _) = listener.accept().await.unwrap();
+            stream.set_nodelay(true).unwrap();
+            let answer = answer.clone();
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(
+                    move |request: hyper::Request<hyper::body::Incoming>| {
+                        let answer = answer.clone();
+                        async move {
+                            let body = request.into_body().collect().await?.to_bytes();
+                            std::hint::black_box(body);
+                            Ok::<_, hyper::Error>(hyper::Response::new(Full::new(answer)))
+                        }
+                    },
+                );
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+}
+
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[((sorted.len() - 1) as f64 * p).round() as usize]
 }
@@ -285,6 +337,10 @@ fn us(d: Duration) -> String {
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some("--http-floor") {
+        http_floor(args[2].parse().unwrap(), Path::new(&args[3]));
+        return;
+    }
     let tcodec = PathBuf::from(
         args.get(1)
             .expect("usage: tcodec-load PATH_TO_TCODEC [SECONDS_PER_PHASE]"),
@@ -348,6 +404,10 @@ fn main() {
             let (sum0, count0) = server_time(&client, &server.url).await;
             let (many_p50, many_p99) = latency(&client, &url, &body_many, phase, &tally).await;
             let (sum1, count1) = server_time(&client, &server.url).await;
+            if tls.is_none() {
+                let real = answer(&client, &url, &body_many).await;
+                std::fs::write(dir.path().join("answer.json"), &real).unwrap();
+            }
             let many_server = Duration::from_secs_f64((sum1 - sum0) / (count1 - count0).max(1.0));
             let mut rps = Vec::new();
             for connections in [1, 8, 32] {
@@ -371,4 +431,40 @@ fn main() {
             tally.errors.load(Ordering::Relaxed)
         );
     }
+
+    // The floor: the same request and answer bodies over plain HTTP, nothing done.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let floor = Server {
+        child: Command::new(std::env::current_exe().unwrap())
+            .args(["--http-floor", &port.to_string()])
+            .arg(dir.path().join("answer.json"))
+            .spawn()
+            .unwrap(),
+        url: format!("http://127.0.0.1:{port}"),
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "the HTTP floor server did not start"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let tally = Tally {
+        errors: AtomicU64::new(0),
+    };
+    let url = format!("{}/decode", floor.url);
+    let (floor_p50, floor_p99) =
+        rt.block_on(async { latency(&client, &url, &body_many, phase, &tally).await });
+    println!(
+        "| HTTP floor: the same 1,000-payload request and answer, no JSON, no codec | | | {} | {} | {:.2}× | | | | | | | {} |",
+        us(floor_p50),
+        us(floor_p99),
+        floor_p50.as_secs_f64() / in_process_many.as_secs_f64(),
+        tally.errors.load(Ordering::Relaxed)
+    );
 }
