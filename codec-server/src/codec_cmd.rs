@@ -8,21 +8,13 @@ use anyhow::Context;
 use tcodec::Codec;
 use tcodec_keys::FileKeyring;
 use tcodec_keys::store;
-use tcodec_server::json::PayloadsJson;
+use tcodec_server::json::{ProcessError, process};
+use tcodec_server::metrics::Endpoint;
 
 use crate::cli::CodecArgs;
 use crate::keys_cmd::{keks, keyring_path};
 
-/// Which way to run the codec.
-#[derive(Debug, Clone, Copy)]
-pub enum Direction {
-    /// Seal.
-    Encode,
-    /// Open.
-    Decode,
-}
-
-pub fn run(args: CodecArgs, direction: Direction) -> anyhow::Result<()> {
+pub fn run(args: CodecArgs, direction: Endpoint) -> anyhow::Result<()> {
     let path = keyring_path(&args.keys)?;
     let doc = store::read(&path)?;
     let keyring = FileKeyring::open(&path, keks(&args.keys, Some(&doc), None)?)?;
@@ -72,16 +64,12 @@ pub fn run(args: CodecArgs, direction: Direction) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn run_batch(codec: &Codec, input: &[u8], direction: Direction) -> anyhow::Result<Vec<u8>> {
-    let request = PayloadsJson::parse(input).context("input is not {\"payloads\": [...]} JSON")?;
-    let (payloads, answer) = match direction {
-        Direction::Encode => request.split(|_| true)?,
-        Direction::Decode => request.split(|encoding| codec.decodes(encoding))?,
-    };
-    let out = match direction {
-        Direction::Encode => codec.encode(&payloads),
-        Direction::Decode => codec.decode_owned(payloads),
+fn run_batch(codec: &Codec, input: &[u8], direction: Endpoint) -> anyhow::Result<Vec<u8>> {
+    match process(codec, direction, input, usize::MAX) {
+        Ok((body, _)) => Ok(body),
+        Err(ProcessError::Json(e)) => {
+            Err(anyhow::Error::new(e).context("input is not {\"payloads\": [...]} JSON"))
+        }
+        Err(e) => Err(e.into()),
     }
-    .map_err(|e| answer.in_request(e))?;
-    Ok(answer.to_json(&out)?)
 }

@@ -25,10 +25,73 @@ use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::ser::{self, SerializeMap, SerializeSeq, Serializer};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
-use tcodec::{CodecError, ExternalPayloadDetails, Payload};
+use tcodec::{Codec, CodecError, ExternalPayloadDetails, Payload};
+
+use crate::metrics::Endpoint;
 
 /// The metadata key naming a payload's encoding.
 const ENCODING: &str = "encoding";
+
+/// Why [`process`] failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ProcessError {
+    /// The body is not `{"payloads": [...]}` JSON.
+    #[error("not {{\"payloads\": [...]}} JSON: {0}")]
+    Json(serde_json::Error),
+    /// More payloads than the limit.
+    #[error("{count} payloads exceed the limit of {limit}")]
+    TooManyPayloads {
+        /// Payloads in the request.
+        count: usize,
+        /// The limit.
+        limit: usize,
+    },
+    /// A payload's base64 or `externalPayloads` is malformed.
+    #[error(transparent)]
+    Payload(JsonError),
+    /// The codec refused a payload; the error names it by its index in the
+    /// request.
+    #[error(transparent)]
+    Codec(CodecError),
+    /// The answer could not be written.
+    #[error("cannot write the response: {0}")]
+    Write(serde_json::Error),
+}
+
+/// One `/encode` or `/decode` body in, the answer's body and its payload
+/// count out: what the codec server does per request, and `tcodec encode` and
+/// `tcodec decode` per input.
+pub fn process(
+    codec: &Codec,
+    endpoint: Endpoint,
+    body: &[u8],
+    max_payloads: usize,
+) -> Result<(Vec<u8>, usize), ProcessError> {
+    let request = PayloadsJson::parse(body).map_err(ProcessError::Json)?;
+    let count = request.payloads.len();
+    if count > max_payloads {
+        return Err(ProcessError::TooManyPayloads {
+            count,
+            limit: max_payloads,
+        });
+    }
+    // Decoding leaves payloads that are not the codec's as they came: those
+    // stay JSON and go back verbatim.
+    let split = match endpoint {
+        Endpoint::Encode => request.split(|_| true),
+        Endpoint::Decode => request.split(|encoding| codec.decodes(encoding)),
+    };
+    let (payloads, answer) = split.map_err(ProcessError::Payload)?;
+    let out = match endpoint {
+        Endpoint::Encode => codec.encode(&payloads),
+        Endpoint::Decode => codec.decode_owned(payloads),
+    }
+    // The codec saw only the selected payloads: name the request's index.
+    .map_err(|e| ProcessError::Codec(answer.in_request(e)))?;
+    let body = answer.to_json(&out).map_err(ProcessError::Write)?;
+    Ok((body, count))
+}
 
 /// A JSON string, borrowed from the body unless it had escapes.
 #[derive(Debug, Clone, PartialEq, Eq)]

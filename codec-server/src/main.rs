@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::Parser;
 use tcodec_server::config::{Config, LogFormat};
+use tcodec_server::metrics::Endpoint;
 use tracing_subscriber::EnvFilter;
 
 mod cli;
@@ -17,8 +18,8 @@ fn main() -> ExitCode {
     let cli = cli::Cli::parse();
     let result = match cli.command {
         cli::Command::Keys(args) => keys_cmd::run(args),
-        cli::Command::Encode(args) => codec_cmd::run(args, codec_cmd::Direction::Encode),
-        cli::Command::Decode(args) => codec_cmd::run(args, codec_cmd::Direction::Decode),
+        cli::Command::Encode(args) => codec_cmd::run(args, Endpoint::Encode),
+        cli::Command::Decode(args) => codec_cmd::run(args, Endpoint::Decode),
         cli::Command::Serve { config } => serve(&config),
     };
     match result {

@@ -19,7 +19,7 @@ use tower_http::cors::{AllowOrigin, CorsLayer};
 
 use crate::auth::{Access, Authenticator, Identity, PeerInfo, authorized};
 use crate::config::{CorsConfig, LimitsConfig, NamespaceConfig};
-use crate::json::PayloadsJson;
+use crate::json::{ProcessError, process};
 use crate::metrics::{Endpoint, Metrics};
 
 /// One namespace the server answers for.
@@ -407,68 +407,30 @@ async fn run(
             state.metrics.payloads(endpoint, count);
             Ok((body, count))
         }
-        Err(Failure::Codec(err)) => {
+        Err(ProcessError::Codec(e)) => {
+            let err = codec_error(&e);
             state.metrics.failure(err.code);
             Err(err)
         }
-        Err(Failure::Request(err)) => Err(err),
-    }
-}
-
-/// Why [`process`] failed: the request itself, or the codec on its payloads
-/// (which the metrics count by code).
-enum Failure {
-    Request(AppError),
-    Codec(AppError),
-}
-
-/// One `/encode` or `/decode` body in, the answer's body and its payload count out.
-fn process(
-    codec: &Codec,
-    endpoint: Endpoint,
-    bytes: &[u8],
-    max_payloads: usize,
-) -> Result<(Vec<u8>, usize), Failure> {
-    let request = PayloadsJson::parse(bytes).map_err(|e| {
-        Failure::Request(AppError::new(
+        Err(ProcessError::Json(e)) => Err(AppError::new(
             StatusCode::BAD_REQUEST,
             "malformed_json",
             format!("the body is not {{\"payloads\": [...]}} JSON: {e}"),
-        ))
-    })?;
-    let count = request.payloads.len();
-    if count > max_payloads {
-        return Err(Failure::Request(AppError::new(
+        )),
+        Err(e @ ProcessError::TooManyPayloads { .. }) => Err(AppError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
             "too_many_payloads",
-            format!("{count} payloads exceed the limit of {max_payloads}"),
-        )));
-    }
-    // Decoding leaves payloads that are not the codec's as they came: those
-    // stay JSON and go back verbatim.
-    let split = match endpoint {
-        Endpoint::Encode => request.split(|_| true),
-        Endpoint::Decode => request.split(|encoding| codec.decodes(encoding)),
-    };
-    let (payloads, answer) = split.map_err(|e| {
-        Failure::Request(AppError::new(
+            e.to_string(),
+        )),
+        Err(ProcessError::Payload(e)) => Err(AppError::new(
             StatusCode::BAD_REQUEST,
             "malformed_base64",
             e.to_string(),
-        ))
-    })?;
-    let out = match endpoint {
-        Endpoint::Encode => codec.encode(&payloads),
-        Endpoint::Decode => codec.decode_owned(payloads),
-    }
-    // The codec saw only the selected payloads: name the request's index.
-    .map_err(|e| Failure::Codec(codec_error(&answer.in_request(e))))?;
-    let body = answer.to_json(&out).map_err(|_| {
-        Failure::Request(AppError::new(
+        )),
+        Err(ProcessError::Write(_)) => Err(AppError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             "internal",
             "cannot write the response",
-        ))
-    })?;
-    Ok((body, count))
+        )),
+    }
 }
