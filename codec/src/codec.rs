@@ -177,12 +177,7 @@ impl Codec {
     /// decoded; all others are returned as they came. The output has one payload
     /// per input payload, in order. The first payload that fails fails the batch.
     pub fn decode(&self, payloads: &[Payload]) -> Result<Vec<Payload>, CodecError> {
-        let mut ciphers: Vec<(KeyId, Xaes256Gcm)> = Vec::new();
-        payloads
-            .iter()
-            .enumerate()
-            .map(|(index, payload)| self.decode_one(index, Cow::Borrowed(payload), &mut ciphers))
-            .collect()
+        self.decode_all(payloads.iter().map(Cow::Borrowed))
     }
 
     /// [`decode`](Self::decode) for a batch the caller hands over, as the codec
@@ -192,11 +187,18 @@ impl Codec {
     /// the same as `decode`'s. On error the batch is gone; call `decode` to keep
     /// it.
     pub fn decode_owned(&self, payloads: Vec<Payload>) -> Result<Vec<Payload>, CodecError> {
+        self.decode_all(payloads.into_iter().map(Cow::Owned))
+    }
+
+    /// Decodes a batch, borrowed or owned, with one cipher per key id.
+    fn decode_all<'a>(
+        &self,
+        payloads: impl Iterator<Item = Cow<'a, Payload>>,
+    ) -> Result<Vec<Payload>, CodecError> {
         let mut ciphers: Vec<(KeyId, Xaes256Gcm)> = Vec::new();
         payloads
-            .into_iter()
             .enumerate()
-            .map(|(index, payload)| self.decode_one(index, Cow::Owned(payload), &mut ciphers))
+            .map(|(index, payload)| self.decode_one(index, payload, &mut ciphers))
             .collect()
     }
 
