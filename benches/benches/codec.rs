@@ -18,6 +18,7 @@ use criterion::{BatchSize, BenchmarkId, Criterion, Throughput, criterion_group, 
 use ring::aead::{AES_256_GCM, Aad, LessSafeKey, Nonce, UnboundKey};
 use tcodec::keys::{KeyId, MemoryKeyring, SecretBytes32};
 use tcodec::{Codec, CodecOptions, Compression, Payload};
+use tcodec_benches::unshared;
 
 const SIZES: [(usize, &str); 4] = [
     (64, "64B"),
@@ -67,6 +68,20 @@ fn raw_seal(key: &LessSafeKey, data: &[u8]) -> Vec<u8> {
     buf
 }
 
+/// Opens `buf` (ciphertext and tag) in place, as `raw_seal` sealed it.
+fn raw_open(key: &LessSafeKey, mut buf: Vec<u8>) -> Vec<u8> {
+    let n = key
+        .open_in_place(
+            Nonce::assume_unique_for_key([7; 12]),
+            Aad::empty(),
+            &mut buf,
+        )
+        .expect("open")
+        .len();
+    buf.truncate(n);
+    buf
+}
+
 fn seal_and_open(c: &mut Criterion) {
     let codec = codec(Compression::Off);
     let key = raw_key();
@@ -89,19 +104,7 @@ fn seal_and_open(c: &mut Criterion) {
         let mut group = c.benchmark_group(format!("open/{label}"));
         group.throughput(Throughput::Bytes(size as u64));
         group.bench_function("raw-ring-aes256gcm", |b| {
-            b.iter(|| {
-                let mut buf = black_box(&sealed_raw).clone();
-                let n = key
-                    .open_in_place(
-                        Nonce::assume_unique_for_key([7; 12]),
-                        Aad::empty(),
-                        &mut buf,
-                    )
-                    .expect("open")
-                    .len();
-                buf.truncate(n);
-                buf
-            })
+            b.iter(|| raw_open(&key, black_box(&sealed_raw).clone()))
         });
         group.bench_function("tcodec-decode", |b| {
             b.iter(|| codec.decode(black_box(&sealed)).expect("decode"))
@@ -111,32 +114,13 @@ fn seal_and_open(c: &mut Criterion) {
         group.bench_function("raw-ring-aes256gcm-in-place", |b| {
             b.iter_batched(
                 || sealed_raw.clone(),
-                |mut buf| {
-                    let n = key
-                        .open_in_place(
-                            Nonce::assume_unique_for_key([7; 12]),
-                            Aad::empty(),
-                            &mut buf,
-                        )
-                        .expect("open")
-                        .len();
-                    buf.truncate(n);
-                    buf
-                },
+                |buf| raw_open(&key, buf),
                 BatchSize::SmallInput,
             )
         });
         group.bench_function("tcodec-decode-owned", |b| {
             b.iter_batched(
-                || {
-                    sealed
-                        .iter()
-                        .map(|p| Payload {
-                            data: p.data.to_vec().into(),
-                            ..p.clone()
-                        })
-                        .collect::<Vec<_>>()
-                },
+                || unshared(&sealed),
                 |batch| codec.decode_owned(batch).expect("decode"),
                 BatchSize::SmallInput,
             )

@@ -8,27 +8,11 @@
 use std::hint::black_box;
 use std::sync::Arc;
 
-use base64::Engine;
-use base64::engine::general_purpose::STANDARD;
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use tcodec::keys::{KeyId, MemoryKeyring, SecretBytes32};
 use tcodec::{Codec, Payload};
+use tcodec_benches::{record, request_body, unshared};
 use tcodec_server::json::PayloadsJson;
-
-fn body_of(payloads: &[Payload]) -> Vec<u8> {
-    let json: Vec<serde_json::Value> = payloads
-        .iter()
-        .map(|p| {
-            let metadata: serde_json::Map<String, serde_json::Value> = p
-                .metadata
-                .iter()
-                .map(|(k, v)| (k.clone(), STANDARD.encode(v).into()))
-                .collect();
-            serde_json::json!({"metadata": metadata, "data": STANDARD.encode(&p.data)})
-        })
-        .collect();
-    serde_json::to_vec(&serde_json::json!({ "payloads": json })).expect("json")
-}
 
 fn decode_batch(c: &mut Criterion) {
     let keyring = MemoryKeyring::with_primary(
@@ -36,18 +20,9 @@ fn decode_batch(c: &mut Criterion) {
         SecretBytes32::new([0x42; 32]),
     );
     let codec = Codec::new(Arc::new(keyring));
-    let records: Vec<Payload> = (0..1000)
-        .map(|i| {
-            Payload::new(
-                "json/plain",
-                format!(
-                    "{{\"customer\":\"c-{i}\",\"card\":\"4111 1111 1111 {i:04}\",\"amount\":{i}}}"
-                ),
-            )
-        })
-        .collect();
+    let records: Vec<Payload> = (0..1000).map(record).collect();
     let sealed = codec.encode(&records).expect("encode");
-    let body = body_of(&sealed);
+    let body = request_body(&sealed);
 
     let mut group = c.benchmark_group("server-decode-1000");
     group.throughput(Throughput::Elements(1000));
@@ -58,15 +33,7 @@ fn decode_batch(c: &mut Criterion) {
     // its buffers made outside the timing.
     group.bench_function("codec-owned", |b| {
         b.iter_batched(
-            || {
-                sealed
-                    .iter()
-                    .map(|p| Payload {
-                        data: p.data.to_vec().into(),
-                        ..p.clone()
-                    })
-                    .collect::<Vec<_>>()
-            },
+            || unshared(&sealed),
             |batch| codec.decode_owned(batch).expect("decode"),
             BatchSize::SmallInput,
         )

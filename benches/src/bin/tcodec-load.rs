@@ -28,13 +28,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use base64::Engine;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
-use tcodec::{Codec, Payload};
+use tcodec::Codec;
+use tcodec_benches::{record, request_body};
 use tcodec_keys::FileKeyring;
 use tcodec_keys::kek::local::LocalKek;
 use tcodec_keys::kek::{KekProvider, Keks};
@@ -310,22 +310,6 @@ fn median_of(phase: Duration, mut f: impl FnMut()) -> Duration {
     percentile(&samples, 0.5)
 }
 
-fn body_of(payloads: &[Payload]) -> Bytes {
-    let b64 = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
-    let json: Vec<serde_json::Value> = payloads
-        .iter()
-        .map(|p| {
-            let metadata: serde_json::Map<String, serde_json::Value> = p
-                .metadata
-                .iter()
-                .map(|(k, v)| (k.clone(), b64(v).into()))
-                .collect();
-            serde_json::json!({"metadata": metadata, "data": b64(&p.data)})
-        })
-        .collect();
-    Bytes::from(serde_json::json!({ "payloads": json }).to_string())
-}
-
 fn us(d: Duration) -> String {
     let micros = d.as_secs_f64() * 1e6;
     if micros < 10.0 {
@@ -364,20 +348,16 @@ fn main() {
     // The payloads: small JSON records as the UI decodes them one array at a time.
     let keyring = FileKeyring::open(&keyring_path, keks.clone()).unwrap();
     let codec = Codec::new(Arc::new(keyring));
-    let record = |i: usize| {
-        Payload::new(
-            "json/plain",
-            format!("{{\"customer\":\"c-{i}\",\"card\":\"4111 1111 1111 {i:04}\",\"amount\":{i}}}")
-                .into_bytes(),
-        )
-    };
     let one = codec.encode(&[record(1)]).unwrap();
     let many = codec
         .encode(&(0..1000).map(record).collect::<Vec<_>>())
         .unwrap();
     let in_process_one = median_of(phase, || drop(codec.decode(&one).unwrap()));
     let in_process_many = median_of(phase, || drop(codec.decode(&many).unwrap()));
-    let (body_one, body_many) = (body_of(&one), body_of(&many));
+    let (body_one, body_many) = (
+        Bytes::from(request_body(&one)),
+        Bytes::from(request_body(&many)),
+    );
 
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
