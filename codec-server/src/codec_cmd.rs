@@ -67,9 +67,9 @@ pub fn run(args: CodecArgs, direction: Endpoint) -> anyhow::Result<()> {
 fn run_batch(codec: &Codec, input: &[u8], direction: Endpoint) -> anyhow::Result<Vec<u8>> {
     match process(codec, direction, input, usize::MAX) {
         Ok((body, _)) => Ok(body),
-        Err(ProcessError::Json(e)) => {
-            Err(anyhow::Error::new(e).context("input is not {\"payloads\": [...]} JSON"))
-        }
+        Err(ProcessError::Json(e)) => Err(anyhow::anyhow!(
+            "input is not {{\"payloads\": [...]}} JSON: {e}"
+        )),
         Err(e) => Err(e.into()),
     }
 }

@@ -36,9 +36,10 @@ const ENCODING: &str = "encoding";
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ProcessError {
-    /// The body is not `{"payloads": [...]}` JSON.
+    /// The body is not `{"payloads": [...]}` JSON. The text says what is
+    /// wrong and where, never the offending value (see [`json_error`]).
     #[error("not {{\"payloads\": [...]}} JSON: {0}")]
-    Json(serde_json::Error),
+    Json(String),
     /// More payloads than the limit.
     #[error("{count} payloads exceed the limit of {limit}")]
     TooManyPayloads {
@@ -59,6 +60,20 @@ pub enum ProcessError {
     Write(serde_json::Error),
 }
 
+/// A JSON error's text without the value it is about. serde's messages for a
+/// value of the wrong type quote it (`invalid type: string "..."`), and that
+/// value may be a payload; syntax errors name no input.
+fn json_error(e: &serde_json::Error) -> String {
+    match e.classify() {
+        serde_json::error::Category::Data => format!(
+            "a value of the wrong type or shape at line {} column {}",
+            e.line(),
+            e.column()
+        ),
+        _ => e.to_string(),
+    }
+}
+
 /// One `/encode` or `/decode` body in, the answer's body and its payload
 /// count out: what the codec server does per request, and `tcodec encode` and
 /// `tcodec decode` per input.
@@ -68,7 +83,7 @@ pub fn process(
     body: &[u8],
     max_payloads: usize,
 ) -> Result<(Vec<u8>, usize), ProcessError> {
-    let request = PayloadsJson::parse(body).map_err(ProcessError::Json)?;
+    let request = PayloadsJson::parse(body).map_err(|e| ProcessError::Json(json_error(&e)))?;
     let count = request.payloads.len();
     if count > max_payloads {
         return Err(ProcessError::TooManyPayloads {

@@ -138,6 +138,11 @@ async fn malformed_requests_get_400_with_a_json_error() {
             r#"{"payloads": [{"metadata": {"encoding": 5}}]}"#,
             "malformed_json",
         ),
+        // A value in the wrong place may be a payload: the error says where, not what.
+        (
+            r#"{"payloads": [{"metadata": "eyJzc24iOiIwNzgtMDUtMTEyMCJ9"}]}"#,
+            "malformed_json",
+        ),
         (
             r#"{"payloads": [{"metadata": {"encoding": "%%%"}, "data": ""}]}"#,
             "malformed_base64",
@@ -155,6 +160,7 @@ async fn malformed_requests_get_400_with_a_json_error() {
             answer.body
         );
         assert_eq!(answer.error_code(), code, "{body}");
+        assert!(!answer.body.contains("eyJzc24i"), "{}", answer.body);
     }
 
     // A tcodec payload whose ciphertext was altered: 400 naming the payload and key.
