@@ -1,6 +1,8 @@
 //! The batch codec: what a worker and the codec server call.
 
 use std::borrow::Cow;
+use std::collections::BTreeMap;
+use std::fmt;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -12,7 +14,8 @@ use tcodec_keys::{KeyId, KeySource};
 use crate::compress::{self, Compression, DecompressError};
 use crate::error::{CodecError, Malformed};
 use crate::legacy;
-use crate::payload::Payload;
+use crate::payload::{ExternalPayloadDetails, Payload};
+use crate::view::PayloadView;
 use crate::wire::{self, Header, HeaderError, HeaderView};
 use crate::xaes::{NONCE_LEN, Xaes256Gcm};
 
@@ -195,11 +198,20 @@ impl Codec {
         &self,
         payloads: impl Iterator<Item = Cow<'a, Payload>>,
     ) -> Result<Vec<Payload>, CodecError> {
-        let mut ciphers: Vec<(KeyId, Xaes256Gcm)> = Vec::new();
+        let mut ciphers = Ciphers::default();
         payloads
             .enumerate()
-            .map(|(index, payload)| self.decode_one(index, payload, &mut ciphers))
+            .map(|(index, payload)| self.decode_layers(index, payload, &mut ciphers, 0))
             .collect()
+    }
+
+    /// A [`Decoder`] for one batch whose payloads the caller holds in its own
+    /// form, as the codec server holds JSON.
+    pub fn decoder(&self) -> Decoder<'_> {
+        Decoder {
+            codec: self,
+            ciphers: Ciphers::default(),
+        }
     }
 
     /// Whether [`decode`](Self::decode) works on a payload whose `encoding`
@@ -227,13 +239,16 @@ impl Codec {
         }
     }
 
-    fn decode_one(
+    /// Decodes one payload's layers; `from` is how many layers were already
+    /// opened.
+    fn decode_layers(
         &self,
         index: usize,
         mut current: Cow<'_, Payload>,
-        ciphers: &mut Vec<(KeyId, Xaes256Gcm)>,
+        ciphers: &mut Ciphers,
+        from: usize,
     ) -> Result<Payload, CodecError> {
-        for depth in 0..=MAX_LAYERS {
+        for depth in from..=MAX_LAYERS {
             let kind = self.kind(&current);
             if matches!(kind, Kind::NotOurs) {
                 return Ok(current.into_owned());
@@ -297,54 +312,15 @@ impl Codec {
         &self,
         index: usize,
         payload: Cow<'_, Payload>,
-        ciphers: &mut Vec<(KeyId, Xaes256Gcm)>,
+        ciphers: &mut Ciphers,
     ) -> Result<Bytes, CodecError> {
-        let malformed = |reason| CodecError::Malformed {
-            index,
-            encoding: wire::ENCODING,
-            reason,
+        let outer = Outer {
+            metadata: &payload.metadata,
+            external_payloads: !payload.external_payloads.is_empty(),
         };
-        if !payload.external_payloads.is_empty() {
-            return Err(malformed(Malformed::ExternalPayloads));
-        }
-        let (header, header_len) =
-            HeaderView::parse(&payload.data).map_err(|e| malformed(Malformed::Header(e)))?;
-        if payload
-            .metadata
-            .keys()
-            .any(|k| k != wire::METADATA_ENCODING && k != wire::METADATA_KEY_ID)
-        {
-            return Err(malformed(Malformed::UnexpectedMetadata));
-        }
-        if payload
-            .metadata
-            .get(wire::METADATA_KEY_ID)
-            .map(Vec::as_slice)
-            != Some(header.key_id.as_bytes())
-        {
-            return Err(malformed(Malformed::KeyIdMismatch));
-        }
-
-        let position = match ciphers
-            .iter()
-            .position(|(id, _)| id.as_str() == header.key_id)
-        {
-            Some(position) => position,
-            None => {
-                let key_error = |source| CodecError::Key {
-                    index,
-                    key_id: header.key_id.to_owned(),
-                    source,
-                };
-                let id = KeyId::new(header.key_id)
-                    .map_err(|_| malformed(Malformed::Header(HeaderError::InvalidKeyId)))?;
-                let key = self.keys.key(&id).map_err(key_error)?;
-                ciphers.push((id, Xaes256Gcm::new(key.secret())));
-                ciphers.len() - 1
-            }
-        };
-        let zstd = header.zstd;
-        let (key_id, cipher) = &ciphers[position];
+        let (cipher, header_len, zstd) =
+            self.tcodec_cipher(index, outer, &payload.data, ciphers)?;
+        let (key_id, cipher) = cipher;
         // A payload the caller handed over is decrypted in its own buffer.
         let plaintext = match payload {
             Cow::Owned(payload) => wire::open_owned(cipher, payload.data, header_len),
@@ -357,17 +333,60 @@ impl Codec {
             key_id: key_id.to_string(),
         })?;
         if zstd {
-            compress::zstd_decompress(&plaintext, self.options.max_decoded_size)
-                .map(Bytes::from)
-                .map_err(|e| self.decompress_error(index, wire::ENCODING, e))
-        } else if plaintext.len() > self.options.max_decoded_size {
-            Err(CodecError::TooLarge {
-                index,
-                limit: self.options.max_decoded_size,
-            })
+            self.zstd_decompress(index, &plaintext)
         } else {
+            self.check_size(index, plaintext.len())?;
             Ok(plaintext)
         }
+    }
+
+    /// Everything before a tcodec layer is decrypted: the outer payload's
+    /// checks, its header, and the cipher of the key it names. Returns the
+    /// cipher, the header's length and whether the plaintext is compressed.
+    fn tcodec_cipher<'c, M: Metadata + ?Sized>(
+        &self,
+        index: usize,
+        outer: Outer<'_, M>,
+        data: &[u8],
+        ciphers: &'c mut Ciphers,
+    ) -> Result<(&'c (KeyId, Xaes256Gcm), usize, bool), CodecError> {
+        let malformed = |reason| CodecError::Malformed {
+            index,
+            encoding: wire::ENCODING,
+            reason,
+        };
+        if outer.external_payloads {
+            return Err(malformed(Malformed::ExternalPayloads));
+        }
+        let (header, header_len) =
+            HeaderView::parse(data).map_err(|e| malformed(Malformed::Header(e)))?;
+        if !outer
+            .metadata
+            .only_keys(&[wire::METADATA_ENCODING, wire::METADATA_KEY_ID])
+        {
+            return Err(malformed(Malformed::UnexpectedMetadata));
+        }
+        if outer.metadata.value(wire::METADATA_KEY_ID) != Some(header.key_id.as_bytes()) {
+            return Err(malformed(Malformed::KeyIdMismatch));
+        }
+        let cipher = ciphers.get(self, index, header.key_id)?;
+        Ok((cipher, header_len, header.zstd))
+    }
+
+    fn zstd_decompress(&self, index: usize, packed: &[u8]) -> Result<Bytes, CodecError> {
+        compress::zstd_decompress(packed, self.options.max_decoded_size)
+            .map(Bytes::from)
+            .map_err(|e| self.decompress_error(index, wire::ENCODING, e))
+    }
+
+    fn check_size(&self, index: usize, len: usize) -> Result<(), CodecError> {
+        if len > self.options.max_decoded_size {
+            return Err(CodecError::TooLarge {
+                index,
+                limit: self.options.max_decoded_size,
+            });
+        }
+        Ok(())
     }
 
     /// Opens one `binary/encrypted` layer, returning the serialized inner payload.
@@ -401,12 +420,178 @@ impl Codec {
                 key_id: key_id.to_owned(),
             },
         })?;
-        if plaintext.len() > self.options.max_decoded_size {
-            return Err(CodecError::TooLarge {
-                index,
-                limit: self.options.max_decoded_size,
-            });
-        }
+        self.check_size(index, plaintext.len())?;
         Ok(plaintext)
+    }
+}
+
+/// The ciphers of the key versions one batch uses, each set up once.
+#[derive(Default)]
+struct Ciphers(Vec<(KeyId, Xaes256Gcm)>);
+
+impl Ciphers {
+    /// The cipher of `key_id`, fetched from the key source on first use.
+    fn get(
+        &mut self,
+        codec: &Codec,
+        index: usize,
+        key_id: &str,
+    ) -> Result<&(KeyId, Xaes256Gcm), CodecError> {
+        if let Some(position) = self.0.iter().position(|(id, _)| id.as_str() == key_id) {
+            return Ok(&self.0[position]);
+        }
+        let id = KeyId::new(key_id).map_err(|_| CodecError::Malformed {
+            index,
+            encoding: wire::ENCODING,
+            reason: Malformed::Header(HeaderError::InvalidKeyId),
+        })?;
+        let key = codec.keys.key(&id).map_err(|source| CodecError::Key {
+            index,
+            key_id: key_id.to_owned(),
+            source,
+        })?;
+        self.0.push((id, Xaes256Gcm::new(key.secret())));
+        Ok(&self.0[self.0.len() - 1])
+    }
+}
+
+/// A payload's metadata, as the codec's checks read it: a map, or the
+/// pairs a caller holds (where, as in a map, the last of a repeated key counts).
+trait Metadata {
+    /// Whether every key is one of `allowed`.
+    fn only_keys(&self, allowed: &[&str]) -> bool;
+    /// The value of `key`.
+    fn value(&self, key: &str) -> Option<&[u8]>;
+}
+
+impl Metadata for BTreeMap<String, Vec<u8>> {
+    fn only_keys(&self, allowed: &[&str]) -> bool {
+        self.keys().all(|k| allowed.contains(&k.as_str()))
+    }
+    fn value(&self, key: &str) -> Option<&[u8]> {
+        self.get(key).map(Vec::as_slice)
+    }
+}
+
+impl Metadata for [(&str, &[u8])] {
+    fn only_keys(&self, allowed: &[&str]) -> bool {
+        self.iter().all(|(k, _)| allowed.contains(k))
+    }
+    fn value(&self, key: &str) -> Option<&[u8]> {
+        self.iter().rev().find(|(k, _)| *k == key).map(|(_, v)| *v)
+    }
+}
+
+/// The parts of an outer payload the checks before decryption read.
+struct Outer<'a, M: ?Sized> {
+    metadata: &'a M,
+    external_payloads: bool,
+}
+
+/// A payload as a caller holds it, apart from its data: what
+/// [`Decoder::decode_in_place`] reads.
+#[derive(Debug, Clone, Copy)]
+pub struct PayloadParts<'a> {
+    /// Metadata pairs in the order the caller has them. Of a key given more
+    /// than once the last counts, as in a map.
+    pub metadata: &'a [(&'a str, &'a [u8])],
+    /// External payload details.
+    pub external_payloads: &'a [ExternalPayloadDetails],
+}
+
+impl PayloadParts<'_> {
+    fn to_payload(self, data: &[u8]) -> Payload {
+        let mut metadata = BTreeMap::new();
+        for (k, v) in self.metadata {
+            metadata.insert((*k).to_owned(), v.to_vec());
+        }
+        Payload {
+            metadata,
+            data: Bytes::copy_from_slice(data),
+            external_payloads: self.external_payloads.to_vec(),
+        }
+    }
+}
+
+/// A payload [`Decoder::decode_in_place`] decoded.
+#[derive(Debug)]
+pub enum Decoded<'a> {
+    /// Read where it was decrypted, in the caller's buffer: the common case
+    /// (one tcodec layer around a payload of any other encoding).
+    View(PayloadView<'a>),
+    /// Decoded the general way, as [`Codec::decode`] does: legacy formats,
+    /// compressed or nested layers, payloads of unusual shape.
+    Owned(Payload),
+}
+
+/// Decodes a batch one payload at a time from parts the caller holds, as the
+/// codec server holds the JSON of a request: each payload's data is
+/// decrypted in the caller's buffer and, in the common case, read there
+/// without building a [`Payload`] (see [`Decoded`]). The answers are those
+/// of [`Codec::decode`]; each key version's cipher is set up once per
+/// decoder, so use one decoder per batch.
+pub struct Decoder<'c> {
+    codec: &'c Codec,
+    ciphers: Ciphers,
+}
+
+impl Decoder<'_> {
+    /// Decodes the payload whose index in the batch is `index`, its data in
+    /// `data` (which decoding overwrites). A payload that
+    /// [`Codec::decodes`] says no to comes back as it is, owned.
+    pub fn decode_in_place<'d>(
+        &mut self,
+        index: usize,
+        parts: PayloadParts<'_>,
+        data: &'d mut [u8],
+    ) -> Result<Decoded<'d>, CodecError> {
+        let codec = self.codec;
+        if !matches!(
+            codec.kind_of(parts.metadata.value(wire::METADATA_ENCODING)),
+            Kind::Tcodec
+        ) {
+            let payload = Cow::Owned(parts.to_payload(data));
+            return codec
+                .decode_layers(index, payload, &mut self.ciphers, 0)
+                .map(Decoded::Owned);
+        }
+        let outer = Outer {
+            metadata: parts.metadata,
+            external_payloads: !parts.external_payloads.is_empty(),
+        };
+        let ((key_id, cipher), header_len, zstd) =
+            codec.tcodec_cipher(index, outer, data, &mut self.ciphers)?;
+        let plaintext =
+            wire::open_in_place(cipher, data, header_len).map_err(|_| CodecError::Decrypt {
+                index,
+                key_id: key_id.to_string(),
+            })?;
+        let inner = if zstd {
+            codec.zstd_decompress(index, plaintext)?
+        } else {
+            codec.check_size(index, plaintext.len())?;
+            if let Some(view) = PayloadView::parse(plaintext)
+                && matches!(codec.kind_of(view.encoding()), Kind::NotOurs)
+            {
+                return Ok(Decoded::View(view));
+            }
+            Bytes::copy_from_slice(plaintext)
+        };
+        let inner = Payload::decode(inner).map_err(|_| CodecError::Malformed {
+            index,
+            encoding: wire::ENCODING,
+            reason: Malformed::InnerPayload,
+        })?;
+        codec
+            .decode_layers(index, Cow::Owned(inner), &mut self.ciphers, 1)
+            .map(Decoded::Owned)
+    }
+}
+
+impl fmt::Debug for Decoder<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Decoder")
+            .field("key_versions", &self.ciphers.0.len())
+            .finish_non_exhaustive()
     }
 }

@@ -6,16 +6,18 @@ mod compress;
 mod error;
 pub mod legacy;
 mod payload;
+pub mod view;
 pub mod wire;
 pub mod xaes;
 
 pub use bytes::Bytes;
-pub use codec::{Codec, CodecOptions, MAX_LAYERS};
+pub use codec::{Codec, CodecOptions, Decoded, Decoder, MAX_LAYERS, PayloadParts};
 pub use compress::Compression;
 pub use error::{CodecError, Malformed};
 pub use payload::{ExternalPayloadDetails, Payload};
 pub use tcodec_keys as keys;
 pub use tcodec_keys::display_chain;
+pub use view::PayloadView;
 
 /// The repository README's Rust examples, compiled and run as doctests.
 #[cfg(doctest)]

@@ -194,17 +194,24 @@ pub fn open_owned(cipher: &Xaes256Gcm, data: Bytes, header_len: usize) -> Result
         Ok(buf) => buf,
         Err(shared) => return open(cipher, &shared, header_len).map(Bytes::from),
     };
-    let start = header_len.checked_add(NONCE_LEN).ok_or(AeadError)?;
-    if buf.len() < start {
-        return Err(AeadError);
-    }
-    let (head, sealed) = buf.split_at_mut(start);
-    let (aad, nonce) = head.split_at(header_len);
-    let nonce: &[u8; NONCE_LEN] = nonce.try_into().map_err(|_| AeadError)?;
-    let len = cipher.open_in_place(nonce, aad, sealed)?.len();
-    buf.advance(start);
+    let len = open_in_place(cipher, &mut buf, header_len)?.len();
+    buf.advance(header_len + NONCE_LEN);
     buf.truncate(len);
     Ok(buf.freeze())
+}
+
+/// [`open`] in the caller's buffer: decrypts `data` where it is and returns
+/// the plaintext, the part of `data` after the header and nonce.
+pub fn open_in_place<'a>(
+    cipher: &Xaes256Gcm,
+    data: &'a mut [u8],
+    header_len: usize,
+) -> Result<&'a mut [u8], AeadError> {
+    let start = header_len.checked_add(NONCE_LEN).ok_or(AeadError)?;
+    let (head, sealed) = data.split_at_mut_checked(start).ok_or(AeadError)?;
+    let (aad, nonce) = head.split_at(header_len);
+    let nonce: &[u8; NONCE_LEN] = nonce.try_into().map_err(|_| AeadError)?;
+    cipher.open_in_place(nonce, aad, sealed)
 }
 
 #[cfg(test)]

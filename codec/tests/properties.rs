@@ -3,6 +3,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers may panic
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -105,8 +107,37 @@ proptest! {
         mixed.push(json("\"plain\""));
         let mut expected = batch.clone();
         expected.push(json("\"plain\""));
-        prop_assert_eq!(codec.decode_owned(mixed).unwrap(), expected);
-        prop_assert_eq!(codec.decode_owned(encoded.clone()).unwrap(), batch);
+        prop_assert_eq!(codec.decode_owned(mixed.clone()).unwrap(), expected.clone());
+        prop_assert_eq!(codec.decode_owned(encoded.clone()).unwrap(), batch.clone());
+        // From parts, decrypted in the caller's buffer: the same answers.
+        prop_assert_eq!(common::decode_in_place(&codec, &mixed).unwrap(), expected);
+        // Sealed twice, the inner layer is the codec's too.
+        let twice = codec.encode(&encoded).unwrap();
+        prop_assert_eq!(common::decode_in_place(&codec, &twice).unwrap(), batch);
+    }
+
+    /// The in-place reader of decrypted payloads answers only when `prost`
+    /// would, and then with `prost`'s payload; it reads every payload of the
+    /// shape SDKs write.
+    #[test]
+    fn payload_views_agree_with_prost(payload in arb_payload(), noise in proptest::collection::vec(any::<u8>(), 0..40), at in any::<prop::sample::Index>()) {
+        use prost::Message;
+        let bytes = payload.encode_to_vec();
+        let view = tcodec::PayloadView::parse(&bytes);
+        if payload.external_payloads.is_empty() {
+            prop_assert_eq!(view.expect("SDK shape").to_payload(), payload);
+        } else {
+            prop_assert!(view.is_none());
+        }
+        // Garbage spliced in anywhere: whatever the view says, prost says too.
+        let mut spliced = bytes.clone();
+        let at = at.index(bytes.len() + 1);
+        spliced.splice(at..at, noise.iter().copied());
+        for candidate in [&spliced[..], &noise[..], &bytes[..at]] {
+            if let Some(view) = tcodec::PayloadView::parse(candidate) {
+                prop_assert_eq!(Payload::decode(candidate).expect("prost accepts what the view reads"), view.to_payload());
+            }
+        }
     }
 
     #[test]
@@ -454,4 +485,55 @@ fn metadata_is_sealed_with_the_data() {
             .any(|w| w == b"ada@e" || w == b"custo")
     );
     assert_eq!(codec().decode(&[sealed]).unwrap(), vec![secret]);
+}
+
+#[test]
+fn the_decoder_reads_sdk_payloads_where_they_were_decrypted() {
+    let codec = codec_with(Compression::Off);
+    let plain = json("{\"card\":\"4111 1111 1111 1111\"}");
+    let sealed = codec
+        .encode(std::slice::from_ref(&plain))
+        .unwrap()
+        .remove(0);
+    let metadata: Vec<(&str, &[u8])> = sealed
+        .metadata
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_slice()))
+        .collect();
+    let parts = tcodec::PayloadParts {
+        metadata: &metadata,
+        external_payloads: &[],
+    };
+    let mut data = sealed.data.to_vec();
+    let region = data.as_ptr_range();
+    let mut decoder = codec.decoder();
+    match decoder.decode_in_place(0, parts, &mut data).unwrap() {
+        tcodec::Decoded::View(view) => {
+            assert!(region.contains(&view.data().as_ptr()), "not in place");
+            assert_eq!(view.to_payload(), plain);
+        }
+        tcodec::Decoded::Owned(p) => panic!("took the general path: {p:?}"),
+    }
+    // A wrong key id in the metadata is refused before any decryption.
+    let wrong: Vec<(&str, &[u8])> = vec![
+        (wire::METADATA_ENCODING, wire::ENCODING.as_bytes()),
+        (wire::METADATA_KEY_ID, b"k2"),
+    ];
+    let parts = tcodec::PayloadParts {
+        metadata: &wrong,
+        external_payloads: &[],
+    };
+    let mut data = sealed.data.to_vec();
+    let err = decoder.decode_in_place(3, parts, &mut data).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            CodecError::Malformed {
+                index: 3,
+                reason: Malformed::KeyIdMismatch,
+                ..
+            }
+        ),
+        "{err}"
+    );
 }

@@ -5,6 +5,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::sync::Arc;
 
 use tcodec::keys::{KeyId, KeyState, LegacyKey, MemoryKeyring, SecretBytes32};
@@ -67,6 +69,7 @@ fn refused(what: &str, tampered: Payload) {
         for result in [
             c.decode(std::slice::from_ref(&tampered)),
             c.decode_owned(vec![owned]),
+            common::decode_in_place(&c, std::slice::from_ref(&tampered)),
         ] {
             match result {
                 Err(e) => {

@@ -30,3 +30,33 @@ impl HexPayload {
 pub fn key32(hex_key: &str) -> tcodec::keys::SecretBytes32 {
     tcodec::keys::SecretBytes32::from_slice(&hex::decode(hex_key).unwrap()).unwrap()
 }
+
+/// Decodes `payloads` one by one with a [`tcodec::Decoder`], from their parts
+/// and a copy of their data (decrypted in place), as the codec server does;
+/// views are made owned so the result compares with `Codec::decode`'s.
+pub fn decode_in_place(
+    codec: &tcodec::Codec,
+    payloads: &[Payload],
+) -> Result<Vec<Payload>, tcodec::CodecError> {
+    let mut decoder = codec.decoder();
+    payloads
+        .iter()
+        .enumerate()
+        .map(|(index, p)| {
+            let metadata: Vec<(&str, &[u8])> = p
+                .metadata
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_slice()))
+                .collect();
+            let parts = tcodec::PayloadParts {
+                metadata: &metadata,
+                external_payloads: &p.external_payloads,
+            };
+            let mut data = p.data.to_vec();
+            Ok(match decoder.decode_in_place(index, parts, &mut data)? {
+                tcodec::Decoded::View(view) => view.to_payload(),
+                tcodec::Decoded::Owned(payload) => payload,
+            })
+        })
+        .collect()
+}
