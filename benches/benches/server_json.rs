@@ -1,8 +1,11 @@
 //! The codec server's per-request work without HTTP: a `/decode` body of 1,000
-//! small sealed payloads, parsed, split, decoded and answered (`tcodec_server::json`),
-//! against the in-process `Codec::decode` of the same payloads (and `Codec::decode_owned`,
-//! the path the server takes with payloads it owns), in the same run.
-//! The difference is what the server adds per payload beyond the codec.
+//! small sealed payloads, answered by `tcodec_server::json::process` (what the
+//! server runs: parse, decode each payload's base64 into one buffer, decrypt it
+//! there, write the answer), against the in-process `Codec::decode` of the same
+//! payloads, in the same run. Also measured: `Codec::decode_owned`, and the
+//! batch path the server took before (every payload made a `Payload`, decoded
+//! together by `decode_owned`, put back into the answer), which `/encode` still
+//! takes. The difference is what the server adds per payload beyond the codec.
 #![allow(clippy::expect_used, missing_docs)] // a bench panics on setup failure
 
 use std::hint::black_box;
@@ -12,7 +15,8 @@ use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_mai
 use tcodec::keys::{KeyId, MemoryKeyring, SecretBytes32};
 use tcodec::{Codec, Payload};
 use tcodec_benches::{record, request_body, unshared};
-use tcodec_server::json::PayloadsJson;
+use tcodec_server::json::{PayloadsJson, process};
+use tcodec_server::metrics::Endpoint;
 
 fn decode_batch(c: &mut Criterion) {
     let keyring = MemoryKeyring::with_primary(
@@ -38,7 +42,10 @@ fn decode_batch(c: &mut Criterion) {
             BatchSize::SmallInput,
         )
     });
-    group.bench_function("json-and-codec", |b| {
+    group.bench_function("server-process", |b| {
+        b.iter(|| process(&codec, Endpoint::Decode, black_box(&body), 10_000).expect("decode"))
+    });
+    group.bench_function("json-and-codec-batch", |b| {
         b.iter(|| {
             let request = PayloadsJson::parse(black_box(&body)).expect("parse");
             let (payloads, answer) = request
