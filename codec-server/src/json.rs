@@ -101,12 +101,12 @@ pub fn process(
     Ok((body, count))
 }
 
-/// Answers a `/decode` request payload by payload. Payloads the codec does
-/// not work on are checked and written back as they came. The others are
-/// decoded from base64 into one buffer that serves the whole request,
-/// decrypted there by the codec's [`Decoder`](tcodec::Decoder), and written
-/// from where they were decrypted: no [`Payload`] is built for them in the
-/// common case.
+/// Answers a `/decode` request payload by payload. Each payload's base64 is
+/// decoded into buffers that serve the whole request (which checks it).
+/// Payloads the codec does not work on are then written back as they came;
+/// the others are decrypted where their data was decoded, by the codec's
+/// [`Decoder`](tcodec::Decoder), and written from there: no [`Payload`] is
+/// built for them in the common case.
 fn decode(
     codec: &Codec,
     request: &PayloadsJson<'_>,
@@ -117,17 +117,9 @@ fn decode(
     let (mut data, mut values, mut ends) = (Vec::new(), Vec::new(), Vec::new());
     for (index, json) in request.payloads.iter().enumerate() {
         out.next_payload();
-        let encoding = json
-            .encoding(index, &mut data)
-            .map_err(ProcessError::Payload)?;
-        if !codec.decodes(encoding) {
-            json.check(index, &mut data)
-                .map_err(ProcessError::Payload)?;
-            out.json(json)?;
-            continue;
-        }
         json.decode_parts(index, &mut values, &mut ends, &mut data)
             .map_err(ProcessError::Payload)?;
+        let external = json.external(index).map_err(ProcessError::Payload)?;
         let mut pairs = [("", &[][..]); INLINE_METADATA];
         let many: Vec<(&str, &[u8])>;
         let metadata = if json.metadata.len() <= INLINE_METADATA {
@@ -139,7 +131,13 @@ fn decode(
             many = json.pairs(&values, &ends).collect();
             &many[..]
         };
-        let external = json.external(index).map_err(ProcessError::Payload)?;
+        // As in a map, the last of repeated keys counts.
+        let encoding = metadata.iter().rev().find(|(k, _)| *k == ENCODING);
+        if !codec.decodes(encoding.map(|(_, v)| *v)) {
+            // Checked all the same (its base64 was decoded above).
+            out.json(json)?;
+            continue;
+        }
         let parts = PayloadParts {
             metadata,
             external_payloads: &external,
