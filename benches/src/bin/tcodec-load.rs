@@ -14,9 +14,9 @@
 //! - `/decode` latency, p50 and p99, for the same two batches, one connection;
 //! - requests per second for the 1-payload batch at 1, 8 and 32 connections;
 //! - the server's peak RSS (`VmHWM`) and every non-200 answer;
-//! - the HTTP floor: the 1,000-payload request and the server's real answer to it
-//!   over plain HTTP to a server that does nothing else (this binary, run with
-//!   `--http-floor`).
+//! - the HTTP floor: the same 1-payload and 1,000-payload requests, answered with
+//!   the codec server's real answers to them, over plain HTTP by a server that
+//!   does nothing else (this binary, run with `--http-floor`).
 //!
 //! It prints Markdown tables for `BENCHMARKS.md`. Every request goes to
 //! loopback; every phase is bounded in time.
@@ -204,12 +204,15 @@ async fn answer(client: &HttpsClient, url: &str, body: &Bytes) -> Bytes {
     response.into_body().collect().await.unwrap().to_bytes()
 }
 
-/// `tcodec-load --http-floor PORT ANSWER_FILE`: an HTTP server that reads each
-/// request's body whole and answers with the file's bytes, doing nothing else.
-/// Given the codec server's real answer, it is the floor under `/decode`: the
-/// same bytes over the same kind of connection, with no JSON and no codec.
-fn http_floor(port: u16, answer_file: &Path) {
-    let answer = Bytes::from(std::fs::read(answer_file).unwrap());
+/// `tcodec-load --http-floor PORT DIR`: an HTTP server that reads each
+/// request's body whole and answers with the bytes of `DIR/answer-1.json` (path
+/// `/decode-1`) or `DIR/answer-1000.json` (any other path), doing nothing
+/// else. Given the codec server's real answers, it is the floor under
+/// `/decode`: the same bytes over the same kind of connection, with no JSON
+/// and no codec.
+fn http_floor(port: u16, dir: &Path) {
+    let read = |name: &str| Bytes::from(std::fs::read(dir.join(name)).unwrap());
+    let answers = (read("answer-1.json"), read("answer-1000.json"));
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -221,11 +224,15 @@ fn http_floor(port: u16, answer_file: &Path) {
         loop {
             let (stream, _) = listener.accept().await.unwrap();
             stream.set_nodelay(true).unwrap();
-            let answer = answer.clone();
+            let answers = answers.clone();
             tokio::spawn(async move {
                 let service = hyper::service::service_fn(
                     move |request: hyper::Request<hyper::body::Incoming>| {
-                        let answer = answer.clone();
+                        let answer = if request.uri().path() == "/decode-1" {
+                            answers.0.clone()
+                        } else {
+                            answers.1.clone()
+                        };
                         async move {
                             let body = request.into_body().collect().await?.to_bytes();
                             std::hint::black_box(body);
@@ -385,8 +392,13 @@ fn main() {
             let (many_p50, many_p99) = latency(&client, &url, &body_many, phase, &tally).await;
             let (sum1, count1) = server_time(&client, &server.url).await;
             if tls.is_none() {
-                let real = answer(&client, &url, &body_many).await;
-                std::fs::write(dir.path().join("answer.json"), &real).unwrap();
+                for (body, name) in [
+                    (&body_one, "answer-1.json"),
+                    (&body_many, "answer-1000.json"),
+                ] {
+                    let real = answer(&client, &url, body).await;
+                    std::fs::write(dir.path().join(name), &real).unwrap();
+                }
             }
             let many_server = Duration::from_secs_f64((sum1 - sum0) / (count1 - count0).max(1.0));
             let mut rps = Vec::new();
@@ -421,7 +433,7 @@ fn main() {
     let floor = Server {
         child: Command::new(std::env::current_exe().unwrap())
             .args(["--http-floor", &port.to_string()])
-            .arg(dir.path().join("answer.json"))
+            .arg(dir.path())
             .spawn()
             .unwrap(),
         url: format!("http://127.0.0.1:{port}"),
@@ -437,11 +449,20 @@ fn main() {
     let tally = Tally {
         errors: AtomicU64::new(0),
     };
-    let url = format!("{}/decode", floor.url);
-    let (floor_p50, floor_p99) =
-        rt.block_on(async { latency(&client, &url, &body_many, phase, &tally).await });
+    let (one_url, many_url) = (
+        format!("{}/decode-1", floor.url),
+        format!("{}/decode", floor.url),
+    );
+    let ((one_p50, one_p99), (floor_p50, floor_p99)) = rt.block_on(async {
+        (
+            latency(&client, &one_url, &body_one, phase, &tally).await,
+            latency(&client, &many_url, &body_many, phase, &tally).await,
+        )
+    });
     println!(
-        "| HTTP floor: the same 1,000-payload request and answer, no JSON, no codec | | | {} | {} | {:.2}× | | | | | | | {} |",
+        "| HTTP floor: the same requests and answers, no JSON, no codec | {} | {} | {} | {} | {:.2}× | | | | | | | {} |",
+        us(one_p50),
+        us(one_p99),
         us(floor_p50),
         us(floor_p99),
         floor_p50.as_secs_f64() / in_process_many.as_secs_f64(),
