@@ -139,10 +139,10 @@ fn client(ca: &Path) -> HttpsClient {
         ..rustls::crypto::aws_lc_rs::default_provider()
     };
     let tls = rustls::ClientConfig::builder_with_provider(Arc::new(provider))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_root_certificates(roots)
-    .with_no_client_auth();
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
     // As browsers and Go's HTTP client (the temporal CLI) do: no Nagle delay
     // on the request's last segment.
     let mut http = HttpConnector::new();
