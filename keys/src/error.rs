@@ -21,6 +21,11 @@ pub enum KeyError {
     /// The keyring has no primary key version, so nothing can be encoded.
     #[error("the keyring has no primary key")]
     NoPrimary,
+    /// The key is not in memory, and the key source asked must not fetch it
+    /// (see [`FileKeyring::in_memory`](crate::FileKeyring::in_memory)): the
+    /// caller asks again where it may wait on the keyring file or the KMS.
+    #[error("key {0} is not in memory")]
+    NotInMemory(String),
     /// The key exists but could not be unwrapped or loaded right now (for
     /// example, the KMS could not be reached). The cause is in `source()`.
     #[error("key {key_id} is unavailable")]

@@ -21,7 +21,7 @@ mod source;
 pub mod store;
 
 pub use error::{KeyError, display_chain};
-pub use file::{FileKeyring, Watcher};
+pub use file::{FileKeyring, InMemory, Watcher};
 pub use key::{DataKey, LegacyKey, SecretBytes32};
 pub use key_id::{InvalidKeyId, KeyId};
 pub use memory::MemoryKeyring;

@@ -305,6 +305,45 @@ fn data_keys_are_unwrapped_once_per_version() {
 }
 
 #[test]
+fn the_in_memory_view_never_reads_the_file_or_unwraps() {
+    let dir = tempfile::tempdir().unwrap();
+    let (path, _, _) = init(dir.path());
+    let counting = Arc::new(Counting {
+        inner: local(),
+        unwraps: AtomicUsize::new(0),
+    });
+    let keks = Keks::new().with(counting.clone());
+    ops::rotate(&path, &keks, None).unwrap();
+    let ring = FileKeyring::open(&path, keks.clone()).unwrap();
+    let memory = ring.in_memory();
+    // Nothing unwrapped yet: the view says so and leaves the KMS alone.
+    assert!(matches!(memory.primary(), Err(KeyError::NotInMemory(k)) if k == "k2"));
+    assert!(matches!(
+        memory.key(&id("k1")),
+        Err(KeyError::NotInMemory(_))
+    ));
+    assert_eq!(counting.unwraps.load(Ordering::SeqCst), 0);
+    // Once the keyring has unwrapped them, the view answers with the same keys.
+    assert_eq!(ring.primary().unwrap().id().as_str(), "k2");
+    assert_eq!(memory.primary().unwrap().id().as_str(), "k2");
+    assert!(memory.key(&id("k1")).is_err());
+    ring.key(&id("k1")).unwrap();
+    assert_eq!(memory.key(&id("k1")).unwrap().id().as_str(), "k1");
+    assert_eq!(counting.unwraps.load(Ordering::SeqCst), 2);
+    // A key id the file gained since: the view does not look for it.
+    ops::add(&path, &keks, None).unwrap();
+    assert!(matches!(
+        memory.key(&id("k3")),
+        Err(KeyError::NotInMemory(_))
+    ));
+    assert_eq!(ring.generation(), 0, "the view read the file");
+    // States are checked as the keyring checks them.
+    ops::transition(&path, "k1", Transition::Disable).unwrap();
+    ring.reload().unwrap();
+    assert!(matches!(memory.key(&id("k1")), Err(KeyError::Disabled(_))));
+}
+
+#[test]
 fn states_in_the_file_gate_decryption() {
     let dir = tempfile::tempdir().unwrap();
     let (path, keks, _) = init(dir.path());
