@@ -36,6 +36,13 @@ pub struct CodecOptions {
     /// Whether to decode the official samples' `binary/encrypted` and
     /// `binary/zlib` payloads. When off, they pass through untouched.
     pub decode_legacy: bool,
+    /// Whether decoding a compressed layer is left to the caller to redo
+    /// elsewhere ([`CodecError::Deferred`]). Decompression is the one step
+    /// whose time the input's size does not bound (up to `max_decoded_size`
+    /// per payload): a caller that must answer within microseconds, such as
+    /// the codec server on its async workers, sets this and moves deferred
+    /// batches to a thread that may take longer. Default off.
+    pub defer_decompression: bool,
 }
 
 impl Default for CodecOptions {
@@ -44,6 +51,7 @@ impl Default for CodecOptions {
             compression: Compression::default(),
             max_decoded_size: 64 << 20,
             decode_legacy: true,
+            defer_decompression: false,
         }
     }
 }
@@ -64,6 +72,13 @@ impl CodecOptions {
     /// These options with legacy decoding switched on or off.
     pub fn with_legacy_decoding(mut self, on: bool) -> Self {
         self.decode_legacy = on;
+        self
+    }
+
+    /// These options with decompression deferred or not (see
+    /// [`defer_decompression`](Self::defer_decompression)).
+    pub fn with_deferred_decompression(mut self, on: bool) -> Self {
+        self.defer_decompression = on;
         self
     }
 }
@@ -267,13 +282,18 @@ impl Codec {
                     legacy::ENCODING_ENCRYPTED,
                     Bytes::from(self.open_legacy_encrypted(index, &current)?),
                 ),
-                Kind::LegacyZlib => (
-                    legacy::ENCODING_ZLIB,
-                    Bytes::from(
-                        compress::zlib_decompress(&current.data, self.options.max_decoded_size)
-                            .map_err(|e| self.decompress_error(index, legacy::ENCODING_ZLIB, e))?,
-                    ),
-                ),
+                Kind::LegacyZlib => {
+                    self.may_decompress(index)?;
+                    (
+                        legacy::ENCODING_ZLIB,
+                        Bytes::from(
+                            compress::zlib_decompress(&current.data, self.options.max_decoded_size)
+                                .map_err(|e| {
+                                    self.decompress_error(index, legacy::ENCODING_ZLIB, e)
+                                })?,
+                        ),
+                    )
+                }
                 Kind::NotOurs => return Ok(current.into_owned()),
             };
             // `data` becomes a view of the plaintext buffer, not a copy.
@@ -373,7 +393,16 @@ impl Codec {
         Ok((cipher, header_len, header.zstd))
     }
 
+    /// Refuses to decompress when the options defer it.
+    fn may_decompress(&self, index: usize) -> Result<(), CodecError> {
+        if self.options.defer_decompression {
+            return Err(CodecError::Deferred { index });
+        }
+        Ok(())
+    }
+
     fn zstd_decompress(&self, index: usize, packed: &[u8]) -> Result<Bytes, CodecError> {
+        self.may_decompress(index)?;
         compress::zstd_decompress(packed, self.options.max_decoded_size)
             .map(Bytes::from)
             .map_err(|e| self.decompress_error(index, wire::ENCODING, e))

@@ -57,6 +57,14 @@ pub enum CodecError {
     /// The system random number generator failed; nothing was encoded.
     #[error("the system random number generator failed")]
     Random,
+    /// The payload needs decompressing, which this codec's options defer
+    /// ([`CodecOptions::defer_decompression`](crate::CodecOptions::defer_decompression)):
+    /// decode the batch again with a codec that does not.
+    #[error("payload {index}: decompression is deferred")]
+    Deferred {
+        /// Index of the payload in its batch.
+        index: usize,
+    },
 }
 
 impl CodecError {
@@ -66,7 +74,8 @@ impl CodecError {
             Self::Key { index, .. }
             | Self::Decrypt { index, .. }
             | Self::Malformed { index, .. }
-            | Self::TooLarge { index, .. } => Some(*index),
+            | Self::TooLarge { index, .. }
+            | Self::Deferred { index } => Some(*index),
             Self::Random => None,
         }
     }
@@ -78,10 +87,27 @@ impl CodecError {
             Self::Key { index, .. }
             | Self::Decrypt { index, .. }
             | Self::Malformed { index, .. }
-            | Self::TooLarge { index, .. } => *index = new,
+            | Self::TooLarge { index, .. }
+            | Self::Deferred { index } => *index = new,
             Self::Random => {}
         }
         self
+    }
+
+    /// Whether the batch was left undone rather than refused: it needs work
+    /// the codec was told not to do where it runs (a key not in memory, see
+    /// `tcodec_keys::InMemory`; a layer to decompress, see
+    /// [`CodecOptions::defer_decompression`](crate::CodecOptions::defer_decompression)).
+    /// Decoding or encoding it again with a codec allowed to wait answers it.
+    pub fn is_deferred(&self) -> bool {
+        matches!(
+            self,
+            Self::Deferred { .. }
+                | Self::Key {
+                    source: KeyError::NotInMemory(_),
+                    ..
+                }
+        )
     }
 
     /// The key id involved, where there is one.

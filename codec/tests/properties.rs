@@ -537,3 +537,47 @@ fn the_decoder_reads_sdk_payloads_where_they_were_decrypted() {
         "{err}"
     );
 }
+
+#[test]
+fn deferred_decompression_leaves_compressed_layers_undone() {
+    use std::io::Write;
+    let compressing = codec_with(Compression::Zstd {
+        level: 3,
+        min_size: 0,
+    });
+    let long = json(&format!("\"{}\"", "ab".repeat(500)));
+    let short = json("1");
+    let sealed = compressing.encode(&[short.clone(), long.clone()]).unwrap();
+    assert!(sealed[1].data.len() < long.data.len(), "not compressed");
+    let mut zlib = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
+    zlib.write_all(&prost::Message::encode_to_vec(&short))
+        .unwrap();
+    let zlib = Payload::new("binary/zlib", zlib.finish().unwrap());
+
+    let deferring = Codec::with_options(
+        Arc::new(keyring()),
+        CodecOptions::default().with_deferred_decompression(true),
+    );
+    // What needs no decompression is answered as ever.
+    assert_eq!(
+        deferring.decode(&sealed[..1]).unwrap(),
+        std::slice::from_ref(&short)
+    );
+    for (batch, index) in [(&sealed[..], 1), (std::slice::from_ref(&zlib), 0)] {
+        for result in [
+            deferring.decode(batch),
+            common::decode_in_place(&deferring, batch),
+        ] {
+            let err = result.unwrap_err();
+            assert!(err.is_deferred(), "{err}");
+            assert_eq!(err.index(), Some(index));
+        }
+        // A codec that may decompress answers the same batch.
+        assert!(compressing.decode(batch).is_ok());
+    }
+    // Refusals are not deferrals.
+    let mut tampered = sealed[0].clone();
+    let last = tampered.data.len() - 1;
+    flip(&mut tampered, last, 1);
+    assert!(!deferring.decode(&[tampered]).unwrap_err().is_deferred());
+}
