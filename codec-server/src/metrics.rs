@@ -43,6 +43,8 @@ pub struct Metrics {
     in_flight: AtomicU64,
     /// CORS preflights: [refused, allowed].
     preflights: [AtomicU64; 2],
+    /// Requests whose codec work ran: [on a blocking thread, on an async worker].
+    work: [AtomicU64; 2],
 }
 
 /// Which codec endpoint.
@@ -103,6 +105,11 @@ impl Metrics {
             .unwrap_or_else(|e| e.into_inner())
             .entry(reason)
             .or_default() += 1;
+    }
+
+    /// Counts a request's codec work by where it ran (see `routes::run`).
+    pub fn work(&self, on_async_worker: bool) {
+        self.work[usize::from(on_async_worker)].fetch_add(1, Ordering::Relaxed);
     }
 
     /// Counts a CORS preflight.
@@ -179,6 +186,18 @@ impl Metrics {
                 "tcodec_payloads_total{{endpoint=\"{}\"}} {}",
                 e.as_str(),
                 self.payloads[e.index()].load(Ordering::Relaxed)
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP tcodec_codec_work_total Encode/decode requests by where their codec work ran: small ones with keys in memory on the async workers, others on blocking threads."
+        );
+        let _ = writeln!(out, "# TYPE tcodec_codec_work_total counter");
+        for (thread, n) in ["blocking", "async"].iter().zip(&self.work) {
+            let _ = writeln!(
+                out,
+                "tcodec_codec_work_total{{thread=\"{thread}\"}} {}",
+                n.load(Ordering::Relaxed)
             );
         }
         let _ = writeln!(

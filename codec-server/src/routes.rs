@@ -22,10 +22,17 @@ use crate::config::{CorsConfig, LimitsConfig, NamespaceConfig};
 use crate::json::{ProcessError, process};
 use crate::metrics::{Endpoint, Metrics};
 
+/// The largest request body answered on the async workers (see [`run`]'s
+/// comments): a few dozen microseconds of work at most.
+pub const INLINE_MAX_BODY: usize = 64 << 10;
+
 /// One namespace the server answers for.
 pub struct Namespace {
     /// The namespace's codec, over its keyring.
     pub codec: Arc<Codec>,
+    /// The same codec over the keys in memory, deferring decompression: it
+    /// never waits, so it runs on the async workers (see [`run`]).
+    pub inline_codec: Codec,
     /// The keyring, for readiness checks.
     pub keyring: FileKeyring,
     /// Access rules.
@@ -387,21 +394,38 @@ async fn run(
                 ),
             )
         })?;
-    let codec = Arc::clone(&ns.codec);
     let max_payloads = state.limits.max_payloads;
-    // Parsing, base64, sealing and writing the answer are all CPU work, and a
-    // first use of a key may wait on KMS: keep them off the async workers, and
-    // on one thread, so that the request's data stays in one core's cache.
-    let outcome =
-        tokio::task::spawn_blocking(move || process(&codec, endpoint, &bytes, max_payloads))
-            .await
-            .map_err(|_| {
-                AppError::new(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "internal",
-                    "the codec task failed",
-                )
-            })?;
+    // A small request (what the UI and CLI send) is answered right here when
+    // its keys are in memory and nothing needs decompressing: microseconds of
+    // CPU, and no hand-off to another thread and back, which would cost more
+    // than the work. Anything else (a large body, a key to fetch from the file
+    // or KMS, a layer to decompress) goes to a blocking thread, off the async
+    // workers, where the whole request is parsed, decoded and answered on one
+    // thread so that its data stays in one core's cache.
+    let inline = if bytes.len() <= INLINE_MAX_BODY {
+        match process(&ns.inline_codec, endpoint, &bytes, max_payloads) {
+            Err(ProcessError::Codec(e)) if e.is_deferred() => None,
+            outcome => Some(outcome),
+        }
+    } else {
+        None
+    };
+    state.metrics.work(inline.is_some());
+    let outcome = match inline {
+        Some(outcome) => outcome,
+        None => {
+            let codec = Arc::clone(&ns.codec);
+            tokio::task::spawn_blocking(move || process(&codec, endpoint, &bytes, max_payloads))
+                .await
+                .map_err(|_| {
+                    AppError::new(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        "internal",
+                        "the codec task failed",
+                    )
+                })?
+        }
+    };
     match outcome {
         Ok((body, count)) => {
             state.metrics.payloads(endpoint, count);

@@ -61,6 +61,10 @@ pub fn build_state(config: &Config) -> anyhow::Result<AppState> {
                     Arc::new(keyring.clone()),
                     codec_options.clone(),
                 )),
+                inline_codec: Codec::with_options(
+                    Arc::new(keyring.in_memory()),
+                    codec_options.clone().with_deferred_decompression(true),
+                ),
                 keyring,
                 config: ns.clone(),
                 _watcher: Some(watcher),

@@ -438,6 +438,70 @@ async fn cors_without_credentials_sends_no_credentials_header() {
     assert_eq!(ok.header("access-control-allow-credentials"), None);
 }
 
+/// `tcodec_codec_work_total` for `thread`, from `/metrics`.
+async fn work_on(app: &axum::Router, thread: &str) -> u64 {
+    let metrics = send(app, Request::get("/metrics").body(Body::empty()).unwrap()).await;
+    let prefix = format!("tcodec_codec_work_total{{thread=\"{thread}\"}} ");
+    metrics
+        .body
+        .lines()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no {prefix:?} in {}", metrics.body))
+}
+
+/// Small requests whose keys are in memory are answered on the async
+/// workers; a first use of a key version, a compressed payload and a large
+/// body go to a blocking thread. Every one of them is answered the same.
+#[tokio::test]
+async fn small_requests_with_keys_in_memory_skip_the_blocking_pool() {
+    let keys = Keyrings::new(&["payments"]);
+    let (app, state) = router(&keys.toml(&[("payments", "")]));
+    let counts = || async {
+        (
+            work_on(&app, "async").await,
+            work_on(&app, "blocking").await,
+        )
+    };
+
+    // k1 has not been unwrapped yet: the first request fetches it.
+    let sealed = post(&app, "/encode", "payments", None, &plain_batch(&[CARD])).await;
+    assert_eq!(sealed.status, StatusCode::OK, "{}", sealed.body);
+    assert_eq!(counts().await, (0, 1));
+    let plain = post(&app, "/decode", "payments", None, &sealed.body).await;
+    assert_eq!(texts(&plain.body), [CARD]);
+    assert_eq!(counts().await, (1, 1));
+
+    // Compressed (over the 512-byte threshold): decompression is left to a
+    // blocking thread.
+    let long = format!("\"{}\"", "card ".repeat(400));
+    let compressed = post(&app, "/encode", "payments", None, &plain_batch(&[&long])).await;
+    assert_eq!(counts().await, (2, 1));
+    assert!(compressed.body.len() < long.len(), "not compressed");
+    let plain = post(&app, "/decode", "payments", None, &compressed.body).await;
+    assert_eq!(texts(&plain.body), [long.as_str()]);
+    assert_eq!(counts().await, (2, 2));
+
+    // A body over 64 KiB goes to a blocking thread whatever it holds.
+    let many: Vec<&str> = vec![CARD; 1500];
+    let big = post(&app, "/encode", "payments", None, &plain_batch(&many)).await;
+    assert!(big.body.len() > tcodec_server::routes::INLINE_MAX_BODY);
+    assert_eq!(counts().await, (2, 3));
+    let plain = post(&app, "/decode", "payments", None, &big.body).await;
+    assert_eq!(texts(&plain.body), many);
+    assert_eq!(counts().await, (2, 4));
+
+    // A new primary is fetched on a blocking thread, then used inline.
+    ops::rotate(&keys.keyring("payments"), &keys.keks(), None).unwrap();
+    assert!(state.namespaces["payments"].keyring.reload().unwrap());
+    let sealed = post(&app, "/encode", "payments", None, &plain_batch(&[CARD])).await;
+    assert_eq!(key_ids(&sealed.body), ["k2"]);
+    assert_eq!(counts().await, (2, 5));
+    let plain = post(&app, "/decode", "payments", None, &sealed.body).await;
+    assert_eq!(texts(&plain.body), [CARD]);
+    assert_eq!(counts().await, (3, 5));
+}
+
 #[tokio::test]
 async fn health_readiness_and_metrics() {
     let keys = Keyrings::new(&["payments"]);
