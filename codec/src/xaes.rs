@@ -69,8 +69,15 @@ impl Xaes256Gcm {
     }
 
     /// Derives the per-message AES-256-GCM key from the first half of the nonce
-    /// (spec steps 3 to 5) and hands back `ring`'s key and the GCM nonce.
-    fn message_key(&self, nonce: &[u8; NONCE_LEN]) -> Result<(LessSafeKey, Nonce), AeadError> {
+    /// (spec steps 3 to 5) and runs `f` with `ring`'s key and the GCM nonce.
+    /// The key is used where it is made: `ring`'s expanded key is large, and
+    /// handing it back would copy it once more per message.
+    #[inline(always)]
+    fn with_message_key<R>(
+        &self,
+        nonce: &[u8; NONCE_LEN],
+        f: impl FnOnce(&LessSafeKey, Nonce) -> Result<R, AeadError>,
+    ) -> Result<R, AeadError> {
         let mut derived = Zeroizing::new([0u8; 32]);
         for (counter, half) in derived.chunks_exact_mut(16).enumerate() {
             // M_i = [0x00, i, 'X', 0x00] || N[:12], i = 1, 2; K_i = AES-256_K(M_i XOR K1)
@@ -87,7 +94,7 @@ impl Xaes256Gcm {
         }
         let unbound = UnboundKey::new(&AES_256_GCM, derived.as_slice()).map_err(|_| AeadError)?;
         let gcm_nonce = Nonce::try_assume_unique_for_key(&nonce[12..]).map_err(|_| AeadError)?;
-        Ok((LessSafeKey::new(unbound), gcm_nonce))
+        f(&LessSafeKey::new(unbound), gcm_nonce)
     }
 
     /// Encrypts `in_out` in place and returns the tag.
@@ -97,11 +104,12 @@ impl Xaes256Gcm {
         aad: &[u8],
         in_out: &mut [u8],
     ) -> Result<[u8; TAG_LEN], AeadError> {
-        let (key, gcm_nonce) = self.message_key(nonce)?;
-        let tag = key
-            .seal_in_place_separate_tag(gcm_nonce, Aad::from(aad), in_out)
-            .map_err(|_| AeadError)?;
-        tag.as_ref().try_into().map_err(|_| AeadError)
+        self.with_message_key(nonce, |key, gcm_nonce| {
+            let tag = key
+                .seal_in_place_separate_tag(gcm_nonce, Aad::from(aad), in_out)
+                .map_err(|_| AeadError)?;
+            tag.as_ref().try_into().map_err(|_| AeadError)
+        })
     }
 
     /// Decrypts `ciphertext || tag` in place and returns the plaintext, a prefix
@@ -115,9 +123,10 @@ impl Xaes256Gcm {
         if buf.len() < TAG_LEN {
             return Err(AeadError);
         }
-        let (key, gcm_nonce) = self.message_key(nonce)?;
-        key.open_in_place(gcm_nonce, Aad::from(aad), buf)
-            .map_err(|_| AeadError)
+        self.with_message_key(nonce, |key, gcm_nonce| {
+            key.open_in_place(gcm_nonce, Aad::from(aad), buf)
+                .map_err(|_| AeadError)
+        })
     }
 
     /// Seals `plaintext`, returning `ciphertext || tag`.
