@@ -23,6 +23,9 @@ use crate::xaes::{NONCE_LEN, Xaes256Gcm};
 /// samples' compress-then-encrypt chain is two; more is treated as malformed.
 pub const MAX_LAYERS: usize = 4;
 
+/// Batches up to this size draw their nonces into a buffer on the stack.
+const SMALL_BATCH: usize = 8;
+
 /// Settings of a [`Codec`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -139,8 +142,18 @@ impl Codec {
             source,
         })?;
         let cipher = Xaes256Gcm::new(key.secret());
-        let mut nonces = vec![0u8; NONCE_LEN * payloads.len()];
-        self.rng.fill(&mut nonces).map_err(|_| CodecError::Random)?;
+        // One draw from the system CSPRNG for the whole batch; a small batch's
+        // nonces live on the stack.
+        let mut small = [0u8; NONCE_LEN * SMALL_BATCH];
+        let mut large = Vec::new();
+        let nonces = match payloads.len() {
+            n if n <= SMALL_BATCH => &mut small[..NONCE_LEN * n],
+            n => {
+                large.resize(NONCE_LEN * n, 0);
+                &mut large[..]
+            }
+        };
+        self.rng.fill(nonces).map_err(|_| CodecError::Random)?;
         payloads
             .iter()
             .zip(nonces.chunks_exact(NONCE_LEN))

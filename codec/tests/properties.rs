@@ -252,9 +252,21 @@ fn nonces_are_fresh() {
     let codec = codec();
     let p = json(r#"{"a":1}"#);
     let a = codec.encode(&[p.clone(), p.clone()]).unwrap();
-    let b = codec.encode(&[p]).unwrap();
+    let b = codec.encode(std::slice::from_ref(&p)).unwrap();
     assert_ne!(a[0].data, a[1].data);
     assert_ne!(a[0].data, b[0].data);
+    // Every nonce differs, across batches small (drawn on the stack) and
+    // large (drawn on the heap).
+    let mut nonces = std::collections::HashSet::new();
+    for n in [1, 8, 9, 40] {
+        for sealed in codec.encode(&vec![p.clone(); n]).unwrap() {
+            let (_, header_len) = Header::parse(&sealed.data).unwrap();
+            let nonce = sealed.data[header_len..header_len + 24].to_vec();
+            assert_ne!(nonce, [0; 24]);
+            assert!(nonces.insert(nonce), "a nonce repeated");
+        }
+    }
+    assert_eq!(nonces.len(), 1 + 8 + 9 + 40);
 }
 
 #[test]
@@ -495,11 +507,7 @@ fn the_decoder_reads_sdk_payloads_where_they_were_decrypted() {
         .encode(std::slice::from_ref(&plain))
         .unwrap()
         .remove(0);
-    let metadata: Vec<(&str, &[u8])> = sealed
-        .metadata
-        .iter()
-        .map(|(k, v)| (k.as_str(), v.as_slice()))
-        .collect();
+    let metadata = common::pairs(&sealed);
     let parts = tcodec::PayloadParts {
         metadata: &metadata,
         external_payloads: &[],
