@@ -71,6 +71,16 @@ fn init(dir: &Path) -> (std::path::PathBuf, Keks, KekRef) {
     (path, keks, kek_ref)
 }
 
+/// The local KEK behind a counter of its unwraps, and the `Keks` holding it.
+fn counting_keks() -> (Arc<Counting>, Keks) {
+    let counting = Arc::new(Counting {
+        inner: local(),
+        unwraps: AtomicUsize::new(0),
+    });
+    let keks = Keks::new().with(counting.clone());
+    (counting, keks)
+}
+
 fn id(s: &str) -> KeyId {
     KeyId::new(s).unwrap()
 }
@@ -287,11 +297,7 @@ fn lifecycle_follows_the_state_machine() {
 fn data_keys_are_unwrapped_once_per_version() {
     let dir = tempfile::tempdir().unwrap();
     let (path, _, _) = init(dir.path());
-    let counting = Arc::new(Counting {
-        inner: local(),
-        unwraps: AtomicUsize::new(0),
-    });
-    let keks = Keks::new().with(counting.clone());
+    let (counting, keks) = counting_keks();
     ops::rotate(&path, &keks, None).unwrap();
     ops::rotate(&path, &keks, None).unwrap();
     let ring = FileKeyring::open(&path, keks).unwrap();
@@ -308,11 +314,7 @@ fn data_keys_are_unwrapped_once_per_version() {
 fn the_in_memory_view_never_reads_the_file_or_unwraps() {
     let dir = tempfile::tempdir().unwrap();
     let (path, _, _) = init(dir.path());
-    let counting = Arc::new(Counting {
-        inner: local(),
-        unwraps: AtomicUsize::new(0),
-    });
-    let keks = Keks::new().with(counting.clone());
+    let (counting, keks) = counting_keks();
     ops::rotate(&path, &keks, None).unwrap();
     let ring = FileKeyring::open(&path, keks.clone()).unwrap();
     let memory = ring.in_memory();

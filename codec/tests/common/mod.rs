@@ -43,11 +43,7 @@ pub fn decode_in_place(
         .iter()
         .enumerate()
         .map(|(index, p)| {
-            let metadata: Vec<(&str, &[u8])> = p
-                .metadata
-                .iter()
-                .map(|(k, v)| (k.as_str(), v.as_slice()))
-                .collect();
+            let metadata = pairs(p);
             let parts = tcodec::PayloadParts {
                 metadata: &metadata,
                 external_payloads: &p.external_payloads,
@@ -58,5 +54,13 @@ pub fn decode_in_place(
                 tcodec::Decoded::Owned(payload) => payload,
             })
         })
+        .collect()
+}
+
+/// A payload's metadata as the pairs `tcodec::PayloadParts` takes.
+pub fn pairs(p: &Payload) -> Vec<(&str, &[u8])> {
+    p.metadata
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_slice()))
         .collect()
 }
