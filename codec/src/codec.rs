@@ -531,14 +531,25 @@ struct Outer<'a, M: ?Sized> {
 }
 
 /// A payload as a caller holds it, apart from its data: what
-/// [`Decoder::decode_in_place`] reads.
-#[derive(Debug, Clone, Copy)]
+/// [`Decoder::decode_in_place`] reads. `Debug` shows metadata keys, not
+/// values.
+#[derive(Clone, Copy)]
 pub struct PayloadParts<'a> {
     /// Metadata pairs in the order the caller has them. Of a key given more
     /// than once the last counts, as in a map.
     pub metadata: &'a [(&'a str, &'a [u8])],
     /// External payload details.
     pub external_payloads: &'a [ExternalPayloadDetails],
+}
+
+impl fmt::Debug for PayloadParts<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let keys: Vec<&str> = self.metadata.iter().map(|(k, _)| *k).collect();
+        f.debug_struct("PayloadParts")
+            .field("metadata_keys", &keys)
+            .field("external_payloads", &self.external_payloads.len())
+            .finish()
+    }
 }
 
 impl PayloadParts<'_> {
