@@ -23,7 +23,8 @@ use crate::json::{ProcessError, process};
 use crate::metrics::{Endpoint, Metrics};
 
 /// The largest request body answered on the async workers (see [`run`]'s
-/// comments): a few dozen microseconds of work at most.
+/// comments): tens of microseconds of work to decode, a few hundred at most
+/// to encode with compression.
 pub const INLINE_MAX_BODY: usize = 64 << 10;
 
 /// One namespace the server answers for.
