@@ -149,11 +149,7 @@ fn decode(
             Decoded::View(view) => {
                 out.payload(view.metadata().iter().copied(), view.data(), &[])?
             }
-            Decoded::Owned(p) => out.payload(
-                p.metadata.iter().map(|(k, v)| (k.as_str(), v.as_slice())),
-                &p.data,
-                &p.external_payloads,
-            )?,
+            Decoded::Owned(p) => out.owned(&p)?,
         }
     }
     out.finish(&request.extra)
@@ -235,6 +231,15 @@ impl Writer {
         }
         self.body.push(b'}');
         Ok(())
+    }
+
+    /// [`payload`](Self::payload) for a [`Payload`].
+    fn owned(&mut self, p: &Payload) -> Result<(), ProcessError> {
+        self.payload(
+            p.metadata.iter().map(|(k, v)| (k.as_str(), v.as_slice())),
+            &p.data,
+            &p.external_payloads,
+        )
     }
 
     /// `bytes` as a quoted base64 string.
@@ -762,12 +767,7 @@ impl Answer<'_> {
                     let p = outputs
                         .next()
                         .ok_or_else(|| ser::Error::custom("the codec returned too few payloads"))?;
-                    out.payload(
-                        p.metadata.iter().map(|(k, v)| (k.as_str(), v.as_slice())),
-                        &p.data,
-                        &p.external_payloads,
-                    )
-                    .map_err(write)?;
+                    out.owned(p).map_err(write)?;
                 }
             }
         }
