@@ -9,6 +9,9 @@ cd "$(dirname "$0")/.."
 
 step() { printf '\n==> %s\n' "$*" >&2; }
 
+# One clean build, checked once: incremental caches would only cost disk (~2.4 GiB).
+export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
+
 step "setup"
 ./scripts/setup.sh
 
