@@ -12,6 +12,14 @@ step() { printf '\n==> %s\n' "$*" >&2; }
 # One clean build, checked once: incremental caches would only cost disk (~2.4 GiB).
 export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
 
+# A clean run grows disk use by ~7.4 GiB (README.md, "Disk and time"); say so up front
+# rather than let a build die of ENOSPC ten minutes in.
+free_kib=$(df -Pk . | awk 'NR == 2 { print $4 }')
+printf '[test] %s GiB free on the disk holding %s\n' "$((free_kib / 1048576))" "$PWD" >&2
+if ((free_kib < 8 * 1048576)); then
+  printf '[test] WARNING: a clean run needs about 8 GiB free; expect "No space left on device"\n' >&2
+fi
+
 step "setup"
 ./scripts/setup.sh
 
