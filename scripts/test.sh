@@ -9,7 +9,8 @@ cd "$(dirname "$0")/.."
 
 step() { printf '\n==> %s\n' "$*" >&2; }
 
-# One clean build, checked once: incremental caches would only cost disk (~2.4 GiB).
+# One clean build, checked once: incremental caches would only cost disk (2.4 GiB of them
+# under the old full-debug-info profiles).
 export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
 
 # A clean run grows disk use by ~7.4 GiB (README.md, "Disk and time"); say so up front
