@@ -1,3 +1,2 @@
-//! End-to-end tests of tcodec against real components; the tests are in
-//! `worker.rs`, their fixtures in `support/`. This library is empty.
+#![doc = include_str!("README.md")]
 #![forbid(unsafe_code)]

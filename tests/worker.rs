@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 use base64::Engine;
 use support::temporal::{DevServer, readable_strings};
 use support::{CodecServer, Keys, Worker};
+use tcodec_onboarding::{self as onboarding, CONFIRMED_ADDRESS, Customer};
 use tcodec_worker::WorkerCodec;
-use tcodec_worker::onboarding::{self, CONFIRMED_ADDRESS, Customer};
 
 /// What must never reach the server in plaintext.
 const SECRETS: [&str; 5] = [

@@ -1,11 +1,10 @@
 //! The codec server's per-request work without HTTP: a `/decode` body of 1,000
-//! small sealed payloads, answered by `tcodec_server::json::process` (what the
-//! server runs: parse, decode each payload's base64 into one buffer, decrypt it
-//! there, write the answer), against the in-process `Codec::decode` of the same
-//! payloads, in the same run. Also measured: `Codec::decode_owned`, and the
-//! batch path the server took before (every payload made a `Payload`, decoded
-//! together by `decode_owned`, put back into the answer), which `/encode` still
-//! takes. The difference is what the server adds per payload beyond the codec.
+//! small sealed payloads, answered by `tcodec_json::process` (what the server
+//! runs: parse, decode each payload's base64 into one buffer, decrypt it there,
+//! write the answer), against the in-process `Codec::decode` of the same
+//! payloads, in the same run; also `Codec::decode_owned`. And the same for
+//! `/encode` of the 1,000 records against `Codec::encode`. The difference is
+//! what the JSON layer adds per payload beyond the codec.
 #![allow(clippy::expect_used, missing_docs)] // a bench panics on setup failure
 
 use std::hint::black_box;
@@ -15,8 +14,7 @@ use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_mai
 use tcodec::keys::{KeyId, MemoryKeyring, SecretBytes32};
 use tcodec::{Codec, Payload};
 use tcodec_benches::{record, request_body, unshared};
-use tcodec_server::json::{PayloadsJson, process};
-use tcodec_server::metrics::Endpoint;
+use tcodec_json::{Direction, process};
 
 fn decode_batch(c: &mut Criterion) {
     let keyring = MemoryKeyring::with_primary(
@@ -43,17 +41,18 @@ fn decode_batch(c: &mut Criterion) {
         )
     });
     group.bench_function("server-process", |b| {
-        b.iter(|| process(&codec, Endpoint::Decode, black_box(&body), 10_000).expect("decode"))
+        b.iter(|| process(&codec, Direction::Decode, black_box(&body), 10_000).expect("decode"))
     });
-    group.bench_function("json-and-codec-batch", |b| {
-        b.iter(|| {
-            let request = PayloadsJson::parse(black_box(&body)).expect("parse");
-            let (payloads, answer) = request
-                .split(|encoding| codec.decodes(encoding))
-                .expect("split");
-            let out = codec.decode_owned(payloads).expect("decode");
-            answer.to_json(&out).expect("answer")
-        })
+    group.finish();
+
+    let plain = request_body(&records);
+    let mut group = c.benchmark_group("server-encode-1000");
+    group.throughput(Throughput::Elements(1000));
+    group.bench_function("codec", |b| {
+        b.iter(|| codec.encode(black_box(&records)).expect("encode"))
+    });
+    group.bench_function("server-process", |b| {
+        b.iter(|| process(&codec, Direction::Encode, black_box(&plain), 10_000).expect("encode"))
     });
     group.finish();
 }

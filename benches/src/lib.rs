@@ -1,7 +1,4 @@
-//! Benchmarks for tcodec live in `benches/`; see `BENCHMARKS.md` for results and
-//! `benches/report.py` for how the ratio tables are made.
-//!
-//! This library holds what the benches and the load generator share.
+#![doc = include_str!("../README.md")]
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;

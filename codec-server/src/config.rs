@@ -33,6 +33,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
+use tcodec_keys::kek::KekSettings;
 
 /// Why the configuration is unusable.
 #[derive(Debug, thiserror::Error)]
@@ -97,7 +98,7 @@ pub struct Config {
     pub log: LogConfig,
     /// Key-encryption keys for the keyrings.
     #[serde(default)]
-    pub kek: KekConfig,
+    pub kek: KekSettings,
     /// Namespaces served, by name.
     pub namespaces: BTreeMap<String, NamespaceConfig>,
 }
@@ -308,21 +309,6 @@ impl Default for LogConfig {
     }
 }
 
-/// Key-encryption key settings shared by the keyrings.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct KekConfig {
-    /// File with the local master key (else `TCODEC_MASTER_KEY`, if set).
-    #[serde(default)]
-    pub master_key_file: Option<PathBuf>,
-    /// AWS KMS endpoint URL (else the AWS configuration chain).
-    #[serde(default)]
-    pub kms_endpoint: Option<String>,
-    /// AWS region (else the AWS configuration chain).
-    #[serde(default)]
-    pub kms_region: Option<String>,
-}
-
 /// One namespace.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -409,6 +395,15 @@ impl Config {
                 "configure at least one namespace and its keyring",
             ));
         }
+        self.validate_cors()?;
+        self.validate_auth(loopback)?;
+        if self.limits.max_payloads == 0 || self.limits.max_body_bytes == 0 {
+            return Err(invalid("limits", "limits must be above zero"));
+        }
+        Ok(())
+    }
+
+    fn validate_cors(&self) -> Result<(), ConfigError> {
         for origin in &self.cors.origins {
             if origin == "*" {
                 return Err(invalid(
@@ -425,6 +420,10 @@ impl Config {
                 ));
             }
         }
+        Ok(())
+    }
+
+    fn validate_auth(&self, loopback: bool) -> Result<(), ConfigError> {
         match self.auth.mode {
             AuthMode::None if !loopback => {
                 return Err(invalid(
@@ -484,9 +483,6 @@ impl Config {
                 ));
             }
             _ => {}
-        }
-        if self.limits.max_payloads == 0 || self.limits.max_body_bytes == 0 {
-            return Err(invalid("limits", "limits must be above zero"));
         }
         Ok(())
     }

@@ -1,14 +1,14 @@
-//! The tcodec codec server: answers the Temporal Web UI's and CLI's `POST …/encode`
-//! and `POST …/decode` requests with [`tcodec::Codec`], per namespace, behind SSO.
-//!
-//! [`routes::app`] is the router (tests call it in-process); [`server::serve`]
-//! puts it on a socket with TLS and graceful shutdown; [`config::Config`] is the
-//! TOML configuration.
+#![doc = include_str!("../README.md")]
 #![forbid(unsafe_code)]
 
+pub mod app;
 pub mod auth;
 pub mod config;
-pub mod json;
+mod error;
+pub mod handlers;
 pub mod metrics;
-pub mod routes;
-pub mod server;
+pub mod serve;
+
+pub use app::{AppState, app};
+pub use error::ServerError;
+pub use serve::run;

@@ -6,6 +6,8 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use tcodec_json::Direction;
+
 const BUCKETS: [f64; 14] = [
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
@@ -47,29 +49,11 @@ pub struct Metrics {
     work: [AtomicU64; 2],
 }
 
-/// Which codec endpoint.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Endpoint {
-    /// `/encode`.
-    Encode,
-    /// `/decode`.
-    Decode,
-}
-
-impl Endpoint {
-    /// The endpoint's name in metrics and logs.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Encode => "encode",
-            Self::Decode => "decode",
-        }
-    }
-
-    fn index(self) -> usize {
-        match self {
-            Self::Encode => 0,
-            Self::Decode => 1,
-        }
+/// The slot of a direction's counters.
+fn index(direction: Direction) -> usize {
+    match direction {
+        Direction::Encode => 0,
+        Direction::Decode => 1,
     }
 }
 
@@ -79,35 +63,25 @@ impl Metrics {
         &self,
         endpoint: &'static str,
         status: u16,
-        latency: Option<(Endpoint, Duration)>,
+        latency: Option<(Direction, Duration)>,
     ) {
-        *self
-            .requests
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .entry((endpoint, status))
-            .or_default() += 1;
+        *lock(&self.requests).entry((endpoint, status)).or_default() += 1;
         if let Some((e, d)) = latency {
-            self.latency[e.index()].observe(d);
+            self.latency[index(e)].observe(d);
         }
     }
 
     /// Counts payloads handled.
-    pub fn payloads(&self, endpoint: Endpoint, n: usize) {
-        self.payloads[endpoint.index()].fetch_add(n as u64, Ordering::Relaxed);
+    pub fn payloads(&self, endpoint: Direction, n: usize) {
+        self.payloads[index(endpoint)].fetch_add(n as u64, Ordering::Relaxed);
     }
 
     /// Counts a failed codec call by reason.
     pub fn failure(&self, reason: &'static str) {
-        *self
-            .failures
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .entry(reason)
-            .or_default() += 1;
+        *lock(&self.failures).entry(reason).or_default() += 1;
     }
 
-    /// Counts a request's codec work by where it ran (see `routes::run`).
+    /// Counts a request's codec work by where it ran (see [`crate::handlers::INLINE_MAX_BODY`]).
     pub fn work(&self, on_async_worker: bool) {
         self.work[usize::from(on_async_worker)].fetch_add(1, Ordering::Relaxed);
     }
@@ -126,120 +100,123 @@ impl Metrics {
     /// The metrics in Prometheus text format.
     pub fn render(&self) -> String {
         let mut out = String::new();
-        let _ = writeln!(
-            out,
-            "# HELP tcodec_requests_total HTTP requests by endpoint and status code."
-        );
-        let _ = writeln!(out, "# TYPE tcodec_requests_total counter");
-        for ((endpoint, status), n) in self
-            .requests
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
+        let requests: Vec<String> = lock(&self.requests)
             .iter()
-        {
-            let _ = writeln!(
-                out,
-                "tcodec_requests_total{{endpoint=\"{endpoint}\",code=\"{status}\"}} {n}"
-            );
-        }
-        let _ = writeln!(
-            out,
-            "# HELP tcodec_request_duration_seconds Latency of /encode and /decode requests."
+            .map(|((endpoint, status), n)| {
+                format!("{{endpoint=\"{endpoint}\",code=\"{status}\"}} {n}")
+            })
+            .collect();
+        family(
+            &mut out,
+            "tcodec_requests_total",
+            "counter",
+            "HTTP requests by endpoint and status code.",
+            requests,
         );
-        let _ = writeln!(out, "# TYPE tcodec_request_duration_seconds histogram");
-        for e in [Endpoint::Encode, Endpoint::Decode] {
-            let h = &self.latency[e.index()];
-            for (bound, bucket) in BUCKETS.iter().zip(&h.buckets) {
-                let _ = writeln!(
-                    out,
-                    "tcodec_request_duration_seconds_bucket{{endpoint=\"{}\",le=\"{bound}\"}} {}",
-                    e.as_str(),
-                    bucket.load(Ordering::Relaxed)
-                );
-            }
-            let count = h.count.load(Ordering::Relaxed);
-            let _ = writeln!(
-                out,
-                "tcodec_request_duration_seconds_bucket{{endpoint=\"{}\",le=\"+Inf\"}} {count}",
-                e.as_str()
-            );
-            let _ = writeln!(
-                out,
-                "tcodec_request_duration_seconds_sum{{endpoint=\"{}\"}} {}",
-                e.as_str(),
-                h.sum_micros.load(Ordering::Relaxed) as f64 / 1e6
-            );
-            let _ = writeln!(
-                out,
-                "tcodec_request_duration_seconds_count{{endpoint=\"{}\"}} {count}",
-                e.as_str()
-            );
-        }
-        let _ = writeln!(
-            out,
-            "# HELP tcodec_payloads_total Payloads encoded or decoded."
+        self.render_latency(&mut out);
+        let payloads = DIRECTIONS.map(|e| {
+            let n = self.payloads[index(e)].load(Ordering::Relaxed);
+            format!("{{endpoint=\"{e}\"}} {n}")
+        });
+        family(
+            &mut out,
+            "tcodec_payloads_total",
+            "counter",
+            "Payloads encoded or decoded.",
+            payloads,
         );
-        let _ = writeln!(out, "# TYPE tcodec_payloads_total counter");
-        for e in [Endpoint::Encode, Endpoint::Decode] {
-            let _ = writeln!(
-                out,
-                "tcodec_payloads_total{{endpoint=\"{}\"}} {}",
-                e.as_str(),
-                self.payloads[e.index()].load(Ordering::Relaxed)
-            );
-        }
-        let _ = writeln!(
-            out,
-            "# HELP tcodec_codec_work_total Encode/decode requests by where their codec work ran: small ones with keys in memory on the async workers, others on blocking threads."
+        family(
+            &mut out,
+            "tcodec_codec_work_total",
+            "counter",
+            "Encode/decode requests by where their codec work ran: small ones with keys in memory on the async workers, others on blocking threads.",
+            labelled("thread", ["blocking", "async"], &self.work),
         );
-        let _ = writeln!(out, "# TYPE tcodec_codec_work_total counter");
-        for (thread, n) in ["blocking", "async"].iter().zip(&self.work) {
-            let _ = writeln!(
-                out,
-                "tcodec_codec_work_total{{thread=\"{thread}\"}} {}",
-                n.load(Ordering::Relaxed)
-            );
-        }
-        let _ = writeln!(
-            out,
-            "# HELP tcodec_codec_failures_total Failed encode/decode requests by reason."
-        );
-        let _ = writeln!(out, "# TYPE tcodec_codec_failures_total counter");
-        for (reason, n) in self
-            .failures
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
+        let failures: Vec<String> = lock(&self.failures)
             .iter()
-        {
-            let _ = writeln!(
-                out,
-                "tcodec_codec_failures_total{{reason=\"{reason}\"}} {n}"
-            );
-        }
-        let _ = writeln!(
-            out,
-            "# HELP tcodec_cors_preflights_total CORS preflights by whether the origin is allowed."
+            .map(|(reason, n)| format!("{{reason=\"{reason}\"}} {n}"))
+            .collect();
+        family(
+            &mut out,
+            "tcodec_codec_failures_total",
+            "counter",
+            "Failed encode/decode requests by reason.",
+            failures,
         );
-        let _ = writeln!(out, "# TYPE tcodec_cors_preflights_total counter");
-        for (allowed, n) in ["false", "true"].iter().zip(&self.preflights) {
-            let n = n.load(Ordering::Relaxed);
-            let _ = writeln!(
-                out,
-                "tcodec_cors_preflights_total{{allowed=\"{allowed}\"}} {n}"
-            );
-        }
-        let _ = writeln!(
-            out,
-            "# HELP tcodec_requests_in_flight Requests being handled."
+        family(
+            &mut out,
+            "tcodec_cors_preflights_total",
+            "counter",
+            "CORS preflights by whether the origin is allowed.",
+            labelled("allowed", ["false", "true"], &self.preflights),
         );
-        let _ = writeln!(out, "# TYPE tcodec_requests_in_flight gauge");
-        let _ = writeln!(
-            out,
-            "tcodec_requests_in_flight {}",
-            self.in_flight.load(Ordering::Relaxed)
+        family(
+            &mut out,
+            "tcodec_requests_in_flight",
+            "gauge",
+            "Requests being handled.",
+            [format!(" {}", self.in_flight.load(Ordering::Relaxed))],
         );
         out
     }
+
+    /// The latency histogram of each direction.
+    fn render_latency(&self, out: &mut String) {
+        let mut samples = Vec::new();
+        for e in DIRECTIONS {
+            let h = &self.latency[index(e)];
+            for (bound, bucket) in BUCKETS.iter().zip(&h.buckets) {
+                let n = bucket.load(Ordering::Relaxed);
+                samples.push(format!("_bucket{{endpoint=\"{e}\",le=\"{bound}\"}} {n}"));
+            }
+            let count = h.count.load(Ordering::Relaxed);
+            let sum = h.sum_micros.load(Ordering::Relaxed) as f64 / 1e6;
+            samples.push(format!("_bucket{{endpoint=\"{e}\",le=\"+Inf\"}} {count}"));
+            samples.push(format!("_sum{{endpoint=\"{e}\"}} {sum}"));
+            samples.push(format!("_count{{endpoint=\"{e}\"}} {count}"));
+        }
+        family(
+            out,
+            "tcodec_request_duration_seconds",
+            "histogram",
+            "Latency of /encode and /decode requests.",
+            samples,
+        );
+    }
+}
+
+const DIRECTIONS: [Direction; 2] = [Direction::Encode, Direction::Decode];
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// One metric family: its HELP and TYPE lines, then each sample, given as what
+/// follows the family's name (labels and value).
+fn family(
+    out: &mut String,
+    name: &str,
+    kind: &str,
+    help: &str,
+    samples: impl IntoIterator<Item = String>,
+) {
+    let _ = writeln!(out, "# HELP {name} {help}");
+    let _ = writeln!(out, "# TYPE {name} {kind}");
+    for sample in samples {
+        let _ = writeln!(out, "{name}{sample}");
+    }
+}
+
+/// Samples of counters told apart by one label.
+fn labelled<const N: usize>(
+    label: &str,
+    values: [&str; N],
+    counters: &[AtomicU64; N],
+) -> [String; N] {
+    std::array::from_fn(|i| {
+        let n = counters[i].load(Ordering::Relaxed);
+        format!("{{{label}=\"{}\"}} {n}", values[i])
+    })
 }
 
 /// Decrements the in-flight gauge when dropped.

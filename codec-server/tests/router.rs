@@ -4,6 +4,8 @@
 //! proxy, client certificate names).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+// The fixtures live with the binary's tests (cli/tests/support), shared by path.
+#[path = "../../cli/tests/support/mod.rs"]
 mod support;
 
 use std::net::SocketAddr;
@@ -485,7 +487,7 @@ async fn small_requests_with_keys_in_memory_skip_the_blocking_pool() {
     // A body over 64 KiB goes to a blocking thread whatever it holds.
     let many: Vec<&str> = vec![CARD; 1500];
     let big = post(&app, "/encode", "payments", None, &plain_batch(&many)).await;
-    assert!(big.body.len() > tcodec_server::routes::INLINE_MAX_BODY);
+    assert!(big.body.len() > tcodec_server::handlers::INLINE_MAX_BODY);
     assert_eq!(counts().await, (2, 3));
     let plain = post(&app, "/decode", "payments", None, &big.body).await;
     assert_eq!(texts(&plain.body), many);

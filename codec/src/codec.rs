@@ -16,12 +16,8 @@ use crate::error::{CodecError, Malformed};
 use crate::legacy;
 use crate::payload::{ExternalPayloadDetails, Payload};
 use crate::view::PayloadView;
-use crate::wire::{self, Header, HeaderError, HeaderView};
+use crate::wire::{self, Header, HeaderError, HeaderView, MAX_LAYERS};
 use crate::xaes::{NONCE_LEN, Xaes256Gcm};
-
-/// How many nested encodings (tcodec or legacy) one payload may carry. The
-/// samples' compress-then-encrypt chain is two; more is treated as malformed.
-pub const MAX_LAYERS: usize = 4;
 
 /// Batches up to this size draw their nonces into a buffer on the stack.
 const SMALL_BATCH: usize = 8;
@@ -102,12 +98,14 @@ pub struct Codec {
     rng: SystemRandom,
 }
 
-/// What a payload's `encoding` says about who decodes it.
-enum Kind {
+/// A layer the codec opens, by the payload's `encoding`. A payload of any
+/// other encoding is no layer of the codec's (`None` where a `Layer` is
+/// asked for) and is passed through.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Layer {
     Tcodec,
     LegacyEncrypted,
     LegacyZlib,
-    NotOurs,
 }
 
 impl Codec {
@@ -194,7 +192,7 @@ impl Codec {
                 payload.encode_raw(out)
             }),
         };
-        let data = sealed.map_err(|_| CodecError::Decrypt {
+        let data = sealed.map_err(|_| CodecError::Seal {
             index,
             key_id: key_id.to_string(),
         })?;
@@ -247,28 +245,24 @@ impl Codec {
     /// on come back from `decode` as they went in, so a caller holding them in
     /// another form (the codec server, with JSON) may keep them there.
     pub fn decodes(&self, encoding: Option<&[u8]>) -> bool {
-        !matches!(self.kind_of(encoding), Kind::NotOurs)
+        self.layer_of(encoding).is_some()
     }
 
-    fn kind(&self, payload: &Payload) -> Kind {
-        self.kind_of(payload.encoding())
-    }
-
-    fn kind_of(&self, encoding: Option<&[u8]>) -> Kind {
-        match encoding {
-            Some(e) if e == wire::ENCODING.as_bytes() => Kind::Tcodec,
+    fn layer_of(&self, encoding: Option<&[u8]>) -> Option<Layer> {
+        Some(match encoding {
+            Some(e) if e == wire::ENCODING.as_bytes() => Layer::Tcodec,
             Some(e) if self.options.decode_legacy && e == legacy::ENCODING_ENCRYPTED.as_bytes() => {
-                Kind::LegacyEncrypted
+                Layer::LegacyEncrypted
             }
             Some(e) if self.options.decode_legacy && e == legacy::ENCODING_ZLIB.as_bytes() => {
-                Kind::LegacyZlib
+                Layer::LegacyZlib
             }
-            _ => Kind::NotOurs,
-        }
+            _ => return None,
+        })
     }
 
     /// Decodes one payload's layers; `from` is how many layers were already
-    /// opened.
+    /// opened. A payload of no encoding the codec works on is the result.
     fn decode_layers(
         &self,
         index: usize,
@@ -276,49 +270,41 @@ impl Codec {
         ciphers: &mut Ciphers,
         from: usize,
     ) -> Result<Payload, CodecError> {
-        for depth in from..=MAX_LAYERS {
-            let kind = self.kind(&current);
-            if matches!(kind, Kind::NotOurs) {
+        let mut depth = from;
+        loop {
+            let Some(layer) = self.layer_of(current.encoding()) else {
                 return Ok(current.into_owned());
-            }
-            let malformed = |encoding, reason| CodecError::Malformed {
-                index,
-                encoding,
-                reason,
             };
             if depth == MAX_LAYERS {
-                return Err(malformed(wire::ENCODING, Malformed::TooDeep));
+                return Err(CodecError::Malformed {
+                    index,
+                    encoding: wire::ENCODING,
+                    reason: Malformed::TooDeep,
+                });
             }
-            let (encoding, inner) = match kind {
-                Kind::Tcodec => (wire::ENCODING, self.open_tcodec(index, current, ciphers)?),
-                Kind::LegacyEncrypted => (
+            let (encoding, inner) = match layer {
+                Layer::LegacyEncrypted => (
                     legacy::ENCODING_ENCRYPTED,
                     Bytes::from(self.open_legacy_encrypted(index, &current)?),
                 ),
-                Kind::LegacyZlib => {
+                Layer::LegacyZlib => {
                     self.may_decompress(index)?;
-                    (
-                        legacy::ENCODING_ZLIB,
-                        Bytes::from(
-                            compress::zlib_decompress(&current.data, self.options.max_decoded_size)
-                                .map_err(|e| {
-                                    self.decompress_error(index, legacy::ENCODING_ZLIB, e)
-                                })?,
-                        ),
-                    )
+                    let inflated =
+                        compress::zlib_decompress(&current.data, self.options.max_decoded_size)
+                            .map_err(|e| self.decompress_error(index, legacy::ENCODING_ZLIB, e))?;
+                    (legacy::ENCODING_ZLIB, Bytes::from(inflated))
                 }
-                Kind::NotOurs => return Ok(current.into_owned()),
+                Layer::Tcodec => (wire::ENCODING, self.open_tcodec(index, current, ciphers)?),
             };
             // `data` becomes a view of the plaintext buffer, not a copy.
-            let decoded =
-                Payload::decode(inner).map_err(|_| malformed(encoding, Malformed::InnerPayload))?;
+            let decoded = Payload::decode(inner).map_err(|_| CodecError::Malformed {
+                index,
+                encoding,
+                reason: Malformed::InnerPayload,
+            })?;
             current = Cow::Owned(decoded);
+            depth += 1;
         }
-        Err(CodecError::Malformed {
-            index,
-            encoding: wire::ENCODING,
-            reason: Malformed::TooDeep,
-        })
     }
 
     fn decompress_error(
@@ -361,16 +347,25 @@ impl Codec {
                 wire::open(cipher, &payload.data, header_len).map(Bytes::from)
             }
         }
-        .map_err(|_| CodecError::Decrypt {
-            index,
-            key_id: key_id.to_string(),
-        })?;
+        .map_err(|_| decrypt_error(index, key_id))?;
+        Ok(self.inflate(index, zstd, &plaintext)?.unwrap_or(plaintext))
+    }
+
+    /// What follows the decryption of a tcodec layer, wherever it was
+    /// decrypted: the plaintext decompressed when the header says so
+    /// (`Some`), else checked against the size limit and used as it is
+    /// (`None`).
+    fn inflate(
+        &self,
+        index: usize,
+        zstd: bool,
+        plaintext: &[u8],
+    ) -> Result<Option<Bytes>, CodecError> {
         if zstd {
-            self.zstd_decompress(index, &plaintext)
-        } else {
-            self.check_size(index, plaintext.len())?;
-            Ok(plaintext)
+            return self.zstd_decompress(index, plaintext).map(Some);
         }
+        self.check_size(index, plaintext.len())?;
+        Ok(None)
     }
 
     /// Everything before a tcodec layer is decrypted: the outer payload's
@@ -467,6 +462,14 @@ impl Codec {
     }
 }
 
+/// A tcodec layer that did not authenticate under the key it names.
+fn decrypt_error(index: usize, key_id: &KeyId) -> CodecError {
+    CodecError::Decrypt {
+        index,
+        key_id: key_id.to_string(),
+    }
+}
+
 /// The ciphers of the key versions one batch uses, each set up once.
 #[derive(Default)]
 struct Ciphers(Vec<(KeyId, Xaes256Gcm)>);
@@ -553,7 +556,8 @@ impl fmt::Debug for PayloadParts<'_> {
 }
 
 impl PayloadParts<'_> {
-    fn to_payload(self, data: &[u8]) -> Payload {
+    /// The whole payload, its data copied from `data`.
+    pub fn to_payload(self, data: &[u8]) -> Payload {
         let mut metadata = BTreeMap::new();
         for (k, v) in self.metadata {
             metadata.insert((*k).to_owned(), v.to_vec());
@@ -599,10 +603,7 @@ impl Decoder<'_> {
         data: &'d mut [u8],
     ) -> Result<Decoded<'d>, CodecError> {
         let codec = self.codec;
-        if !matches!(
-            codec.kind_of(parts.metadata.value(wire::METADATA_ENCODING)),
-            Kind::Tcodec
-        ) {
+        if codec.layer_of(parts.metadata.value(wire::METADATA_ENCODING)) != Some(Layer::Tcodec) {
             let payload = Cow::Owned(parts.to_payload(data));
             return codec
                 .decode_layers(index, payload, &mut self.ciphers, 0)
@@ -614,21 +615,19 @@ impl Decoder<'_> {
         };
         let ((key_id, cipher), header_len, zstd) =
             codec.tcodec_cipher(index, outer, data, &mut self.ciphers)?;
-        let plaintext =
-            wire::open_in_place(cipher, data, header_len).map_err(|_| CodecError::Decrypt {
-                index,
-                key_id: key_id.to_string(),
-            })?;
-        let inner = if zstd {
-            codec.zstd_decompress(index, plaintext)?
-        } else {
-            codec.check_size(index, plaintext.len())?;
-            if let Some(view) = PayloadView::parse(plaintext)
-                && matches!(codec.kind_of(view.encoding()), Kind::NotOurs)
-            {
-                return Ok(Decoded::View(view));
+        let plaintext: &'d [u8] = wire::open_in_place(cipher, data, header_len)
+            .map_err(|_| decrypt_error(index, key_id))?;
+        let inner = match codec.inflate(index, zstd, plaintext)? {
+            Some(inflated) => inflated,
+            None => {
+                // The common case: read where it was decrypted.
+                if let Some(view) = PayloadView::parse(plaintext)
+                    && codec.layer_of(view.encoding()).is_none()
+                {
+                    return Ok(Decoded::View(view));
+                }
+                Bytes::copy_from_slice(plaintext)
             }
-            Bytes::copy_from_slice(plaintext)
         };
         let inner = Payload::decode(inner).map_err(|_| CodecError::Malformed {
             index,

@@ -54,6 +54,15 @@ pub enum CodecError {
         /// The configured limit.
         limit: usize,
     },
+    /// Sealing failed (a payload too large for the cipher); nothing was
+    /// encoded.
+    #[error("payload {index}: cannot seal under key {key_id}")]
+    Seal {
+        /// Index of the payload in its batch.
+        index: usize,
+        /// The key id it was to be sealed under.
+        key_id: String,
+    },
     /// The system random number generator failed; nothing was encoded.
     #[error("the system random number generator failed")]
     Random,
@@ -73,6 +82,7 @@ impl CodecError {
         match self {
             Self::Key { index, .. }
             | Self::Decrypt { index, .. }
+            | Self::Seal { index, .. }
             | Self::Malformed { index, .. }
             | Self::TooLarge { index, .. }
             | Self::Deferred { index } => Some(*index),
@@ -86,6 +96,7 @@ impl CodecError {
         match &mut self {
             Self::Key { index, .. }
             | Self::Decrypt { index, .. }
+            | Self::Seal { index, .. }
             | Self::Malformed { index, .. }
             | Self::TooLarge { index, .. }
             | Self::Deferred { index } => *index = new,
@@ -113,7 +124,9 @@ impl CodecError {
     /// The key id involved, where there is one.
     pub fn key_id(&self) -> Option<&str> {
         match self {
-            Self::Key { key_id, .. } | Self::Decrypt { key_id, .. } => Some(key_id),
+            Self::Key { key_id, .. } | Self::Decrypt { key_id, .. } | Self::Seal { key_id, .. } => {
+                Some(key_id)
+            }
             _ => None,
         }
     }
@@ -148,6 +161,6 @@ pub enum Malformed {
     #[error("inner payload is not a valid Payload message")]
     InnerPayload,
     /// Encodings are nested deeper than the codec follows.
-    #[error("encodings nested more than {} deep", crate::codec::MAX_LAYERS)]
+    #[error("encodings nested more than {} deep", crate::wire::MAX_LAYERS)]
     TooDeep,
 }

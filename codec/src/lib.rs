@@ -11,13 +11,14 @@ pub mod wire;
 pub mod xaes;
 
 pub use bytes::Bytes;
-pub use codec::{Codec, CodecOptions, Decoded, Decoder, MAX_LAYERS, PayloadParts};
+pub use codec::{Codec, CodecOptions, Decoded, Decoder, PayloadParts};
 pub use compress::Compression;
 pub use error::{CodecError, Malformed};
 pub use payload::{ExternalPayloadDetails, Payload};
 pub use tcodec_keys as keys;
 pub use tcodec_keys::display_chain;
 pub use view::PayloadView;
+pub use wire::MAX_LAYERS;
 
 /// The repository README's Rust examples, compiled and run as doctests.
 #[cfg(doctest)]

@@ -12,6 +12,10 @@ use tcodec_keys::KeyId;
 
 use crate::xaes::{AeadError, NONCE_LEN, TAG_LEN, Xaes256Gcm};
 
+/// How many nested encodings (tcodec or legacy) one payload may carry. The
+/// samples' compress-then-encrypt chain is two; more is treated as malformed.
+pub const MAX_LAYERS: usize = 4;
+
 /// The metadata key that names a payload's encoding.
 pub const METADATA_ENCODING: &str = "encoding";
 /// The `encoding` of a tcodec payload.
@@ -61,14 +65,9 @@ pub enum HeaderError {
 }
 
 impl Header {
-    /// The header's length in bytes.
-    pub fn len(&self) -> usize {
+    /// The header's length in bytes, as written.
+    pub fn encoded_len(&self) -> usize {
         FIXED_HEADER_LEN + self.key_id.as_bytes().len()
-    }
-
-    /// Always false: a header holds at least a one-byte key id.
-    pub fn is_empty(&self) -> bool {
-        false
     }
 
     /// Appends the header's bytes.
@@ -150,7 +149,7 @@ pub fn seal_with(
     plaintext_len: usize,
     fill: impl FnOnce(&mut Vec<u8>),
 ) -> Result<Vec<u8>, AeadError> {
-    let mut out = Vec::with_capacity(header.len() + NONCE_LEN + plaintext_len + TAG_LEN);
+    let mut out = Vec::with_capacity(header.encoded_len() + NONCE_LEN + plaintext_len + TAG_LEN);
     header.write(&mut out);
     let header_len = out.len();
     out.extend_from_slice(nonce);
@@ -233,24 +232,24 @@ mod tests {
 
         let owned = Bytes::from(sealed.clone());
         let region = owned.as_ptr() as usize..owned.as_ptr() as usize + owned.len();
-        let plain = open_owned(&cipher, owned, h.len()).unwrap();
+        let plain = open_owned(&cipher, owned, h.encoded_len()).unwrap();
         assert_eq!(&plain[..], b"opened where it lies");
         assert!(region.contains(&(plain.as_ptr() as usize)), "not in place");
 
         let shared = Bytes::from(sealed.clone());
         let other = shared.clone();
-        let plain = open_owned(&cipher, shared, h.len()).unwrap();
+        let plain = open_owned(&cipher, shared, h.encoded_len()).unwrap();
         assert_eq!(&plain[..], b"opened where it lies");
         assert_eq!(other, sealed, "a shared buffer was written to");
 
         let mut tampered = sealed.clone();
         *tampered.last_mut().unwrap() ^= 1;
         assert_eq!(
-            open_owned(&cipher, Bytes::from(tampered), h.len()),
+            open_owned(&cipher, Bytes::from(tampered), h.encoded_len()),
             Err(AeadError)
         );
         assert_eq!(
-            open_owned(&cipher, Bytes::from(vec![0u8; 8]), h.len()),
+            open_owned(&cipher, Bytes::from(vec![0u8; 8]), h.encoded_len()),
             Err(AeadError)
         );
     }
@@ -260,9 +259,9 @@ mod tests {
         for h in [header("k1", false), header(&"x".repeat(64), true)] {
             let mut bytes = Vec::new();
             h.write(&mut bytes);
-            assert_eq!(bytes.len(), h.len());
+            assert_eq!(bytes.len(), h.encoded_len());
             bytes.extend_from_slice(&[0; NONCE_LEN + TAG_LEN]);
-            assert_eq!(Header::parse(&bytes), Ok((h.clone(), h.len())));
+            assert_eq!(Header::parse(&bytes), Ok((h.clone(), h.encoded_len())));
         }
     }
 

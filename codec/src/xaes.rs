@@ -128,33 +128,6 @@ impl Xaes256Gcm {
                 .map_err(|_| AeadError)
         })
     }
-
-    /// Seals `plaintext`, returning `ciphertext || tag`.
-    pub fn seal(
-        &self,
-        nonce: &[u8; NONCE_LEN],
-        aad: &[u8],
-        plaintext: &[u8],
-    ) -> Result<Vec<u8>, AeadError> {
-        let mut buf = Vec::with_capacity(plaintext.len() + TAG_LEN);
-        buf.extend_from_slice(plaintext);
-        let tag = self.seal_in_place_detached(nonce, aad, &mut buf)?;
-        buf.extend_from_slice(&tag);
-        Ok(buf)
-    }
-
-    /// Opens `ciphertext || tag`, returning the plaintext.
-    pub fn open(
-        &self,
-        nonce: &[u8; NONCE_LEN],
-        aad: &[u8],
-        ciphertext: &[u8],
-    ) -> Result<Vec<u8>, AeadError> {
-        let mut buf = ciphertext.to_vec();
-        let len = self.open_in_place(nonce, aad, &mut buf)?.len();
-        buf.truncate(len);
-        Ok(buf)
-    }
 }
 
 impl Drop for Xaes256Gcm {

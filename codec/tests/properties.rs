@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use proptest::prelude::*;
-use tcodec::keys::{KeyError, KeyId, KeyState, MemoryKeyring, SecretBytes32};
+use tcodec::keys::{KeyError, KeyId, KeyState, MemoryKeyring, SecretBytes32, Transition};
 use tcodec::wire::{self, Header};
 use tcodec::xaes::Xaes256Gcm;
 use tcodec::{
@@ -364,7 +364,7 @@ fn key_states_and_rotation() {
         vec![json("old"), json("new")]
     );
 
-    ring.set_state(&id("k1"), KeyState::Disabled).unwrap();
+    ring.transition(&id("k1"), Transition::Disable).unwrap();
     let err = Codec::new(Arc::new(ring.clone()))
         .decode(&both)
         .unwrap_err();
@@ -377,7 +377,7 @@ fn key_states_and_rotation() {
         }
     ));
 
-    ring.set_state(&id("k1"), KeyState::Destroyed).unwrap();
+    ring.transition(&id("k1"), Transition::Destroy).unwrap();
     let err = Codec::new(Arc::new(ring.clone()))
         .decode(&under_k1)
         .unwrap_err();

@@ -9,7 +9,7 @@ mod common;
 
 use std::sync::Arc;
 
-use tcodec::keys::{KeyId, KeyState, LegacyKey, MemoryKeyring, SecretBytes32};
+use tcodec::keys::{KeyId, KeyState, LegacyKey, MemoryKeyring, SecretBytes32, Transition};
 use tcodec::{Codec, CodecOptions, Compression, Payload};
 
 const K1: [u8; 32] = [0x11; 32];
@@ -41,9 +41,9 @@ fn codec(compression: Compression) -> Codec {
 /// A valid payload sealed under `key` (k1 or k2), and its plaintext.
 fn sealed_under(key: &str, text: &str, compression: Compression) -> (Payload, Payload) {
     let mut keyring = keyring();
-    keyring.set_state(&id(key), KeyState::Primary).unwrap();
+    keyring.transition(&id(key), Transition::Promote).unwrap();
     let other = if key == "k1" { "k2" } else { "k1" };
-    keyring.set_state(&id(other), KeyState::Retired).unwrap();
+    keyring.transition(&id(other), Transition::Retire).unwrap();
     let sealer = Codec::with_options(
         Arc::new(keyring),
         CodecOptions::default().with_compression(compression),

@@ -1,27 +1,38 @@
-//! The codec server's request body parser: arbitrary bytes as the
-//! `{"payloads": [...]}` JSON the Temporal UI and CLI send, then as payloads.
+//! The codec protocol's request body: arbitrary bytes as the `{"payloads": [...]}`
+//! JSON the Temporal UI and CLI send, through `tcodec_json::process` both ways.
 #![no_main]
 
+use std::sync::{Arc, OnceLock};
+
 use libfuzzer_sys::fuzz_target;
-use tcodec_server::json::PayloadsJson;
+use tcodec::Codec;
+use tcodec::keys::{KeyId, MemoryKeyring, SecretBytes32};
+use tcodec_json::{Direction, PayloadsJson, process};
+
+fn codec() -> &'static Codec {
+    static CODEC: OnceLock<Codec> = OnceLock::new();
+    CODEC.get_or_init(|| {
+        let id = KeyId::new("fuzz").expect("a valid key id");
+        Codec::new(Arc::new(MemoryKeyring::with_primary(id, SecretBytes32::new([9; 32]))))
+    })
+}
 
 fuzz_target!(|data: &[u8]| {
     let Ok(request) = PayloadsJson::parse(data) else {
         return;
     };
     let count = request.payloads.len();
-    // Passed through whole, the answer has the request's payloads.
-    let Ok((kept, answer)) = request.clone().split(|_| false) else {
-        return;
-    };
-    assert!(kept.is_empty());
-    let body = answer.to_json(&[]).expect("a response serializes");
-    let back = PayloadsJson::parse(&body).expect("a response parses");
-    assert_eq!(back.payloads.len(), count);
-    // Taken whole, the same payloads decode, and handed back in place they
-    // answer the same number.
-    let (payloads, answer) = request.split(|_| true).expect("checked above");
-    assert_eq!(payloads.len(), count);
-    let body = answer.to_json(&payloads).expect("a response serializes");
-    assert_eq!(PayloadsJson::parse(&body).expect("parses").payloads.len(), count);
+    // Whatever a decode answers has the request's payloads.
+    if let Ok(answer) = process(codec(), Direction::Decode, data, usize::MAX) {
+        assert_eq!(answer.payloads, count);
+        let back = PayloadsJson::parse(&answer.body).expect("an answer parses");
+        assert_eq!(back.payloads.len(), count);
+    }
+    // A body that encodes decodes again, to as many payloads.
+    if let Ok(sealed) = process(codec(), Direction::Encode, data, usize::MAX) {
+        assert_eq!(sealed.payloads, count);
+        let opened = process(codec(), Direction::Decode, &sealed.body, usize::MAX)
+            .expect("what tcodec sealed opens");
+        assert_eq!(opened.payloads, count);
+    }
 });

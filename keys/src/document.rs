@@ -22,7 +22,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use crate::{KeyId, KeyState};
+use crate::{KeyId, KeyState, Transition};
 
 /// The `format` value of a keyring document.
 pub const FORMAT: &str = "tcodec-keyring";
@@ -218,6 +218,11 @@ impl KeyringDocument {
         &self.keys
     }
 
+    /// Whether any key version's data key is wrapped by KEK provider `name`.
+    pub fn uses_provider(&self, name: &str) -> bool {
+        self.keys().iter().any(|k| k.kek.provider == name)
+    }
+
     /// The version called `id`.
     pub fn key(&self, id: &str) -> Option<&KeyVersion> {
         self.keys.iter().find(|k| k.id.as_str() == id)
@@ -284,80 +289,33 @@ impl KeyringDocument {
         }
     }
 
-    /// Makes `id` the primary; the old primary is retired.
-    pub fn promote(&mut self, id: &str) -> Result<(), DocumentError> {
+    /// Applies `transition` to `id` by the rules of [`KeyState::after`]:
+    /// promoting retires the old primary, destroying erases the wrapped data
+    /// key.
+    pub fn transition(&mut self, id: &str, transition: Transition) -> Result<(), DocumentError> {
         let i = self.index(id)?;
-        match self.keys[i].state {
-            KeyState::Primary => return Ok(()),
-            KeyState::Pending | KeyState::Retired => {}
-            KeyState::Disabled => return Err(self.refuse(i, "enable it before promoting it")),
-            KeyState::Destroyed => return Err(self.refuse(i, "a destroyed key cannot encrypt")),
+        let from = self.keys[i].state;
+        let to = from.after(transition).map_err(|why| self.refuse(i, why))?;
+        if to == from {
+            return Ok(());
         }
-        for k in &mut self.keys {
-            if k.state == KeyState::Primary {
-                k.state = KeyState::Retired;
+        if to == KeyState::Primary {
+            for k in &mut self.keys {
+                if k.state == KeyState::Primary {
+                    k.state = KeyState::Retired;
+                }
             }
         }
-        self.keys[i].state = KeyState::Primary;
+        if to == KeyState::Destroyed {
+            self.keys[i].wrapped_dek = None;
+        }
+        self.keys[i].state = to;
         Ok(())
     }
 
-    /// Retires `id`: it stops being a candidate for encryption but still decrypts.
-    pub fn retire(&mut self, id: &str) -> Result<(), DocumentError> {
-        let i = self.index(id)?;
-        match self.keys[i].state {
-            KeyState::Retired => Ok(()),
-            KeyState::Pending => {
-                self.keys[i].state = KeyState::Retired;
-                Ok(())
-            }
-            KeyState::Primary => Err(self.refuse(i, "promote another key first")),
-            KeyState::Disabled => Err(self.refuse(i, "use enable to make it decrypt again")),
-            KeyState::Destroyed => Err(self.refuse(i, "it is gone for good")),
-        }
-    }
-
-    /// Disables `id`: payloads under it are refused until it is enabled again.
-    pub fn disable(&mut self, id: &str) -> Result<(), DocumentError> {
-        let i = self.index(id)?;
-        match self.keys[i].state {
-            KeyState::Disabled => Ok(()),
-            KeyState::Pending | KeyState::Retired => {
-                self.keys[i].state = KeyState::Disabled;
-                Ok(())
-            }
-            KeyState::Primary => {
-                Err(self.refuse(i, "promote another key before disabling this one"))
-            }
-            KeyState::Destroyed => Err(self.refuse(i, "it is gone for good")),
-        }
-    }
-
-    /// Enables a disabled `id` again, as retired.
-    pub fn enable(&mut self, id: &str) -> Result<(), DocumentError> {
-        let i = self.index(id)?;
-        match self.keys[i].state {
-            KeyState::Disabled => {
-                self.keys[i].state = KeyState::Retired;
-                Ok(())
-            }
-            KeyState::Destroyed => Err(self.refuse(i, "a destroyed key cannot be enabled")),
-            _ => Err(self.refuse(i, "only a disabled key can be enabled")),
-        }
-    }
-
-    /// Destroys a disabled `id`: its wrapped data key is erased from the document.
-    pub fn destroy(&mut self, id: &str) -> Result<(), DocumentError> {
-        let i = self.index(id)?;
-        match self.keys[i].state {
-            KeyState::Destroyed => Ok(()),
-            KeyState::Disabled => {
-                self.keys[i].state = KeyState::Destroyed;
-                self.keys[i].wrapped_dek = None;
-                Ok(())
-            }
-            _ => Err(self.refuse(i, "disable it first, and check that nothing still needs it")),
-        }
+    /// Makes `id` the primary; the old primary is retired.
+    pub fn promote(&mut self, id: &str) -> Result<(), DocumentError> {
+        self.transition(id, Transition::Promote)
     }
 
     /// Replaces the wrapping of `id` (after a rewrap under a new KEK).

@@ -18,6 +18,16 @@ pub enum KeyError {
     /// The key version was destroyed; payloads under it can never be decoded.
     #[error("key {0} was destroyed")]
     Destroyed(KeyId),
+    /// A lifecycle change the key's state does not allow.
+    #[error("key {key_id} is {state}: {why}")]
+    Refused {
+        /// The key.
+        key_id: String,
+        /// Its state, unchanged.
+        state: crate::KeyState,
+        /// Why the change is refused, and what to do instead.
+        why: &'static str,
+    },
     /// The keyring has no primary key version, so nothing can be encoded.
     #[error("the keyring has no primary key")]
     NoPrimary,

@@ -10,7 +10,7 @@ use std::time::{Duration, SystemTime};
 use base64::Engine;
 
 use crate::document::{KeyVersion, KeyringDocument};
-use crate::kek::{EncryptionContext, Keks};
+use crate::kek::{EncryptionContext, KekError, KekSettings, Keks};
 use crate::store::{self, StoreError};
 use crate::{DataKey, KeyError, KeyId, KeySource, KeyState, LegacyKey};
 
@@ -83,9 +83,30 @@ impl std::fmt::Debug for FileKeyring {
 impl FileKeyring {
     /// Loads the keyring at `path`. Its data keys are unwrapped lazily with `keks`.
     pub fn open(path: impl Into<PathBuf>, keks: Keks) -> Result<Self, StoreError> {
+        Self::open_with(path, |_| Ok(keks))
+    }
+
+    /// Loads the keyring at `path`, with the KEK providers `settings` gives
+    /// for the providers its keys name (AWS KMS is started only if one does).
+    /// What the CLI and workers call.
+    pub fn open_with_settings(
+        path: impl Into<PathBuf>,
+        settings: &KekSettings,
+    ) -> Result<Self, StoreError> {
+        Self::open_with(path, |doc| settings.keks_for(doc))
+    }
+
+    /// Loads the keyring at `path`, reading the file once: `keks` chooses the
+    /// KEK providers from the document read (a codec server serving several
+    /// keyrings shares one KMS client among them this way).
+    pub fn open_with(
+        path: impl Into<PathBuf>,
+        keks: impl FnOnce(&KeyringDocument) -> Result<Keks, KekError>,
+    ) -> Result<Self, StoreError> {
         let path = path.into();
         let before = stamp(&path);
         let doc = store::read(&path)?;
+        let keks = keks(&doc).map_err(StoreError::Kek)?;
         Ok(Self {
             inner: Arc::new(Inner {
                 path,

@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use crate::{DataKey, KeyError, KeyId, KeySource, KeyState, LegacyKey, SecretBytes32};
+use crate::{DataKey, KeyError, KeyId, KeySource, KeyState, LegacyKey, SecretBytes32, Transition};
 
 /// A fixed keyring held in memory.
 ///
@@ -38,8 +38,10 @@ impl MemoryKeyring {
         keyring
     }
 
-    /// Adds (or replaces) a key version in the given state. Inserting a
-    /// primary retires the previous primary, so there is never more than one.
+    /// Adds a key version in the given state, for setting a keyring up
+    /// (changes to a version already there go through
+    /// [`transition`](Self::transition)). Inserting a primary retires the
+    /// previous primary, so there is never more than one.
     pub fn insert(&mut self, id: KeyId, secret: SecretBytes32, state: KeyState) -> &mut Self {
         if state == KeyState::Primary {
             for (other_state, _) in self.versions.values_mut() {
@@ -53,23 +55,31 @@ impl MemoryKeyring {
         self
     }
 
-    /// Changes the state of an existing key version. Setting a version primary
-    /// retires the previous primary.
-    pub fn set_state(&mut self, id: &KeyId, state: KeyState) -> Result<(), KeyError> {
-        if !self.versions.contains_key(id) {
-            return Err(KeyError::Unknown(id.to_string()));
-        }
-        if state == KeyState::Primary {
-            for (other_state, _) in self.versions.values_mut() {
-                if *other_state == KeyState::Primary {
-                    *other_state = KeyState::Retired;
+    /// Applies a lifecycle change to an existing key version, by the same
+    /// rules as a keyring file ([`KeyState::after`]): promoting retires the
+    /// previous primary, and nothing comes back from destroyed. Returns the
+    /// key's new state.
+    pub fn transition(&mut self, id: &KeyId, transition: Transition) -> Result<KeyState, KeyError> {
+        let (from, _) = self
+            .versions
+            .get(id)
+            .ok_or_else(|| KeyError::Unknown(id.to_string()))?;
+        let to = from.after(transition).map_err(|why| KeyError::Refused {
+            key_id: id.to_string(),
+            state: *from,
+            why,
+        })?;
+        if to == KeyState::Primary {
+            for (other, _) in self.versions.values_mut() {
+                if *other == KeyState::Primary {
+                    *other = KeyState::Retired;
                 }
             }
         }
-        if let Some((current, _)) = self.versions.get_mut(id) {
-            *current = state;
+        if let Some((state, _)) = self.versions.get_mut(id) {
+            *state = to;
         }
-        Ok(())
+        Ok(to)
     }
 
     /// Adds a key of the official samples' `binary/encrypted` format.
@@ -123,8 +133,37 @@ mod tests {
             ring.key(&id("k1")).unwrap().secret().expose_secret(),
             &[1; 32]
         );
-        ring.set_state(&id("k1"), KeyState::Primary).unwrap();
+        ring.transition(&id("k1"), Transition::Promote).unwrap();
         assert_eq!(ring.primary().unwrap().id(), &id("k1"));
+    }
+
+    #[test]
+    fn transitions_follow_the_keyring_files_rules() {
+        let mut ring = MemoryKeyring::with_primary(id("k1"), SecretBytes32::new([1; 32]));
+        ring.insert(id("k2"), SecretBytes32::new([2; 32]), KeyState::Pending);
+        let refused = ring.transition(&id("k1"), Transition::Disable).unwrap_err();
+        assert!(matches!(refused, KeyError::Refused { .. }), "{refused}");
+        assert!(matches!(
+            ring.transition(&id("k2"), Transition::Destroy),
+            Err(KeyError::Refused { .. })
+        ));
+        assert_eq!(
+            ring.transition(&id("k2"), Transition::Disable).unwrap(),
+            KeyState::Disabled
+        );
+        assert_eq!(
+            ring.transition(&id("k2"), Transition::Destroy).unwrap(),
+            KeyState::Destroyed
+        );
+        // Nothing comes back from destroyed, not even as primary.
+        for t in [Transition::Promote, Transition::Enable, Transition::Retire] {
+            assert!(ring.transition(&id("k2"), t).is_err(), "{t:?}");
+        }
+        assert!(matches!(ring.key(&id("k2")), Err(KeyError::Destroyed(_))));
+        assert!(matches!(
+            ring.transition(&id("k9"), Transition::Promote),
+            Err(KeyError::Unknown(_))
+        ));
     }
 
     #[test]

@@ -7,6 +7,7 @@ use std::time::SystemTime;
 
 use base64::Engine;
 
+pub use crate::Transition;
 use crate::document::{DocumentError, KekRef, KeyVersion, KeyringDocument};
 use crate::kek::{EncryptionContext, KekError, Keks};
 use crate::store::{self, StoreError};
@@ -22,6 +23,10 @@ pub enum OpError {
     /// The KEK could not generate, unwrap or wrap a data key.
     #[error(transparent)]
     Kek(#[from] KekError),
+    /// A new key needs a KEK, none was named, and there is no primary key to
+    /// take one from.
+    #[error("the keyring has no primary key to take a KEK from; name one")]
+    NoPrimary,
 }
 
 impl From<DocumentError> for OpError {
@@ -71,68 +76,55 @@ fn kek_for_new(doc: &KeyringDocument, kek: Option<&KekRef>) -> Result<KekRef, Op
     match (kek, doc.primary()) {
         (Some(k), _) => Ok(k.clone()),
         (None, Some(p)) => Ok(p.kek.clone()),
-        (None, None) => Err(KekError::Setup {
-            provider: "keyring",
-            reason: "the keyring has no primary key to take a KEK from; name one".into(),
-        }
-        .into()),
+        (None, None) => Err(OpError::NoPrimary),
     }
 }
 
-/// Adds a pending key version (phase one of a rotation).
-pub fn add(path: &Path, keks: &Keks, kek: Option<&KekRef>) -> Result<KeyVersion, OpError> {
-    let (version, _) = store::update(path, |doc| {
-        let kek = kek_for_new(doc, kek).map_err(to_store)?;
-        add_version(doc, keks, &kek).map_err(to_store)
-    })
-    .map_err(from_store)?;
-    Ok(version)
+/// Adds a pending key version (phase one of a rotation). Returns it and the
+/// keyring as written.
+pub fn add(
+    path: &Path,
+    keks: &Keks,
+    kek: Option<&KekRef>,
+) -> Result<(KeyVersion, KeyringDocument), OpError> {
+    add_and(path, keks, kek, false)
 }
 
 /// Adds a key version and makes it primary at once (both phases of a rotation,
-/// for setups where every reader shares the keyring file).
-pub fn rotate(path: &Path, keks: &Keks, kek: Option<&KekRef>) -> Result<KeyVersion, OpError> {
-    let (version, _) = store::update(path, |doc| {
-        let kek = kek_for_new(doc, kek).map_err(to_store)?;
-        let version = add_version(doc, keks, &kek).map_err(to_store)?;
-        doc.promote(version.id.as_str())
-            .map_err(StoreError::Refused)?;
-        Ok(doc.key(version.id.as_str()).cloned().unwrap_or(version))
-    })
-    .map_err(from_store)?;
-    Ok(version)
+/// for setups where every reader shares the keyring file). Returns it and the
+/// keyring as written.
+pub fn rotate(
+    path: &Path,
+    keks: &Keks,
+    kek: Option<&KekRef>,
+) -> Result<(KeyVersion, KeyringDocument), OpError> {
+    add_and(path, keks, kek, true)
 }
 
-/// A lifecycle change that needs no KEK.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum Transition {
-    /// Make the key primary.
-    Promote,
-    /// Stop a pending key from becoming primary; it still decrypts.
-    Retire,
-    /// Refuse to decrypt with the key, reversibly.
-    Disable,
-    /// Undo a disable.
-    Enable,
-    /// Erase a disabled key's wrapped data key for good.
-    Destroy,
+/// Adds a key version under the keyring's lock, promoting it if asked.
+fn add_and(
+    path: &Path,
+    keks: &Keks,
+    kek: Option<&KekRef>,
+    promote: bool,
+) -> Result<(KeyVersion, KeyringDocument), OpError> {
+    store::update(path, |doc| {
+        let kek = kek_for_new(doc, kek)?;
+        let version = add_version(doc, keks, &kek)?;
+        if !promote {
+            return Ok(version);
+        }
+        doc.promote(version.id.as_str())?;
+        Ok(doc.key(version.id.as_str()).cloned().unwrap_or(version))
+    })
 }
 
 /// Applies `transition` to key `id`. Returns the key's new state.
 pub fn transition(path: &Path, id: &str, transition: Transition) -> Result<KeyState, OpError> {
     let (state, _) = store::update(path, |doc| {
-        match transition {
-            Transition::Promote => doc.promote(id),
-            Transition::Retire => doc.retire(id),
-            Transition::Disable => doc.disable(id),
-            Transition::Enable => doc.enable(id),
-            Transition::Destroy => doc.destroy(id),
-        }
-        .map_err(StoreError::Refused)?;
-        Ok(doc.key(id).map(|k| k.state).unwrap_or(KeyState::Destroyed))
-    })
-    .map_err(from_store)?;
+        doc.transition(id, transition)?;
+        Ok::<_, OpError>(doc.key(id).map(|k| k.state).unwrap_or(KeyState::Destroyed))
+    })?;
     Ok(state)
 }
 
@@ -153,11 +145,9 @@ pub fn rewrap(path: &Path, keks: &Keks, to: &KekRef) -> Result<Vec<KeyId>, OpErr
             }
             let wrapped = base64::engine::general_purpose::STANDARD
                 .decode(wrapped_b64)
-                .map_err(|_| {
-                    to_store(OpError::Kek(KekError::Unwrap {
-                        key_id: v.id.clone(),
-                        kek: v.kek.clone(),
-                    }))
+                .map_err(|_| KekError::Unwrap {
+                    key_id: v.id.clone(),
+                    kek: v.kek.clone(),
                 })?;
             let ctx = EncryptionContext::new(doc.name(), &v.id);
             let rewrapped = if v.kek.provider == to.provider {
@@ -166,30 +156,11 @@ pub fn rewrap(path: &Path, keks: &Keks, to: &KekRef) -> Result<Vec<KeyId>, OpErr
             } else {
                 keks.unwrap(&v.kek, &wrapped, &ctx)
                     .and_then(|dek| keks.provider_for(to, &v.id)?.wrap(to, &dek, &ctx))
-            }
-            .map_err(|e| to_store(e.into()))?;
-            doc.set_wrapping(v.id.as_str(), to.clone(), b64(&rewrapped))
-                .map_err(StoreError::Refused)?;
+            }?;
+            doc.set_wrapping(v.id.as_str(), to.clone(), b64(&rewrapped))?;
             done.push(v.id.clone());
         }
-        Ok(done)
-    })
-    .map_err(from_store)?;
+        Ok::<_, OpError>(done)
+    })?;
     Ok(ids)
-}
-
-// `store::update` speaks StoreError; KEK failures inside it travel as
-// `StoreError::Io`-free wrappers and come back out unchanged.
-fn to_store(e: OpError) -> StoreError {
-    match e {
-        OpError::Store(s) => s,
-        OpError::Kek(k) => StoreError::Kek(k),
-    }
-}
-
-fn from_store(e: StoreError) -> OpError {
-    match e {
-        StoreError::Kek(k) => OpError::Kek(k),
-        other => OpError::Store(other),
-    }
 }

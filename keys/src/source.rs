@@ -31,7 +31,49 @@ pub enum KeyState {
     Destroyed,
 }
 
+/// A lifecycle change of one key version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Transition {
+    /// Make the key primary (the old primary is retired).
+    Promote,
+    /// Stop a pending key from becoming primary; it still decrypts.
+    Retire,
+    /// Refuse to decrypt with the key, reversibly.
+    Disable,
+    /// Undo a disable (the key comes back retired).
+    Enable,
+    /// Erase a disabled key's wrapped data key for good.
+    Destroy,
+}
+
 impl KeyState {
+    /// The key lifecycle, the one rule set every keyring follows: the state
+    /// `transition` leads to from this one, or why it is refused. A transition
+    /// to the state a key is already in is allowed and changes nothing.
+    /// Promoting a key also retires the old primary; the keyring does that.
+    pub fn after(self, transition: Transition) -> Result<KeyState, &'static str> {
+        use KeyState::*;
+        match (transition, self) {
+            (Transition::Promote, Pending | Retired | Primary) => Ok(Primary),
+            (Transition::Promote, Disabled) => Err("enable it before promoting it"),
+            (Transition::Promote, Destroyed) => Err("a destroyed key cannot encrypt"),
+            (Transition::Retire, Pending | Retired) => Ok(Retired),
+            (Transition::Retire, Primary) => Err("promote another key first"),
+            (Transition::Retire, Disabled) => Err("use enable to make it decrypt again"),
+            (Transition::Disable, Pending | Retired | Disabled) => Ok(Disabled),
+            (Transition::Disable, Primary) => Err("promote another key before disabling this one"),
+            (Transition::Enable, Disabled) => Ok(Retired),
+            (Transition::Enable, Destroyed) => Err("a destroyed key cannot be enabled"),
+            (Transition::Enable, _) => Err("only a disabled key can be enabled"),
+            (Transition::Destroy, Disabled | Destroyed) => Ok(Destroyed),
+            (Transition::Destroy, _) => {
+                Err("disable it first, and check that nothing still needs it")
+            }
+            (Transition::Retire | Transition::Disable, Destroyed) => Err("it is gone for good"),
+        }
+    }
+
     /// Whether payloads under a key in this state may be decrypted.
     pub fn can_decrypt(self) -> bool {
         matches!(self, Self::Pending | Self::Primary | Self::Retired)

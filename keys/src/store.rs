@@ -39,7 +39,8 @@ pub enum StoreError {
     /// The change itself was refused.
     #[error(transparent)]
     Refused(DocumentError),
-    /// A key-encryption key failed during the change; nothing was written.
+    /// The key-encryption keys the document needs could not be set up
+    /// ([`FileKeyring::open_with`](crate::FileKeyring::open_with)).
     #[error(transparent)]
     Kek(crate::kek::KekError),
 }
@@ -128,10 +129,12 @@ pub fn create(path: &Path, doc: &KeyringDocument) -> Result<(), StoreError> {
 
 /// Applies `change` to the keyring at `path` under its lock and writes the
 /// result with the revision bumped. If `change` fails, nothing is written.
-pub fn update<T>(
+/// `change` may fail with an error of its own (a KEK's, say) that any
+/// [`StoreError`] converts into.
+pub fn update<T, E: From<StoreError>>(
     path: &Path,
-    change: impl FnOnce(&mut KeyringDocument) -> Result<T, StoreError>,
-) -> Result<(T, KeyringDocument), StoreError> {
+    change: impl FnOnce(&mut KeyringDocument) -> Result<T, E>,
+) -> Result<(T, KeyringDocument), E> {
     let _lock = lock(path)?;
     let mut doc = read(path)?;
     let out = change(&mut doc)?;

@@ -238,7 +238,12 @@ fn documents_are_validated() {
 fn lifecycle_follows_the_state_machine() {
     let dir = tempfile::tempdir().unwrap();
     let (path, keks, _) = init(dir.path());
-    let k2 = ops::add(&path, &keks, None).unwrap();
+    let (k2, written) = ops::add(&path, &keks, None).unwrap();
+    assert_eq!(
+        written.key("k2"),
+        Some(&k2),
+        "add returns the keyring as written"
+    );
     assert_eq!((k2.id.as_str(), k2.state), ("k2", KeyState::Pending));
 
     let refused = |r: Result<KeyState, OpError>| match r {
@@ -285,7 +290,7 @@ fn lifecycle_follows_the_state_machine() {
     // Each write bumped the revision: init, add, promote, disable, enable, disable, destroy.
     assert_eq!(doc.revision(), 7);
 
-    let k3 = ops::rotate(&path, &keks, None).unwrap();
+    let (k3, _) = ops::rotate(&path, &keks, None).unwrap();
     assert_eq!((k3.id.as_str(), k3.state), ("k3", KeyState::Primary));
     assert!(matches!(
         ops::init(&path, "payments", &keks, &k3.kek),

@@ -2,7 +2,6 @@
 //! tcodec worker and codec server, keyrings under a local master key.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -10,22 +9,12 @@ use tcodec_keys::kek::local::LocalKek;
 use tcodec_keys::kek::{KekSettings, Keks};
 use tokio::sync::oneshot;
 
+mod common;
 pub mod temporal;
 
-pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_owned()
-}
-
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+// Not every test that includes these fixtures uses every one.
+#[allow(unused_imports)]
+pub use common::{free_port, repo_root, venv_bin};
 
 /// A master key for tests (64 hex digits).
 pub const MASTER_KEY_HEX: &str = "5be1a3c9d7f2e4b6a8c0d2e4f6a8b0c2d4e6f8a0b2c4d6e8f0a2b4c6d8e0f2a4";
@@ -66,10 +55,8 @@ impl Keys {
 
     /// Rotates the keyring file (add + promote); returns the new key id.
     pub fn rotate(&self) -> String {
-        tcodec_keys::ops::rotate(&self.keyring, &Self::keks(), None)
-            .unwrap()
-            .id
-            .to_string()
+        let (version, _) = tcodec_keys::ops::rotate(&self.keyring, &Self::keks(), None).unwrap();
+        version.id.to_string()
     }
 }
 
@@ -95,16 +82,13 @@ impl Worker {
                 let setup = async {
                     let codec = tcodec_worker::WorkerCodec::open(&keyring, &settings)?;
                     let runtime = temporalio_sdk::Runtime::from_current_tokio(Default::default())?;
-                    let client = tcodec_worker::onboarding::connect(
-                        &address,
-                        "default",
-                        codec.data_converter(),
-                    )
-                    .await?;
+                    let client =
+                        tcodec_onboarding::connect(&address, "default", codec.data_converter())
+                            .await?;
                     let worker = temporalio_sdk::Worker::new(
                         &runtime,
                         client,
-                        tcodec_worker::onboarding::worker_options()?,
+                        tcodec_onboarding::worker_options()?,
                     )?;
                     anyhow::Ok((worker, runtime, codec))
                 };
@@ -162,7 +146,8 @@ impl CodecServer {
         );
         let config = tcodec_server::config::Config::parse(&toml).unwrap();
         config.validate().unwrap();
-        let state = Arc::new(tcodec_server::server::build_state(&config).unwrap());
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let state = Arc::new(tcodec_server::AppState::from_config(&config, provider).unwrap());
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
@@ -172,10 +157,10 @@ impl CodecServer {
             .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
             .unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
-        runtime.spawn(tcodec_server::server::serve(
+        runtime.spawn(tcodec_server::serve::serve(
             listener,
             None,
-            tcodec_server::routes::app(state),
+            tcodec_server::app(state),
             std::future::pending(),
         ));
         Self {

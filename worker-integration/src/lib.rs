@@ -12,11 +12,10 @@ use tcodec_keys::{FileKeyring, Watcher};
 use temporalio_common::data_converters::{DataConverter, PayloadConverter};
 
 mod failure;
-pub mod onboarding;
 mod payload_codec;
 
 pub use failure::{ENCODED_MESSAGE, EncryptingFailureConverter, encode_attributes};
-pub use payload_codec::{CodecFailure, TcodecPayloadCodec, from_sdk, to_sdk};
+pub use payload_codec::{CodecFailure, PayloadCodec, from_sdk, to_sdk};
 
 /// How often a worker checks its keyring file for changes.
 pub const KEYRING_POLL: Duration = Duration::from_secs(2);
@@ -27,7 +26,7 @@ pub fn data_converter(codec: Arc<Codec>) -> DataConverter {
     DataConverter::new(
         PayloadConverter::default(),
         EncryptingFailureConverter,
-        TcodecPayloadCodec::new(codec),
+        PayloadCodec::new(codec),
     )
 }
 
@@ -78,9 +77,7 @@ impl WorkerCodec {
         options: CodecOptions,
     ) -> Result<Self, WorkerCodecError> {
         let path = path.as_ref();
-        let doc = tcodec_keys::store::read(path)?;
-        let keks = settings.keks_for(&doc)?;
-        let keyring = FileKeyring::open(path, keks)?;
+        let keyring = FileKeyring::open_with_settings(path, settings)?;
         let watcher = keyring.watch(KEYRING_POLL);
         Ok(Self {
             codec: Arc::new(Codec::with_options(Arc::new(keyring.clone()), options)),
@@ -110,8 +107,8 @@ impl WorkerCodec {
     }
 
     /// The payload codec alone.
-    pub fn payload_codec(&self) -> TcodecPayloadCodec {
-        TcodecPayloadCodec::new(Arc::clone(&self.codec))
+    pub fn payload_codec(&self) -> PayloadCodec {
+        PayloadCodec::new(Arc::clone(&self.codec))
     }
 
     /// The codec.

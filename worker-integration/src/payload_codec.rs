@@ -1,10 +1,10 @@
-//! [`TcodecPayloadCodec`]: the Temporal SDK's `PayloadCodec` over [`tcodec::Codec`].
+//! [`PayloadCodec`]: the Temporal SDK's `PayloadCodec` trait over [`tcodec::Codec`].
 
 use std::sync::Arc;
 
 use tcodec::{Codec, ExternalPayloadDetails, Payload};
 use temporalio_common::data_converters::{
-    PayloadCodec, PayloadConversionError, SerializationContextData,
+    PayloadCodec as SdkPayloadCodec, PayloadConversionError, SerializationContextData,
 };
 use temporalio_common::protos::temporal::api::common::v1::{
     Payload as SdkPayload, payload::ExternalPayloadDetails as SdkExternal,
@@ -17,17 +17,17 @@ use temporalio_common::protos::temporal::api::common::v1::{
 /// is already complete. A key version's data key is unwrapped once (the first
 /// payload under it may wait on KMS) and cached after that.
 #[derive(Clone)]
-pub struct TcodecPayloadCodec {
+pub struct PayloadCodec {
     codec: Arc<Codec>,
 }
 
-impl std::fmt::Debug for TcodecPayloadCodec {
+impl std::fmt::Debug for PayloadCodec {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TcodecPayloadCodec").finish_non_exhaustive()
+        f.debug_struct("PayloadCodec").finish_non_exhaustive()
     }
 }
 
-impl TcodecPayloadCodec {
+impl PayloadCodec {
     /// A payload codec over `codec`.
     pub fn new(codec: Arc<Codec>) -> Self {
         Self { codec }
@@ -68,7 +68,7 @@ impl From<&tcodec::CodecError> for CodecFailure {
     }
 }
 
-impl PayloadCodec for TcodecPayloadCodec {
+impl SdkPayloadCodec for PayloadCodec {
     fn encode(
         &self,
         _context: &SerializationContextData,

@@ -2,7 +2,7 @@
 //! same run.
 //!
 //! ```text
-//! cargo build --release -p tcodec-server -p tcodec-benches
+//! cargo build --release -p tcodec-cli -p tcodec-benches
 //! target/release/tcodec-load target/release/tcodec [SECONDS_PER_PHASE]
 //! ```
 //!

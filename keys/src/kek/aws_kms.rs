@@ -29,7 +29,7 @@ use crate::SecretBytes32;
 use crate::document::KekRef;
 
 /// Provider name of AWS KMS.
-pub const PROVIDER: &str = "aws-kms";
+pub const PROVIDER: &str = super::AWS_KMS;
 
 /// Settings of the AWS KMS provider. Unset fields come from the AWS
 /// configuration chain.

@@ -175,6 +175,9 @@ pub trait KekProvider: Send + Sync + fmt::Debug {
     }
 }
 
+/// The AWS KMS provider's name, as keyrings and `--kek aws-kms:<key>` write it.
+pub const AWS_KMS: &str = "aws-kms";
+
 /// The KEK providers configured in this process, found by provider name.
 #[derive(Debug, Clone, Default)]
 pub struct Keks {
@@ -232,7 +235,11 @@ impl Keks {
 /// file or from `TCODEC_MASTER_KEY`, and AWS KMS through the AWS configuration
 /// chain, with an optional endpoint and region. The `tcodec` CLI, the codec
 /// server and workers all load their KEKs through this.
-#[derive(Debug, Clone, Default)]
+///
+/// The codec server reads it from its configuration file's `[kek]` table; the
+/// CLI builds it from its options; workers from the environment.
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct KekSettings {
     /// A file holding the local master key; else `TCODEC_MASTER_KEY`, if set.
     pub master_key_file: Option<std::path::PathBuf>,
@@ -263,7 +270,7 @@ impl KekSettings {
 
     /// The providers `doc`'s keys need (see [`KekSettings::keks`]).
     pub fn keks_for(&self, doc: &crate::document::KeyringDocument) -> Result<Keks, KekError> {
-        self.keks(doc.keys().iter().any(|k| k.kek.provider == "aws-kms"))
+        self.keks(doc.uses_provider(AWS_KMS))
     }
 
     #[cfg(feature = "aws-kms")]
@@ -281,7 +288,7 @@ impl KekSettings {
     #[cfg(not(feature = "aws-kms"))]
     fn aws_kms(&self) -> Result<Arc<dyn KekProvider>, KekError> {
         Err(KekError::Setup {
-            provider: "aws-kms",
+            provider: AWS_KMS,
             reason: "this build has no AWS KMS support (feature `aws-kms` of tcodec-keys)".into(),
         })
     }

@@ -1,0 +1,192 @@
+//! The `tcodec` command line.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::anyhow;
+use clap::{Args, Parser, Subcommand};
+use tcodec_keys::FileKeyring;
+use tcodec_keys::document::KeyringDocument;
+use tcodec_keys::kek::{AWS_KMS, KekSettings, Keks};
+
+/// tcodec: keep Temporal payloads secret from the Temporal server.
+#[derive(Debug, Parser)]
+#[command(name = "tcodec", version)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The top-level commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Manage a keyring: key versions, their states and their wrapping.
+    Keys(KeysArgs),
+    /// Encode payloads: read `{"payloads": [...]}` (the codec protocol's JSON),
+    /// write them sealed under the keyring's primary key.
+    Encode(CodecArgs),
+    /// Decode payloads: read `{"payloads": [...]}`, write them decoded.
+    Decode(CodecArgs),
+    /// Run the codec server for the Temporal Web UI and CLI.
+    Serve {
+        /// The configuration file (TOML).
+        #[arg(long, env = "TCODEC_CONFIG", hide_env_values = true)]
+        config: PathBuf,
+    },
+}
+
+/// `tcodec encode` and `tcodec decode`.
+#[derive(Debug, Args)]
+pub struct CodecArgs {
+    /// Where the keys come from.
+    #[command(flatten)]
+    pub keys: KeyringOpts,
+    /// Read from this file instead of standard input.
+    #[arg(long)]
+    pub input: Option<PathBuf>,
+    /// Treat each input line as its own `{"payloads": [...]}` batch and answer
+    /// each with one line, `{"error": "..."}` for a batch that fails, keeping
+    /// the keyring (and its unwrapped keys) between batches.
+    #[arg(long)]
+    pub lines: bool,
+}
+
+/// Which keyring, and how to unwrap its keys.
+#[derive(Debug, Args)]
+pub struct KeyringOpts {
+    /// The keyring file.
+    #[arg(long, env = "TCODEC_KEYRING", global = true, hide_env_values = true)]
+    pub keyring: Option<PathBuf>,
+
+    /// File holding the local master key (32 raw bytes, or hex or base64 text).
+    /// The key may instead be given in TCODEC_MASTER_KEY; never on the command line.
+    #[arg(
+        long,
+        env = "TCODEC_MASTER_KEY_FILE",
+        global = true,
+        hide_env_values = true
+    )]
+    pub master_key_file: Option<PathBuf>,
+
+    /// AWS KMS endpoint URL (default: the AWS configuration chain, e.g. AWS_ENDPOINT_URL).
+    #[arg(long, global = true)]
+    pub kms_endpoint: Option<String>,
+
+    /// AWS region (default: the AWS configuration chain, e.g. AWS_REGION).
+    #[arg(long, global = true)]
+    pub kms_region: Option<String>,
+}
+
+impl KeyringOpts {
+    /// The keyring file, from `--keyring` or `TCODEC_KEYRING`.
+    pub fn path(&self) -> anyhow::Result<&Path> {
+        self.keyring
+            .as_deref()
+            .ok_or_else(|| anyhow!("no keyring: pass --keyring PATH or set TCODEC_KEYRING"))
+    }
+
+    /// Where the KEKs come from.
+    pub fn kek_settings(&self) -> KekSettings {
+        KekSettings {
+            master_key_file: self.master_key_file.clone(),
+            kms_endpoint: self.kms_endpoint.clone(),
+            kms_region: self.kms_region.clone(),
+        }
+    }
+
+    /// Opens the keyring for encoding and decoding (the file read once).
+    pub fn open(&self) -> anyhow::Result<FileKeyring> {
+        Ok(FileKeyring::open_with_settings(
+            self.path()?,
+            &self.kek_settings(),
+        )?)
+    }
+
+    /// The KEK providers `doc`'s keys and a `--kek` spec need: the local
+    /// master key when one is configured, AWS KMS only when something names it.
+    pub fn keks(&self, doc: Option<&KeyringDocument>, spec: Option<&str>) -> anyhow::Result<Keks> {
+        let kms = spec.is_some_and(|s| s.starts_with(&format!("{AWS_KMS}:")))
+            || doc.is_some_and(|d| d.uses_provider(AWS_KMS));
+        Ok(self.kek_settings().keks(kms)?)
+    }
+}
+
+/// `tcodec keys`: options shared by every keyring command.
+#[derive(Debug, Args)]
+pub struct KeysArgs {
+    /// Where the keys come from.
+    #[command(flatten)]
+    pub keys: KeyringOpts,
+
+    /// Print JSON instead of tables, for scripts.
+    #[arg(long, global = true)]
+    pub json: bool,
+
+    /// The keyring command.
+    #[command(subcommand)]
+    pub command: KeysCommand,
+}
+
+/// The keyring commands.
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Create a keyring with its first (primary) key.
+    Init {
+        /// The keyring's name, bound into every wrapped key.
+        #[arg(long)]
+        name: String,
+        /// What wraps the data keys: `local` (the master key) or `aws-kms:<key id, ARN or alias>`.
+        #[arg(long)]
+        kek: String,
+    },
+    /// List key versions.
+    List,
+    /// Add a pending key (phase one of a rotation: let every reader load it, then promote).
+    Add {
+        /// KEK for the new key (default: the primary's).
+        #[arg(long)]
+        kek: Option<String>,
+    },
+    /// Make a key the primary; the old primary is retired.
+    Promote {
+        /// The key id.
+        id: String,
+    },
+    /// Add a key and make it primary at once (for readers that share the keyring file).
+    Rotate {
+        /// KEK for the new key (default: the primary's).
+        #[arg(long)]
+        kek: Option<String>,
+    },
+    /// Retire a pending key: it never becomes primary but still decrypts.
+    Retire {
+        /// The key id.
+        id: String,
+    },
+    /// Refuse to decrypt with a key, reversibly.
+    Disable {
+        /// The key id.
+        id: String,
+    },
+    /// Let a disabled key decrypt again.
+    Enable {
+        /// The key id.
+        id: String,
+    },
+    /// Erase a disabled key for good: payloads under it can never be read again.
+    Destroy {
+        /// The key id.
+        id: String,
+        /// Do not ask for confirmation.
+        #[arg(long)]
+        yes: bool,
+    },
+    /// Re-wrap every data key under a new KEK, without touching payloads.
+    Rewrap {
+        /// The new KEK: `local` or `aws-kms:<key>`.
+        #[arg(long)]
+        kek: String,
+    },
+    /// Print a new random local master key (hex) to standard output.
+    NewMasterKey,
+}

@@ -1,0 +1,5 @@
+//! One module per command group.
+
+pub mod codec;
+pub mod keys;
+pub mod serve;

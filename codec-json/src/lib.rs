@@ -1,0 +1,11 @@
+#![doc = include_str!("../README.md")]
+#![forbid(unsafe_code)]
+
+mod base64;
+mod model;
+mod process;
+mod writer;
+
+pub use model::{ExternalJson, PayloadJson, PayloadsJson, Str};
+pub use process::{Answer, Direction, PayloadError, ProcessError, process};
+pub use writer::WriteError;

@@ -1,0 +1,276 @@
+//! One request body in, its answer out, for either direction. Both go through
+//! the same pipeline: parse (borrowing from the body), then per payload decode
+//! its base64 once into buffers that serve the whole request (the one place
+//! that checks a payload's JSON), hand the parts to the codec, and write what
+//! comes back straight into the answer.
+
+use std::fmt;
+
+use tcodec::{Codec, CodecError, Decoded, Decoder, ExternalPayloadDetails, PayloadParts};
+
+use crate::base64;
+use crate::model::{PayloadJson, PayloadsJson};
+use crate::writer::{WriteError, Writer};
+
+/// The metadata key naming a payload's encoding.
+const ENCODING: &str = "encoding";
+
+/// Metadata pairs of one payload held without allocating.
+const INLINE_METADATA: usize = 8;
+
+/// Which way the payloads go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    /// Seal every payload under the keyring's primary key (`/encode`).
+    Encode,
+    /// Open the payloads the codec works on; pass the others through (`/decode`).
+    Decode,
+}
+
+impl Direction {
+    /// `encode` or `decode`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Encode => "encode",
+            Self::Decode => "decode",
+        }
+    }
+}
+
+impl fmt::Display for Direction {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// An answered request.
+#[derive(Debug)]
+pub struct Answer {
+    /// The answer's body: `{"payloads": [...]}` and the request's other fields.
+    pub body: Vec<u8>,
+    /// How many payloads it holds (as many as the request did).
+    pub payloads: usize,
+}
+
+/// Why [`process`] failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ProcessError {
+    /// The body is not `{"payloads": [...]}` JSON. The text says what is
+    /// wrong and where, never the offending value.
+    #[error("not {{\"payloads\": [...]}} JSON: {0}")]
+    Json(String),
+    /// More payloads than the limit.
+    #[error("{count} payloads exceed the limit of {limit}")]
+    TooManyPayloads {
+        /// Payloads in the request.
+        count: usize,
+        /// The limit.
+        limit: usize,
+    },
+    /// A payload's base64 or `externalPayloads` is malformed.
+    #[error(transparent)]
+    Payload(#[from] PayloadError),
+    /// The codec refused a payload; the error names it by its index in the
+    /// request.
+    #[error(transparent)]
+    Codec(#[from] CodecError),
+    /// The answer could not be written.
+    #[error(transparent)]
+    Write(#[from] WriteError),
+}
+
+/// Why a payload's JSON is not a payload. The key of a bad metadata value is
+/// quoted with escapes, so it cannot forge a log line.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum PayloadError {
+    /// A metadata value is not base64.
+    #[error("payload {index}: metadata {key:?} is not valid base64")]
+    Metadata {
+        /// Index of the payload.
+        index: usize,
+        /// The metadata key.
+        key: String,
+    },
+    /// The data is not base64.
+    #[error("payload {index}: data is not valid base64")]
+    Data {
+        /// Index of the payload.
+        index: usize,
+    },
+    /// `sizeBytes` is not an integer.
+    #[error("payload {index}: externalPayloads sizeBytes is not an integer")]
+    SizeBytes {
+        /// Index of the payload.
+        index: usize,
+    },
+}
+
+/// A JSON error's text without the value it is about. serde's messages for a
+/// value of the wrong type quote it (`invalid type: string "..."`), and that
+/// value may be a payload; syntax errors name no input.
+fn json_error(e: &serde_json::Error) -> String {
+    match e.classify() {
+        serde_json::error::Category::Data => format!(
+            "a value of the wrong type or shape at line {} column {}",
+            e.line(),
+            e.column()
+        ),
+        _ => e.to_string(),
+    }
+}
+
+/// One `/encode` or `/decode` body in, its answer out: what the codec server
+/// does per request, and `tcodec encode` and `tcodec decode` per input.
+/// Nothing partial: the first bad payload fails the request.
+pub fn process(
+    codec: &Codec,
+    direction: Direction,
+    body: &[u8],
+    max_payloads: usize,
+) -> Result<Answer, ProcessError> {
+    let request = PayloadsJson::parse(body).map_err(|e| ProcessError::Json(json_error(&e)))?;
+    let count = request.payloads.len();
+    if count > max_payloads {
+        return Err(ProcessError::TooManyPayloads {
+            count,
+            limit: max_payloads,
+        });
+    }
+    let mut out = Writer::new(body.len());
+    let mut step = match direction {
+        Direction::Encode => Step::Encode(codec),
+        Direction::Decode => Step::Decode(codec, codec.decoder()),
+    };
+    let mut parts = Parts::default();
+    for (index, json) in request.payloads.iter().enumerate() {
+        out.next_payload();
+        parts.read(index, json)?;
+        step.run(index, json, &mut parts, &mut out)?;
+    }
+    Ok(Answer {
+        body: out.finish(&request.extra)?,
+        payloads: count,
+    })
+}
+
+/// What happens to each payload once its parts are read.
+enum Step<'c> {
+    Encode(&'c Codec),
+    Decode(&'c Codec, Decoder<'c>),
+}
+
+impl Step<'_> {
+    fn run(
+        &mut self,
+        index: usize,
+        json: &PayloadJson<'_>,
+        parts: &mut Parts,
+        out: &mut Writer,
+    ) -> Result<(), ProcessError> {
+        let Parts {
+            values,
+            ends,
+            data,
+            external,
+        } = parts;
+        let mut inline = [("", &[][..]); INLINE_METADATA];
+        let many: Vec<(&str, &[u8])>;
+        let pairs = pairs(json, values, ends);
+        let metadata = if json.metadata.len() <= INLINE_METADATA {
+            for (slot, pair) in inline.iter_mut().zip(pairs) {
+                *slot = pair;
+            }
+            &inline[..json.metadata.len()]
+        } else {
+            many = pairs.collect();
+            &many[..]
+        };
+        let payload = PayloadParts {
+            metadata,
+            external_payloads: external,
+        };
+        match self {
+            Self::Encode(codec) => {
+                let plain = payload.to_payload(data);
+                let sealed = codec
+                    .encode(std::slice::from_ref(&plain))
+                    .map_err(|e| e.at_index(index))?;
+                for p in &sealed {
+                    out.owned(p)?;
+                }
+            }
+            Self::Decode(codec, decoder) => {
+                // As in a map, the last of repeated keys counts.
+                let encoding = metadata.iter().rev().find(|(k, _)| *k == ENCODING);
+                if !codec.decodes(encoding.map(|(_, v)| *v)) {
+                    // Passed through as it came (its base64 was checked above).
+                    return Ok(out.json(json)?);
+                }
+                match decoder.decode_in_place(index, payload, data)? {
+                    Decoded::View(view) => {
+                        out.payload(view.metadata().iter().copied(), view.data(), &[])?
+                    }
+                    Decoded::Owned(p) => out.owned(&p)?,
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// One payload's decoded base64, in buffers reused for every payload of a
+/// request: the metadata values one after another in `values` (each ending
+/// where `ends` says), the data in `data`.
+#[derive(Default)]
+struct Parts {
+    values: Vec<u8>,
+    ends: Vec<usize>,
+    data: Vec<u8>,
+    external: Vec<ExternalPayloadDetails>,
+}
+
+impl Parts {
+    /// Decodes and checks `json`, the payload at `index`: every metadata value
+    /// and the data must be base64, every `sizeBytes` an integer. The only
+    /// check of a payload's JSON, whether the codec then works on it or not.
+    fn read(&mut self, index: usize, json: &PayloadJson<'_>) -> Result<(), PayloadError> {
+        self.values.clear();
+        self.ends.clear();
+        for (k, v) in &json.metadata {
+            if !base64::decode_append(v.as_str(), &mut self.values) {
+                return Err(PayloadError::Metadata {
+                    index,
+                    key: k.as_str().to_owned(),
+                });
+            }
+            self.ends.push(self.values.len());
+        }
+        self.data.clear();
+        if let Some(text) = &json.data
+            && !base64::decode_append(text.as_str(), &mut self.data)
+        {
+            return Err(PayloadError::Data { index });
+        }
+        self.external.clear();
+        for e in &json.external_payloads {
+            let size_bytes = e.size_bytes().ok_or(PayloadError::SizeBytes { index })?;
+            self.external.push(ExternalPayloadDetails { size_bytes });
+        }
+        Ok(())
+    }
+}
+
+/// The metadata pairs of `json` over what [`Parts::read`] decoded of it.
+fn pairs<'v>(
+    json: &'v PayloadJson<'_>,
+    values: &'v [u8],
+    ends: &'v [usize],
+) -> impl Iterator<Item = (&'v str, &'v [u8])> {
+    let starts = std::iter::once(0).chain(ends.iter().copied());
+    json.metadata
+        .iter()
+        .zip(starts.zip(ends.iter().copied()))
+        .map(|((k, _), (start, end))| (k.as_str(), &values[start..end]))
+}

@@ -1,0 +1,257 @@
+//! What a request needs ([`AppState`]) and the router with its layers
+//! ([`app`]). Tests call the router in-process; [`crate::serve`] puts it on a
+//! socket.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{Request, State};
+use axum::http::{HeaderName, HeaderValue, Method, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use rustls::crypto::CryptoProvider;
+use tcodec::{Codec, CodecOptions};
+use tcodec_keys::kek::{AWS_KMS, KekError, KekSettings, Keks};
+use tcodec_keys::{FileKeyring, Watcher};
+use tower_http::cors::{AllowOrigin, CorsLayer};
+
+use crate::auth::Authenticator;
+use crate::config::{Config, CorsConfig, LimitsConfig, NamespaceConfig};
+use crate::error::ServerError;
+use crate::handlers::{self, AppError};
+use crate::metrics::Metrics;
+
+/// How often keyring files are checked for changes.
+const KEYRING_POLL: Duration = Duration::from_secs(2);
+
+/// One namespace the server answers for.
+pub struct Namespace {
+    /// The namespace's codec, over its keyring.
+    pub codec: Arc<Codec>,
+    /// The same codec over the keys in memory, deferring decompression: it
+    /// never waits, so it runs on the async workers (see
+    /// [`handlers::INLINE_MAX_BODY`]).
+    pub inline_codec: Codec,
+    /// The keyring, for readiness checks.
+    pub keyring: FileKeyring,
+    /// Access rules.
+    pub config: NamespaceConfig,
+    /// Keeps the keyring's file watcher running.
+    pub _watcher: Option<Watcher>,
+}
+
+impl Namespace {
+    /// The namespace `name` over its keyring file, which is read once here.
+    fn open(
+        name: &str,
+        config: &NamespaceConfig,
+        keks: impl FnOnce(&tcodec_keys::document::KeyringDocument) -> Result<Keks, KekError>,
+        options: &CodecOptions,
+    ) -> Result<Self, ServerError> {
+        let keyring = FileKeyring::open_with(&config.keyring, keks).map_err(|source| {
+            ServerError::Keyring {
+                namespace: name.to_owned(),
+                source,
+            }
+        })?;
+        let watcher = keyring.watch(KEYRING_POLL);
+        Ok(Self {
+            codec: Arc::new(Codec::with_options(
+                Arc::new(keyring.clone()),
+                options.clone(),
+            )),
+            inline_codec: Codec::with_options(
+                Arc::new(keyring.in_memory()),
+                options.clone().with_deferred_decompression(true),
+            ),
+            keyring,
+            config: config.clone(),
+            _watcher: Some(watcher),
+        })
+    }
+}
+
+/// Everything a request needs.
+pub struct AppState {
+    /// Namespaces by name.
+    pub namespaces: BTreeMap<String, Namespace>,
+    /// Credential checks.
+    pub auth: Authenticator,
+    /// Request limits.
+    pub limits: LimitsConfig,
+    /// CORS rules.
+    pub cors: CorsConfig,
+    /// Counters.
+    pub metrics: Metrics,
+}
+
+impl AppState {
+    /// Opens every namespace's keyring (each file read once; the KEK providers
+    /// shared, AWS KMS started only if a keyring names it) and sets up
+    /// authentication, whose JWKS client uses `provider` for TLS.
+    pub fn from_config(
+        config: &Config,
+        provider: Arc<CryptoProvider>,
+    ) -> Result<Self, ServerError> {
+        // No payload decodes to more than a request may carry, so a small
+        // compressed payload cannot make the server allocate without bound.
+        let options = CodecOptions::default().with_max_decoded_size(config.limits.max_body_bytes);
+        let shared = SharedKeks::new(&config.kek);
+        let mut namespaces = BTreeMap::new();
+        for (name, ns) in &config.namespaces {
+            let namespace = Namespace::open(name, ns, |doc| shared.for_document(doc), &options)?;
+            namespaces.insert(name.clone(), namespace);
+        }
+        Ok(Self {
+            namespaces,
+            auth: Authenticator::new(&config.auth, provider)?,
+            limits: config.limits.clone(),
+            cors: config.cors.clone(),
+            metrics: Metrics::default(),
+        })
+    }
+}
+
+/// The KEK providers of every namespace: one local master key and at most one
+/// AWS KMS client, started by the first keyring that names it.
+struct SharedKeks<'s> {
+    settings: &'s KekSettings,
+    without_kms: OnceLock<Keks>,
+    with_kms: OnceLock<Keks>,
+}
+
+impl<'s> SharedKeks<'s> {
+    fn new(settings: &'s KekSettings) -> Self {
+        Self {
+            settings,
+            without_kms: OnceLock::new(),
+            with_kms: OnceLock::new(),
+        }
+    }
+
+    fn for_document(&self, doc: &tcodec_keys::document::KeyringDocument) -> Result<Keks, KekError> {
+        let kms = doc.uses_provider(AWS_KMS);
+        let cell = if kms {
+            &self.with_kms
+        } else {
+            &self.without_kms
+        };
+        if let Some(keks) = cell.get() {
+            return Ok(keks.clone());
+        }
+        let keks = self.settings.keks(kms)?;
+        Ok(cell.get_or_init(|| keks).clone())
+    }
+}
+
+/// The router. Tests call it in-process; [`crate::serve::serve`] puts it on
+/// a socket.
+///
+/// Layers, innermost first: the origin guard, the concurrency limit, CORS,
+/// the preflight counter. The request timeout and the body limit are not
+/// tower-http's layers but part of the codec handler, because their answers
+/// must carry the JSON error, the audit line and the metrics every codec
+/// request gets (see [`handlers::codec_endpoint`]).
+pub fn app(state: Arc<AppState>) -> Router {
+    let router = Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(handlers::readyz))
+        .route("/metrics", get(handlers::metrics))
+        .route("/{*path}", post(handlers::codec_endpoint))
+        .fallback(|| async { AppError::not_found() })
+        .layer(middleware::from_fn_with_state(
+            Arc::clone(&state),
+            origin_guard,
+        ))
+        .layer(tower::limit::GlobalConcurrencyLimitLayer::new(
+            state.limits.max_concurrent_requests,
+        ));
+    let router = match cors_layer(&state.cors) {
+        Some(cors) => router.layer(cors),
+        None => router,
+    };
+    // Outermost, so it sees the preflights the CORS layer answers.
+    router
+        .layer(middleware::from_fn_with_state(
+            Arc::clone(&state),
+            count_preflight,
+        ))
+        .with_state(state)
+}
+
+/// Counts CORS preflights by whether their origin is allowed, and logs them
+/// at debug level: the first thing to look at when the UI cannot connect.
+async fn count_preflight(
+    State(state): State<Arc<AppState>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    if request.method() == Method::OPTIONS
+        && request
+            .headers()
+            .contains_key(header::ACCESS_CONTROL_REQUEST_METHOD)
+    {
+        let origin = request
+            .headers()
+            .get(header::ORIGIN)
+            .map(|o| o.as_bytes())
+            .unwrap_or_default();
+        let allowed = state.cors.allows(origin);
+        let origin = String::from_utf8_lossy(origin);
+        state.metrics.preflight(allowed);
+        tracing::debug!(%origin, allowed, path = %request.uri().path(), "CORS preflight");
+    }
+    next.run(request).await
+}
+
+fn cors_layer(config: &CorsConfig) -> Option<CorsLayer> {
+    if config.origins.is_empty() {
+        return None;
+    }
+    let origins: Vec<HeaderValue> = config
+        .origins
+        .iter()
+        .filter_map(|o| HeaderValue::from_str(o).ok())
+        .collect();
+    Some(
+        CorsLayer::new()
+            .allow_origin(AllowOrigin::list(origins))
+            .allow_methods([Method::POST, Method::OPTIONS])
+            .allow_headers([
+                header::CONTENT_TYPE,
+                HeaderName::from_static("x-namespace"),
+                header::AUTHORIZATION,
+                HeaderName::from_static("authorization-extras"),
+            ])
+            .allow_credentials(config.allow_credentials)
+            .max_age(Duration::from_secs(600)),
+    )
+}
+
+/// Browsers name their origin; a cross-origin request from an origin not in
+/// the list is refused here too, not only by the browser. Requests without an
+/// `Origin` (the CLI, workers) pass.
+async fn origin_guard(
+    State(state): State<Arc<AppState>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    if request.method() != Method::OPTIONS
+        && let Some(origin) = request.headers().get(header::ORIGIN)
+        && !state.cors.allows(origin.as_bytes())
+    {
+        let origin = String::from_utf8_lossy(origin.as_bytes()).into_owned();
+        tracing::warn!(target: "tcodec::audit", %origin, path = %request.uri().path(), "refused cross-origin request");
+        state.metrics.request("other", 403, None);
+        return AppError::new(
+            StatusCode::FORBIDDEN,
+            "origin_not_allowed",
+            format!("origin {origin} is not allowed"),
+        )
+        .into_response();
+    }
+    next.run(request).await
+}

@@ -1,0 +1,42 @@
+//! The reference starter: starts an onboarding workflow, confirms the
+//! customer's address by signal, and prints the result as JSON.
+//!
+//! ```text
+//! onboarding-starter run    WORKFLOW_ID   # start, signal, wait, print the result
+//! onboarding-starter start  WORKFLOW_ID   # start only (the workflow waits for the signal)
+//! onboarding-starter signal WORKFLOW_ID   # confirm the address
+//! onboarding-starter result WORKFLOW_ID   # wait for the result and print it
+//! ```
+//!
+//! Configured by the same environment as the worker.
+#![allow(clippy::print_stdout)]
+
+use anyhow::{Context, bail};
+use tcodec_onboarding::{self as onboarding, Customer};
+use tcodec_worker::WorkerCodec;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let [command, id] = args.as_slice() else {
+        bail!("usage: onboarding-starter run|start|signal|result WORKFLOW_ID");
+    };
+    let tcodec = WorkerCodec::from_env().context("cannot set up tcodec")?;
+    let (address, namespace) = onboarding::target_from_env();
+    let client = onboarding::connect(&address, &namespace, tcodec.data_converter()).await?;
+    let print_result = |account| -> anyhow::Result<()> {
+        println!("{}", serde_json::to_string(&account)?);
+        Ok(())
+    };
+    match command.as_str() {
+        "run" => {
+            onboarding::start(&client, id, Customer::example()).await?;
+            onboarding::confirm_address(&client, id).await?;
+            print_result(onboarding::result(&client, id).await?)
+        }
+        "start" => onboarding::start(&client, id, Customer::example()).await,
+        "signal" => onboarding::confirm_address(&client, id).await,
+        "result" => print_result(onboarding::result(&client, id).await?),
+        other => bail!("unknown command {other:?}: use run, start, signal or result"),
+    }
+}

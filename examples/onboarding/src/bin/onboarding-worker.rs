@@ -1,0 +1,36 @@
+//! The reference worker: polls the onboarding task queue with tcodec as its
+//! codec. Configured by the environment: `TEMPORAL_ADDRESS`,
+//! `TEMPORAL_NAMESPACE`, `TCODEC_KEYRING`, `TCODEC_MASTER_KEY_FILE` or
+//! `TCODEC_MASTER_KEY`, AWS settings for KMS keyrings.
+#![allow(clippy::print_stdout)]
+
+use anyhow::Context;
+use tcodec_onboarding::{self as onboarding, TASK_QUEUE};
+use tcodec_worker::WorkerCodec;
+use temporalio_sdk::{Runtime, Worker};
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let tcodec = WorkerCodec::from_env().context("cannot set up tcodec")?;
+    let runtime = Runtime::from_current_tokio(Default::default())?;
+    let (address, namespace) = onboarding::target_from_env();
+    let client = onboarding::connect(&address, &namespace, tcodec.data_converter()).await?;
+    let mut worker = Worker::new(&runtime, client, onboarding::worker_options()?)?;
+    let shutdown = worker.shutdown_handle();
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("cannot handle SIGTERM")?;
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {},
+            _ = term.recv() => {},
+        }
+        shutdown();
+    });
+    println!(
+        "onboarding worker polling task queue {TASK_QUEUE} (keyring {})",
+        tcodec.keyring().path().display()
+    );
+    worker.run().await?;
+    println!("onboarding worker stopped");
+    Ok(())
+}
