@@ -357,7 +357,7 @@ fn main() {
     let keyring_path = dir.path().join("default.json");
     tcodec_keys::ops::init(&keyring_path, "default", &keks, &kek).unwrap();
     let status = Command::new(root().join(".venv/bin/python"))
-        .arg(root().join("codec-server/tests/support/gen_test_keys.py"))
+        .arg(root().join("cli/tests/support/gen_test_keys.py"))
         .arg("tls")
         .arg(dir.path())
         .status()

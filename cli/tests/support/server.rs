@@ -139,13 +139,8 @@ pub async fn post(
 
 /// Runs the test key generator (Python `cryptography`, from the project venv).
 pub fn generate(kind: &str, out: &Path) {
-    let python = repo_root().join(".venv/bin/python");
-    assert!(
-        python.exists(),
-        "{} is missing: run scripts/setup.sh",
-        python.display()
-    );
-    let script = repo_root().join("codec-server/tests/support/gen_test_keys.py");
+    let python = super::venv_bin("python");
+    let script = repo_root().join("cli/tests/support/gen_test_keys.py");
     let status = Command::new(python)
         .arg(script)
         .arg(kind)
