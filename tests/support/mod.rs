@@ -64,7 +64,7 @@ impl Keys {
 /// thread and runtime, against keyring `keyring`. Dropping it shuts it down.
 pub struct Worker {
     stop: Option<oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<anyhow::Result<()>>>,
+    thread: Option<std::thread::JoinHandle<Result<(), tcodec_onboarding::Error>>>,
 }
 
 impl Worker {
@@ -73,7 +73,7 @@ impl Worker {
         let (stop, stop_rx) = oneshot::channel::<()>();
         let (address, keyring, settings) =
             (address.to_owned(), keyring.to_owned(), settings.clone());
-        let thread = std::thread::spawn(move || -> anyhow::Result<()> {
+        let thread = std::thread::spawn(move || -> Result<(), tcodec_onboarding::Error> {
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(2)
                 .enable_all()
@@ -90,7 +90,7 @@ impl Worker {
                         client,
                         tcodec_onboarding::worker_options()?,
                     )?;
-                    anyhow::Ok((worker, runtime, codec))
+                    Ok::<_, tcodec_onboarding::Error>((worker, runtime, codec))
                 };
                 let (mut worker, _runtime, _codec) = match setup.await {
                     Ok(parts) => parts,

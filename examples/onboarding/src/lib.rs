@@ -15,7 +15,6 @@
 
 use std::time::Duration;
 
-use anyhow::Context;
 use serde::{Deserialize, Serialize};
 use temporalio_client::{
     Client, WorkflowGetResultOptions, WorkflowSignalOptions, WorkflowStartOptions,
@@ -174,27 +173,35 @@ pub fn target_from_env() -> (String, String) {
     )
 }
 
+/// The example's errors: any error, with a message saying what was being done.
+pub type Error = Box<dyn std::error::Error + Send + Sync>;
+
+/// Wraps an error with what was being done, keeping it as the source.
+fn doing(what: String) -> impl FnOnce(Error) -> Error {
+    move |source| format!("{what}: {source}").into()
+}
+
 /// A client of the Temporal server at `address` (`host:port` or a URL) for
 /// `namespace`, whose payloads go through `data_converter`.
 pub async fn connect(
     address: &str,
     namespace: &str,
     data_converter: temporalio_common::data_converters::DataConverter,
-) -> anyhow::Result<Client> {
+) -> Result<Client, Error> {
     let url = if address.contains("://") {
         address.to_owned()
     } else {
         format!("http://{address}")
     };
     let url = temporalio_client::Url::parse(&url)
-        .map_err(|e| anyhow::anyhow!("{url:?} is not a Temporal server address: {e}"))?;
+        .map_err(|e| format!("{url:?} is not a Temporal server address: {e}"))?;
     let connection = temporalio_client::Connection::connect(
         temporalio_client::ConnectionOptions::new(url.clone())
             .identity(format!("tcodec-onboarding@{}", std::process::id()))
             .build(),
     )
     .await
-    .with_context(|| format!("cannot connect to the Temporal server at {url}"))?;
+    .map_err(|e| doing(format!("cannot connect to the Temporal server at {url}"))(e.into()))?;
     let options = temporalio_client::ClientOptions::new(namespace)
         .data_converter(data_converter)
         .build();
@@ -203,7 +210,7 @@ pub async fn connect(
 
 /// The reference worker's options: the onboarding workflow and activities on
 /// [`TASK_QUEUE`].
-pub fn worker_options() -> anyhow::Result<WorkerOptions> {
+pub fn worker_options() -> Result<WorkerOptions, Error> {
     Ok(WorkerOptions::new(TASK_QUEUE)
         .register_workflow::<OnboardingWorkflow>()?
         .register_activities(OnboardingActivities)
@@ -211,7 +218,7 @@ pub fn worker_options() -> anyhow::Result<WorkerOptions> {
 }
 
 /// Starts onboarding `customer` as workflow `id`, with a memo naming them.
-pub async fn start(client: &Client, id: &str, customer: Customer) -> anyhow::Result<()> {
+pub async fn start(client: &Client, id: &str, customer: Customer) -> Result<(), Error> {
     let mut memo = MemoValues::new();
     memo.insert(
         "customer",
@@ -224,12 +231,12 @@ pub async fn start(client: &Client, id: &str, customer: Customer) -> anyhow::Res
             WorkflowStartOptions::new(TASK_QUEUE, id).memo(memo).build(),
         )
         .await
-        .with_context(|| format!("cannot start workflow {id}"))?;
+        .map_err(|e| doing(format!("cannot start workflow {id}"))(e.into()))?;
     Ok(())
 }
 
 /// Confirms the customer's address ([`CONFIRMED_ADDRESS`]) by signal.
-pub async fn confirm_address(client: &Client, id: &str) -> anyhow::Result<()> {
+pub async fn confirm_address(client: &Client, id: &str) -> Result<(), Error> {
     client
         .get_workflow_handle::<OnboardingWorkflow>(id)
         .signal(
@@ -238,15 +245,15 @@ pub async fn confirm_address(client: &Client, id: &str) -> anyhow::Result<()> {
             WorkflowSignalOptions::default(),
         )
         .await
-        .with_context(|| format!("cannot signal workflow {id}"))?;
+        .map_err(|e| doing(format!("cannot signal workflow {id}"))(e.into()))?;
     Ok(())
 }
 
 /// Waits for workflow `id` to complete and returns its result.
-pub async fn result(client: &Client, id: &str) -> anyhow::Result<Account> {
+pub async fn result(client: &Client, id: &str) -> Result<Account, Error> {
     client
         .get_workflow_handle::<OnboardingWorkflow>(id)
         .get_result(WorkflowGetResultOptions::default())
         .await
-        .with_context(|| format!("workflow {id} did not complete"))
+        .map_err(|e| doing(format!("workflow {id} did not complete"))(e.into()))
 }

@@ -11,20 +11,19 @@
 //! Configured by the same environment as the worker.
 #![allow(clippy::print_stdout)]
 
-use anyhow::{Context, bail};
-use tcodec_onboarding::{self as onboarding, Customer};
+use tcodec_onboarding::{self as onboarding, Customer, Error};
 use tcodec_worker::WorkerCodec;
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> Result<(), Error> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let [command, id] = args.as_slice() else {
-        bail!("usage: onboarding-starter run|start|signal|result WORKFLOW_ID");
+        return Err("usage: onboarding-starter run|start|signal|result WORKFLOW_ID".into());
     };
-    let tcodec = WorkerCodec::from_env().context("cannot set up tcodec")?;
+    let tcodec = WorkerCodec::from_env().map_err(|e| format!("cannot set up tcodec: {e}"))?;
     let (address, namespace) = onboarding::target_from_env();
     let client = onboarding::connect(&address, &namespace, tcodec.data_converter()).await?;
-    let print_result = |account| -> anyhow::Result<()> {
+    let print_result = |account| -> Result<(), Error> {
         println!("{}", serde_json::to_string(&account)?);
         Ok(())
     };
@@ -37,6 +36,6 @@ async fn main() -> anyhow::Result<()> {
         "start" => onboarding::start(&client, id, Customer::example()).await,
         "signal" => onboarding::confirm_address(&client, id).await,
         "result" => print_result(onboarding::result(&client, id).await?),
-        other => bail!("unknown command {other:?}: use run, start, signal or result"),
+        other => Err(format!("unknown command {other:?}: use run, start, signal or result").into()),
     }
 }

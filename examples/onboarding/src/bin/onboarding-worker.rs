@@ -4,21 +4,20 @@
 //! `TCODEC_MASTER_KEY`, AWS settings for KMS keyrings.
 #![allow(clippy::print_stdout)]
 
-use anyhow::Context;
-use tcodec_onboarding::{self as onboarding, TASK_QUEUE};
+use tcodec_onboarding::{self as onboarding, Error, TASK_QUEUE};
 use tcodec_worker::WorkerCodec;
 use temporalio_sdk::{Runtime, Worker};
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    let tcodec = WorkerCodec::from_env().context("cannot set up tcodec")?;
+async fn main() -> Result<(), Error> {
+    let tcodec = WorkerCodec::from_env().map_err(|e| format!("cannot set up tcodec: {e}"))?;
     let runtime = Runtime::from_current_tokio(Default::default())?;
     let (address, namespace) = onboarding::target_from_env();
     let client = onboarding::connect(&address, &namespace, tcodec.data_converter()).await?;
     let mut worker = Worker::new(&runtime, client, onboarding::worker_options()?)?;
     let shutdown = worker.shutdown_handle();
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .context("cannot handle SIGTERM")?;
+        .map_err(|e| format!("cannot handle SIGTERM: {e}"))?;
     tokio::spawn(async move {
         tokio::select! {
             _ = tokio::signal::ctrl_c() => {},
