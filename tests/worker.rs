@@ -1,8 +1,9 @@
 //! The reference onboarding workflow on a real Temporal dev server, with the
 //! tcodec worker integration: results are right, the server holds only
 //! ciphertext, the codec server decodes it, key rotation does not disturb
-//! running workflows, and a worker missing a key fails its task clearly and
-//! recovers once its keyring is fixed.
+//! running workflows, a worker missing a key fails its task clearly and
+//! recovers once its keyring is fixed, and a payload swapped for plaintext
+//! past the codec is refused.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod support;
@@ -116,6 +117,29 @@ fn input_key_id(history: &str) -> String {
             .unwrap(),
     )
     .unwrap()
+}
+
+/// The message of the first failed workflow task of workflow `id`, waiting
+/// (up to a minute, polling the history) for one.
+fn task_failure(temporal: &DevServer, id: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let raw = history(temporal, id, None);
+        if let Some(event) = events(&raw)
+            .into_iter()
+            .find(|e| e["eventType"] == "EVENT_TYPE_WORKFLOW_TASK_FAILED")
+        {
+            return event["workflowTaskFailedEventAttributes"]["failure"]["message"]
+                .as_str()
+                .unwrap()
+                .to_owned();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the workflow task never failed:\n{raw}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }
 
 #[test]
@@ -260,25 +284,7 @@ fn a_worker_missing_the_key_fails_its_task_and_recovers_when_the_keyring_is_fixe
 
     // The worker cannot open the k2 input: its workflow task fails, with a
     // message naming the key and no customer data.
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let failed = loop {
-        let raw = history(&temporal, "onb-stale", None);
-        if let Some(event) = events(&raw)
-            .into_iter()
-            .find(|e| e["eventType"] == "EVENT_TYPE_WORKFLOW_TASK_FAILED")
-        {
-            break event;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the workflow task never failed:\n{raw}"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    };
-    let message = failed["workflowTaskFailedEventAttributes"]["failure"]["message"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let message = task_failure(&temporal, "onb-stale");
     assert!(
         message.contains("k2") && message.contains("not in the keyring"),
         "{message}"
@@ -295,4 +301,61 @@ fn a_worker_missing_the_key_fails_its_task_and_recovers_when_the_keyring_is_fixe
     starter.signal("onb-stale");
     let account = starter.result("onb-stale");
     assert_eq!(account.holder, "Ada Lovelace");
+}
+
+#[test]
+fn a_plaintext_signal_sent_past_the_codec_fails_the_workflow_task_and_never_runs() {
+    let keys = Keys::new();
+    let temporal = DevServer::start();
+    let _worker = Worker::start(&temporal.address, &keys.keyring, &keys.settings());
+    let starter = Starter::new(&temporal, &keys);
+    starter.start("onb-swap");
+    // Whoever runs the server (or holds its API) signals the workflow with a
+    // plaintext address of their choosing, past the codec.
+    const FORGED: &str = "1 Attacker Street";
+    temporal.cli_ok(&[
+        "workflow",
+        "signal",
+        "--workflow-id",
+        "onb-swap",
+        "--name",
+        "confirm_address",
+        "--input",
+        &format!("{FORGED:?}"),
+    ]);
+    let raw = history(&temporal, "onb-swap", None);
+    let signal = events(&raw)
+        .into_iter()
+        .find(|e| e["eventType"] == "EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED")
+        .unwrap();
+    let payload = &signal["workflowExecutionSignaledEventAttributes"]["input"]["payloads"][0];
+    let encoding = base64::engine::general_purpose::STANDARD
+        .decode(payload["metadata"]["encoding"].as_str().unwrap())
+        .unwrap();
+    assert_eq!(encoding, b"json/plain", "the signal went in as plaintext");
+
+    // The worker refuses it: the workflow task fails, naming the payload's
+    // encoding and the setting that would accept it.
+    let message = task_failure(&temporal, "onb-swap");
+    assert!(
+        message.contains("not sealed by tcodec")
+            && message.contains("json/plain")
+            && message.contains("TCODEC_DECODE_ALLOW"),
+        "{message}"
+    );
+    // And the workflow does not run on it: it is still waiting, and the
+    // account was never opened.
+    let described: serde_json::Value =
+        serde_json::from_str(&describe(&temporal, "onb-swap", None)).unwrap();
+    assert_eq!(
+        described["workflowExecutionInfo"]["status"], "WORKFLOW_EXECUTION_STATUS_RUNNING",
+        "{described}"
+    );
+    let raw = history(&temporal, "onb-swap", None);
+    let opened = events(&raw).into_iter().any(|e| {
+        e["activityTaskScheduledEventAttributes"]["activityType"]["name"]
+            .as_str()
+            .is_some_and(|name| name.contains("open_account"))
+    });
+    assert!(!opened, "the account was opened on a forged signal:\n{raw}");
 }

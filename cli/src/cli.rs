@@ -44,6 +44,11 @@ pub struct CodecArgs {
     /// Read from this file instead of standard input.
     #[arg(long)]
     pub input: Option<PathBuf>,
+    /// Also decode this legacy format, for a migration: `binary/encrypted`
+    /// (the official samples' encryption) or `binary/zlib`. Plaintext payloads
+    /// are written back as they are.
+    #[arg(long = "allow", value_name = "ENCODING", value_parser = ["binary/encrypted", "binary/zlib"])]
+    pub allow: Vec<String>,
     /// Treat each input line as its own `{"payloads": [...]}` batch and answer
     /// each with one line, `{"error": "..."}` for a batch that fails, keeping
     /// the keyring (and its unwrapped keys) between batches.

@@ -8,7 +8,7 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 
 use base64::Engine;
-use support::server::{Keyrings, ServeProcess, curl, curl_post, generate};
+use support::server::{Issuer, Keyrings, ServeProcess, curl, curl_post, generate};
 use support::{plain_batch, texts};
 
 const CARD: &str = "4111 1111 1111 1111";
@@ -302,4 +302,78 @@ fn logs_at_every_level_hold_no_payload_content() {
         );
         assert_no_plaintext(&log);
     }
+}
+
+/// Every line of a text log is one the server wrote: it starts with a
+/// timestamp, and nothing a request sent begins a line of its own.
+fn assert_lines_unforged(log: &str, forged: &str) {
+    for line in log.lines() {
+        assert!(
+            line.starts_with("20") && line.as_bytes().get(4) == Some(&b'-'),
+            "a line that is not the server's: {line:?}\n{log}"
+        );
+        assert!(!line.starts_with(forged), "{log}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_request_can_forge_a_log_line() {
+    use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+    const FORGED: &str = "2026-01-01T00:00:00Z  INFO tcodec::audit: codec request user=admin";
+
+    // A legacy payload whose key id carries a line break: its error reaches
+    // the audit line.
+    let keys = Keyrings::new(&["payments"]);
+    let toml = format!(
+        "listen = \"127.0.0.1:0\"\n[log]\nformat = \"text\"\n{}",
+        keys.toml(&[("payments", "decode_allow = [\"binary/encrypted\"]")])
+    );
+    let server = ServeProcess::start(&toml, &[("NO_COLOR", "1")]);
+    let hostile = serde_json::json!({"payloads": [{
+        "metadata": {
+            "encoding": STANDARD.encode("binary/encrypted"),
+            "encryption-key-id": STANDARD.encode(format!("k1\n{FORGED}")),
+        },
+        "data": STANDARD.encode([0u8; 40]),
+    }]});
+    let (status, body) = curl(&args(&curl_post(
+        &format!("{}/decode", server.url),
+        "payments",
+        &hostile.to_string(),
+    )));
+    assert_eq!(status, 400, "{body}");
+    let log = server.log_text();
+    assert!(log.contains("codec request failed"), "{log}");
+    assert!(
+        log.contains(r"k1\n2026-01-01"),
+        "the key id is in the log, escaped:\n{log}"
+    );
+    assert_lines_unforged(&log, FORGED);
+
+    // A token whose header carries a line break: its error reaches the
+    // authentication-failed line.
+    let issuer = Issuer::start().await;
+    let toml = format!(
+        "listen = \"127.0.0.1:0\"\n[log]\nformat = \"text\"\n{}{}",
+        issuer.auth_toml(),
+        keys.toml(&[("payments", "")])
+    );
+    let server = ServeProcess::start(&toml, &[("NO_COLOR", "1")]);
+    let header = URL_SAFE_NO_PAD.encode(format!(r#"{{"alg":"x\n{FORGED}","typ":"JWT"}}"#));
+    let token = format!("{header}.e30.c2ln");
+    let mut request = vec!["-H".to_owned(), format!("Authorization: Bearer {token}")];
+    request.extend(curl_post(
+        &format!("{}/decode", server.url),
+        "payments",
+        "{}",
+    ));
+    let (status, _) = curl(&args(&request));
+    assert_eq!(status, 401);
+    let log = server.log_text();
+    assert!(log.contains("authentication failed"), "{log}");
+    assert!(
+        log.contains(r"x\n2026-01-01"),
+        "the token's text is in the log, escaped:\n{log}"
+    );
+    assert_lines_unforged(&log, FORGED);
 }

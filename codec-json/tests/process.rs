@@ -9,16 +9,19 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use serde_json::{Map, Value, json};
 use tcodec::keys::{KeyId, MemoryKeyring, SecretBytes32};
-use tcodec::{Codec, CodecError, CodecOptions, Compression, ExternalPayloadDetails, Payload};
+use tcodec::{
+    Codec, CodecError, CodecOptions, Compression, DecodePolicy, ExternalPayloadDetails, Payload,
+};
 use tcodec_json::{Direction, PayloadError, ProcessError, process};
 
 fn codec(compression: Compression) -> Codec {
     let keyring =
         MemoryKeyring::with_primary(KeyId::new("k1").unwrap(), SecretBytes32::new([5; 32]));
-    Codec::with_options(
-        Arc::new(keyring),
-        CodecOptions::default().with_compression(compression),
-    )
+    // As the codec server decodes: plaintext shown as it is.
+    let options = CodecOptions::default()
+        .with_compression(compression)
+        .with_decode_policy(DecodePolicy::display());
+    Codec::with_options(Arc::new(keyring), options)
 }
 
 fn enc(text: &str) -> String {

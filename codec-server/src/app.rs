@@ -21,6 +21,7 @@ use tower_http::cors::{AllowOrigin, CorsLayer};
 use crate::auth::Authenticator;
 use crate::config::{Config, CorsConfig, LimitsConfig, NamespaceConfig};
 use crate::error::ServerError;
+use crate::escaped::Escaped;
 use crate::handlers::{self, AppError};
 use crate::metrics::Metrics;
 
@@ -57,16 +58,14 @@ impl Namespace {
                 source,
             }
         })?;
+        let options = options.clone().with_decode_policy(config.decode_policy());
         let watcher = keyring.watch(KEYRING_POLL);
         Ok(Self {
-            codec: Arc::new(Codec::with_options(
-                Arc::new(keyring.clone()),
-                options.clone(),
-            )),
             inline_codec: Codec::with_options(
                 Arc::new(keyring.in_memory()),
                 options.clone().with_deferred_decompression(true),
             ),
+            codec: Arc::new(Codec::with_options(Arc::new(keyring.clone()), options)),
             keyring,
             config: config.clone(),
             _watcher: Some(watcher),
@@ -151,10 +150,12 @@ impl<'s> SharedKeks<'s> {
 /// a socket.
 ///
 /// Layers, innermost first: the origin guard, the concurrency limit, CORS,
-/// the preflight counter. The request timeout and the body limit are not
-/// tower-http's layers but part of the codec handler, because their answers
-/// must carry the JSON error, the audit line and the metrics every codec
-/// request gets (see [`handlers::codec_endpoint`]).
+/// the preflight counter. The request timeout, the body limit and the request
+/// log are not tower-http's `timeout`, `limit` and `trace` layers but part of
+/// the codec handler: a timed-out or oversized request must still get the JSON
+/// error, the audit line and the metrics every codec request gets, and the
+/// audit line names what only the handler knows (the caller, the namespace,
+/// the payload count). See [`handlers::codec_endpoint`].
 pub fn app(state: Arc<AppState>) -> Router {
     let router = Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
@@ -202,7 +203,10 @@ async fn count_preflight(
         let allowed = state.cors.allows(origin);
         let origin = String::from_utf8_lossy(origin);
         state.metrics.preflight(allowed);
-        tracing::debug!(%origin, allowed, path = %request.uri().path(), "CORS preflight");
+        tracing::debug!(
+            origin = %Escaped(&origin), allowed, path = %Escaped(request.uri().path()),
+            "CORS preflight"
+        );
     }
     next.run(request).await
 }
@@ -244,7 +248,11 @@ async fn origin_guard(
         && !state.cors.allows(origin.as_bytes())
     {
         let origin = String::from_utf8_lossy(origin.as_bytes()).into_owned();
-        tracing::warn!(target: "tcodec::audit", %origin, path = %request.uri().path(), "refused cross-origin request");
+        tracing::warn!(
+            target: "tcodec::audit",
+            origin = %Escaped(&origin), path = %Escaped(request.uri().path()),
+            "refused cross-origin request"
+        );
         state.metrics.request("other", 403, None);
         return AppError::new(
             StatusCode::FORBIDDEN,

@@ -33,6 +33,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
+use tcodec::DecodePolicy;
+use tcodec::legacy::{ENCODING_ENCRYPTED, ENCODING_ZLIB};
 use tcodec_keys::kek::KekSettings;
 
 /// Why the configuration is unusable.
@@ -323,6 +325,21 @@ pub struct NamespaceConfig {
     /// Empty: any client certificate the CA signed.
     #[serde(default)]
     pub allowed_clients: Vec<String>,
+    /// Legacy formats `/decode` decodes, for a migration: `binary/encrypted`
+    /// (the official samples' encryption, given its key) and `binary/zlib`.
+    /// Default none. Plaintext payloads are always shown as they are.
+    #[serde(default)]
+    pub decode_allow: Vec<String>,
+}
+
+impl NamespaceConfig {
+    /// What `/decode` accepts besides tcodec's payloads: plaintext, shown as
+    /// it is (old histories), and the legacy formats `decode_allow` names.
+    pub fn decode_policy(&self) -> DecodePolicy {
+        self.decode_allow
+            .iter()
+            .fold(DecodePolicy::display(), |policy, name| policy.allow(name))
+    }
 }
 
 impl Config {
@@ -395,6 +412,18 @@ impl Config {
                 "configure at least one namespace and its keyring",
             ));
         }
+        for (name, ns) in &self.namespaces {
+            if let Some(other) = ns
+                .decode_allow
+                .iter()
+                .find(|e| ![ENCODING_ENCRYPTED, ENCODING_ZLIB].contains(&e.as_str()))
+            {
+                return Err(invalid(
+                    format!("namespaces.{name}.decode_allow"),
+                    format!("{other:?}: name {ENCODING_ENCRYPTED} and/or {ENCODING_ZLIB}"),
+                ));
+            }
+        }
         self.validate_cors()?;
         self.validate_auth(loopback)?;
         if self.limits.max_payloads == 0 || self.limits.max_body_bytes == 0 {
@@ -435,29 +464,7 @@ impl Config {
                 let jwt = self.auth.jwt.as_ref().ok_or_else(|| {
                     invalid("auth.jwt", "mode \"jwt\" needs an [auth.jwt] section")
                 })?;
-                if jwt.audiences.is_empty() {
-                    return Err(invalid(
-                        "auth.jwt.audiences",
-                        "name at least one accepted audience",
-                    ));
-                }
-                if !(jwt.jwks_url.starts_with("https://")
-                    || jwt.jwks_url.starts_with("http://127.")
-                    || jwt.jwks_url.starts_with("http://localhost"))
-                {
-                    return Err(invalid(
-                        "auth.jwt.jwks_url",
-                        "must be https (http only on loopback)",
-                    ));
-                }
-                for alg in &jwt.algorithms {
-                    if !matches!(alg.as_str(), "RS256" | "ES256") {
-                        return Err(invalid(
-                            "auth.jwt.algorithms",
-                            format!("{alg:?}: use RS256 and/or ES256"),
-                        ));
-                    }
-                }
+                jwt.validate()?;
             }
             AuthMode::Proxy => {
                 let proxy = self.auth.proxy.as_ref().ok_or_else(|| {
@@ -483,6 +490,61 @@ impl Config {
                 ));
             }
             _ => {}
+        }
+        Ok(())
+    }
+}
+
+/// Whether a JWKS URL is https, or http to a loopback address: parsed, so
+/// that `http://localhost@evil.example/` or `http://127.evil.example/` do not
+/// pass for loopback.
+fn jwks_url_is_safe(url: &str) -> bool {
+    let Ok(uri) = url.parse::<axum::http::Uri>() else {
+        return false;
+    };
+    let Some(authority) = uri.authority() else {
+        return false;
+    };
+    if authority.as_str().contains('@') {
+        return false;
+    }
+    match uri.scheme_str() {
+        Some("https") => true,
+        Some("http") => {
+            let host = authority
+                .host()
+                .trim_start_matches('[')
+                .trim_end_matches(']');
+            host == "localhost"
+                || host
+                    .parse::<std::net::IpAddr>()
+                    .is_ok_and(|ip| ip.is_loopback())
+        }
+        _ => false,
+    }
+}
+
+impl JwtConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.audiences.is_empty() {
+            return Err(invalid(
+                "auth.jwt.audiences",
+                "name at least one accepted audience",
+            ));
+        }
+        if !jwks_url_is_safe(&self.jwks_url) {
+            return Err(invalid(
+                "auth.jwt.jwks_url",
+                "must be an https URL (http only to a loopback address)",
+            ));
+        }
+        for alg in &self.algorithms {
+            if !matches!(alg.as_str(), "RS256" | "ES256") {
+                return Err(invalid(
+                    "auth.jwt.algorithms",
+                    format!("{alg:?}: use RS256 and/or ES256"),
+                ));
+            }
         }
         Ok(())
     }
@@ -539,11 +601,39 @@ mod tests {
             "tls.client_ca",
         );
         check(
+            &format!("{MINIMAL}decode_allow = [\"json/plain\"]\n"),
+            "namespaces.default.decode_allow",
+        );
+        check(
             &format!(
                 "[auth]\nmode = \"jwt\"\n[auth.jwt]\njwks_url = \"http://example.com/jwks\"\naudiences = [\"a\"]\n{MINIMAL}"
             ),
             "jwks_url",
         );
+    }
+
+    #[test]
+    fn jwks_urls_over_http_must_name_a_loopback_address() {
+        for good in [
+            "https://login.example.com/.well-known/jwks.json",
+            "http://127.0.0.1:8080/jwks",
+            "http://localhost/jwks",
+            "http://[::1]:9000/jwks",
+        ] {
+            assert!(jwks_url_is_safe(good), "{good}");
+        }
+        for bad in [
+            "http://example.com/jwks",
+            "http://localhost@evil.example/jwks",
+            "http://127.0.0.1@evil.example/jwks",
+            "http://127.evil.example/jwks",
+            "http://localhost.evil.example/jwks",
+            "ftp://127.0.0.1/jwks",
+            "https://user@login.example.com/jwks",
+            "not a url",
+        ] {
+            assert!(!jwks_url_is_safe(bad), "{bad}");
+        }
     }
 
     #[test]

@@ -16,6 +16,7 @@ use tcodec_keys::{KeyError, KeySource};
 
 use crate::app::{AppState, Namespace};
 use crate::auth::{Access, Identity, PeerInfo, authorized};
+use crate::escaped::Escaped;
 
 /// The largest request body answered on the async workers (see
 /// [`answer`]): tens of microseconds of work to decode, a few hundred at most
@@ -95,6 +96,7 @@ fn codec_error(e: &CodecError) -> AppError {
         CodecError::Key { .. } => (StatusCode::BAD_REQUEST, "key_refused"),
         CodecError::Decrypt { .. } => (StatusCode::BAD_REQUEST, "decrypt_failed"),
         CodecError::Malformed { .. } => (StatusCode::BAD_REQUEST, "malformed_payload"),
+        CodecError::NotSealed { .. } => (StatusCode::BAD_REQUEST, "not_allowed"),
         CodecError::TooLarge { .. } => (StatusCode::BAD_REQUEST, "payload_too_large"),
         _ => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
     };
@@ -221,7 +223,7 @@ fn audit(
     status: StatusCode,
     latency: Duration,
 ) {
-    let user = outcome.who.as_ref().map(|i| i.user.as_str()).unwrap_or("-");
+    let user = Escaped(outcome.who.as_ref().map(|i| i.user.as_str()).unwrap_or("-"));
     let method = outcome
         .who
         .as_ref()
@@ -232,14 +234,14 @@ fn audit(
     match &outcome.result {
         Ok(_) => tracing::info!(
             target: "tcodec::audit",
-            user, auth = method, namespace = %namespace, endpoint,
+            user = %user, auth = method, namespace = %Escaped(namespace), endpoint,
             payloads, status, latency_ms,
             "codec request"
         ),
         Err(e) => tracing::warn!(
             target: "tcodec::audit",
-            user, auth = method, namespace = %namespace, endpoint,
-            payloads, status, code = e.code, error = %e.message, latency_ms,
+            user = %user, auth = method, namespace = %Escaped(namespace), endpoint,
+            payloads, status, code = e.code, error = %Escaped(&e.message), latency_ms,
             "codec request failed"
         ),
     }
@@ -257,7 +259,8 @@ async fn handle(
     let identity = match state.auth.authenticate(&parts.headers, peer).await {
         Ok(i) => i,
         Err(e) => {
-            tracing::info!(target: "tcodec::audit", reason = %e, "authentication failed");
+            let reason = e.to_string();
+            tracing::info!(target: "tcodec::audit", reason = %Escaped(&reason), "authentication failed");
             let error = AppError::new(
                 StatusCode::UNAUTHORIZED,
                 "unauthenticated",

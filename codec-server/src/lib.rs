@@ -5,6 +5,7 @@ pub mod app;
 pub mod auth;
 pub mod config;
 mod error;
+pub mod escaped;
 pub mod handlers;
 pub mod metrics;
 pub mod serve;

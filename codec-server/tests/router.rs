@@ -98,6 +98,40 @@ async fn foreign_payloads_and_unknown_fields_pass_through() {
 }
 
 #[tokio::test]
+async fn legacy_formats_are_decoded_only_where_the_namespace_allows_them() {
+    // `binary/zlib` of the serialized payload {encoding: json/plain, data: "zipped"}.
+    let inner = [
+        b"\x0a\x16\x0a\x08encoding\x12\x0ajson/plain".as_slice(),
+        b"\x12\x08\"zipped\"",
+    ]
+    .concat();
+    let zlib = {
+        use std::io::Write;
+        let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
+        z.write_all(&inner).unwrap();
+        z.finish().unwrap()
+    };
+    let body = json!({"payloads": [
+        {"metadata": {"encoding": b64("binary/zlib")}, "data": STANDARD.encode(&zlib)},
+    ]})
+    .to_string();
+    let keys = Keyrings::new(&["shown", "migrating"]);
+    let (app, _) = router(&keys.toml(&[
+        ("shown", ""),
+        ("migrating", "decode_allow = [\"binary/zlib\"]"),
+    ]));
+    // By default the payload is shown as it is stored, undecoded.
+    let shown = post(&app, "/decode", "shown", None, &body).await;
+    assert_eq!(shown.status, StatusCode::OK, "{}", shown.body);
+    assert_eq!(encoding_of(&shown.json(), 0), "binary/zlib");
+    // Where the namespace allows the format, it is decoded.
+    let migrating = post(&app, "/decode", "migrating", None, &body).await;
+    assert_eq!(migrating.status, StatusCode::OK, "{}", migrating.body);
+    assert_eq!(encoding_of(&migrating.json(), 0), "json/plain");
+    assert_eq!(texts(&migrating.body)[0], "\"zipped\"");
+}
+
+#[tokio::test]
 async fn namespaces_select_their_own_keyring() {
     let keys = Keyrings::new(&["payments", "hr"]);
     let (app, _) = router(&keys.toml(&[("payments", ""), ("hr", "")]));
@@ -866,6 +900,15 @@ async fn proxy_mode_trusts_only_configured_proxy_addresses() {
     )
     .await;
     assert_eq!(eve.status, StatusCode::FORBIDDEN);
+    // Two values of the user header (one the proxy set, one the client slipped
+    // past it) name nobody.
+    let two = codec_request("/decode", "payments")
+        .header("x-forwarded-email", "eve@example.com")
+        .header("x-forwarded-email", "ada@example.com")
+        .body(Body::from(plain_batch(&["1"])))
+        .unwrap();
+    let two = send(&app, from_peer(two, "10.1.2.3:5000", &[])).await;
+    assert_eq!(two.status, StatusCode::UNAUTHORIZED, "{}", two.body);
 }
 
 #[tokio::test]

@@ -15,6 +15,7 @@ use crate::compress::{self, Compression, DecompressError};
 use crate::error::{CodecError, Malformed};
 use crate::legacy;
 use crate::payload::{ExternalPayloadDetails, Payload};
+use crate::policy::DecodePolicy;
 use crate::view::PayloadView;
 use crate::wire::{self, Header, HeaderError, HeaderView, MAX_LAYERS};
 use crate::xaes::{NONCE_LEN, Xaes256Gcm};
@@ -32,9 +33,9 @@ pub struct CodecOptions {
     /// against decompression bombs. Default 64 MiB, far above Temporal's own
     /// payload size limits.
     pub max_decoded_size: usize,
-    /// Whether to decode the official samples' `binary/encrypted` and
-    /// `binary/zlib` payloads. When off, they pass through untouched.
-    pub decode_legacy: bool,
+    /// Which payloads not sealed by tcodec decoding accepts (plaintext,
+    /// the samples' legacy formats). Default: none.
+    pub policy: DecodePolicy,
     /// Whether decoding a compressed layer is left to the caller to redo
     /// elsewhere ([`CodecError::Deferred`]). Decompression is the one step
     /// whose time the input's size does not bound (up to `max_decoded_size`
@@ -49,7 +50,7 @@ impl Default for CodecOptions {
         Self {
             compression: Compression::default(),
             max_decoded_size: 64 << 20,
-            decode_legacy: true,
+            policy: DecodePolicy::strict(),
             defer_decompression: false,
         }
     }
@@ -68,9 +69,10 @@ impl CodecOptions {
         self
     }
 
-    /// These options with legacy decoding switched on or off.
-    pub fn with_legacy_decoding(mut self, on: bool) -> Self {
-        self.decode_legacy = on;
+    /// These options with `policy` deciding what decoding accepts besides
+    /// tcodec's own payloads.
+    pub fn with_decode_policy(mut self, policy: DecodePolicy) -> Self {
+        self.policy = policy;
         self
     }
 
@@ -240,24 +242,39 @@ impl Codec {
         }
     }
 
-    /// Whether [`decode`](Self::decode) works on a payload whose `encoding`
-    /// metadata is `encoding` (`None`: it has none). Payloads it does not work
-    /// on come back from `decode` as they went in, so a caller holding them in
+    /// Whether [`decode`](Self::decode) does anything but hand back a
+    /// payload whose `encoding` metadata is `encoding` (`None`: it has none):
+    /// decode a layer, or refuse what the decode policy refuses. Payloads it
+    /// hands back come back as they went in, so a caller holding them in
     /// another form (the codec server, with JSON) may keep them there.
     pub fn decodes(&self, encoding: Option<&[u8]>) -> bool {
-        self.layer_of(encoding).is_some()
+        self.layer_of(encoding).is_some() || !self.options.policy.allows_plaintext(encoding)
     }
 
+    /// The layer a payload of `encoding` is, if the policy lets the codec
+    /// open it.
     fn layer_of(&self, encoding: Option<&[u8]>) -> Option<Layer> {
+        let policy = &self.options.policy;
         Some(match encoding {
             Some(e) if e == wire::ENCODING.as_bytes() => Layer::Tcodec,
-            Some(e) if self.options.decode_legacy && e == legacy::ENCODING_ENCRYPTED.as_bytes() => {
+            Some(e) if policy.legacy_encrypted && e == legacy::ENCODING_ENCRYPTED.as_bytes() => {
                 Layer::LegacyEncrypted
             }
-            Some(e) if self.options.decode_legacy && e == legacy::ENCODING_ZLIB.as_bytes() => {
-                Layer::LegacyZlib
-            }
+            Some(e) if policy.zlib && e == legacy::ENCODING_ZLIB.as_bytes() => Layer::LegacyZlib,
             _ => return None,
+        })
+    }
+
+    /// A payload, stored as it is, that is no layer the codec may open: handed
+    /// back if the policy lets that encoding pass, refused otherwise.
+    fn unsealed(&self, index: usize, payload: Cow<'_, Payload>) -> Result<Payload, CodecError> {
+        let encoding = payload.encoding();
+        if self.options.policy.allows_plaintext(encoding) {
+            return Ok(payload.into_owned());
+        }
+        Err(CodecError::NotSealed {
+            index,
+            encoding: String::from_utf8_lossy(encoding.unwrap_or_default()).into_owned(),
         })
     }
 
@@ -273,7 +290,13 @@ impl Codec {
         let mut depth = from;
         loop {
             let Some(layer) = self.layer_of(current.encoding()) else {
-                return Ok(current.into_owned());
+                // What a layer held was sealed with it; only what was stored
+                // as it is answers to the policy.
+                return if depth == 0 {
+                    self.unsealed(index, current)
+                } else {
+                    Ok(current.into_owned())
+                };
             };
             if depth == MAX_LAYERS {
                 return Err(CodecError::Malformed {

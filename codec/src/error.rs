@@ -54,6 +54,18 @@ pub enum CodecError {
         /// The configured limit.
         limit: usize,
     },
+    /// A payload not sealed by tcodec that the decode policy refuses: stored
+    /// as plaintext, or in a legacy format not allowed. The message names the
+    /// exception that would accept it.
+    #[error(
+        "payload {index}: a payload of encoding {encoding:?} is not sealed by tcodec and the decode policy refuses it; to accept such payloads during a migration, allow {encoding:?} (TCODEC_DECODE_ALLOW for a worker, decode_allow for a codec server namespace)"
+    )]
+    NotSealed {
+        /// Index of the payload in its batch.
+        index: usize,
+        /// The payload's `encoding` (empty when it has none), as it came.
+        encoding: String,
+    },
     /// Sealing failed (a payload too large for the cipher); nothing was
     /// encoded.
     #[error("payload {index}: cannot seal under key {key_id}")]
@@ -83,6 +95,7 @@ impl CodecError {
             Self::Key { index, .. }
             | Self::Decrypt { index, .. }
             | Self::Seal { index, .. }
+            | Self::NotSealed { index, .. }
             | Self::Malformed { index, .. }
             | Self::TooLarge { index, .. }
             | Self::Deferred { index } => Some(*index),
@@ -97,6 +110,7 @@ impl CodecError {
             Self::Key { index, .. }
             | Self::Decrypt { index, .. }
             | Self::Seal { index, .. }
+            | Self::NotSealed { index, .. }
             | Self::Malformed { index, .. }
             | Self::TooLarge { index, .. }
             | Self::Deferred { index } => *index = new,

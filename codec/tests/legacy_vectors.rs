@@ -10,7 +10,7 @@ use std::sync::Arc;
 use common::{HexPayload, key32};
 use serde::Deserialize;
 use tcodec::keys::{KeyError, LegacyKey, MemoryKeyring};
-use tcodec::{Codec, CodecError, CodecOptions};
+use tcodec::{Codec, CodecError, CodecOptions, DecodePolicy};
 
 #[derive(Deserialize)]
 struct File {
@@ -33,10 +33,19 @@ fn vectors() -> Vec<Vector> {
         .vectors
 }
 
+/// A codec whose decode policy allows both legacy formats (a migration).
+fn migrating(ring: MemoryKeyring) -> Codec {
+    let policy = DecodePolicy::strict().allow_legacy_encrypted().allow_zlib();
+    Codec::with_options(
+        Arc::new(ring),
+        CodecOptions::default().with_decode_policy(policy),
+    )
+}
+
 fn codec(v: &Vector) -> Codec {
     let mut ring = MemoryKeyring::new();
     ring.insert_legacy(LegacyKey::new(&v.key_id, key32(&v.key)));
-    Codec::new(Arc::new(ring))
+    migrating(ring)
 }
 
 #[test]
@@ -58,7 +67,7 @@ fn legacy_payloads_decode_as_labelled() {
 #[test]
 fn unknown_legacy_key_is_a_clear_error() {
     let v = &vectors()[0];
-    let codec = Codec::new(Arc::new(MemoryKeyring::new()));
+    let codec = migrating(MemoryKeyring::new());
     let err = codec.decode(&[v.payload.to_payload()]).unwrap_err();
     assert!(matches!(
         &err,
@@ -68,16 +77,49 @@ fn unknown_legacy_key_is_a_clear_error() {
 }
 
 #[test]
-fn legacy_decoding_can_be_switched_off() {
+fn legacy_formats_are_refused_unless_the_policy_allows_them() {
     for v in vectors().iter().filter(|v| v.expect == "ok") {
         let payload = v.payload.to_payload();
+        let encoding = String::from_utf8(payload.encoding().unwrap().to_vec()).unwrap();
+        let mut ring = MemoryKeyring::new();
+        ring.insert_legacy(LegacyKey::new(&v.key_id, key32(&v.key)));
+        let ring = Arc::new(ring);
+        let with = |policy| {
+            Codec::with_options(
+                ring.clone(),
+                CodecOptions::default().with_decode_policy(policy),
+            )
+        };
+        // The default (a worker's): refused, naming the encoding and the
+        // exception that would accept it.
+        let err = with(DecodePolicy::strict())
+            .decode(std::slice::from_ref(&payload))
+            .unwrap_err();
+        assert!(
+            matches!(&err, CodecError::NotSealed { index: 0, encoding: e } if *e == encoding),
+            "{}: {err:?}",
+            v.name
+        );
+        assert!(err.to_string().contains("TCODEC_DECODE_ALLOW"), "{err}");
+        // A codec server showing plaintext shows it as it is, undecoded.
+        assert_eq!(
+            with(DecodePolicy::display())
+                .decode(std::slice::from_ref(&payload))
+                .unwrap(),
+            std::slice::from_ref(&payload)
+        );
+        // Allowed by name (with zlib, for the samples' compress-then-encrypt
+        // chain), it decodes.
         let codec = Codec::with_options(
-            Arc::new(MemoryKeyring::new()),
-            CodecOptions::default().with_legacy_decoding(false),
+            ring,
+            CodecOptions::default()
+                .with_decode_policy(DecodePolicy::strict().allow(&encoding).allow_zlib()),
         );
         assert_eq!(
             codec.decode(std::slice::from_ref(&payload)).unwrap(),
-            vec![payload]
+            vec![v.decoded.to_payload()],
+            "{}",
+            v.name
         );
     }
 }

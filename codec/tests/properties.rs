@@ -13,7 +13,8 @@ use tcodec::keys::{KeyError, KeyId, KeyState, MemoryKeyring, SecretBytes32, Tran
 use tcodec::wire::{self, Header};
 use tcodec::xaes::Xaes256Gcm;
 use tcodec::{
-    Codec, CodecError, CodecOptions, Compression, ExternalPayloadDetails, Malformed, Payload,
+    Codec, CodecError, CodecOptions, Compression, DecodePolicy, ExternalPayloadDetails, Malformed,
+    Payload,
 };
 
 const KEY: [u8; 32] = [0x11; 32];
@@ -26,11 +27,18 @@ fn keyring() -> MemoryKeyring {
     MemoryKeyring::with_primary(id("k1"), SecretBytes32::new(KEY))
 }
 
+/// What a codec server in a migration decodes: plaintext shown as it is, both
+/// legacy formats decoded. (Workers refuse plaintext by default:
+/// `tests/policy.rs`.)
+fn lenient() -> CodecOptions {
+    let policy = DecodePolicy::display()
+        .allow_legacy_encrypted()
+        .allow_zlib();
+    CodecOptions::default().with_decode_policy(policy)
+}
+
 fn codec_with(compression: Compression) -> Codec {
-    Codec::with_options(
-        Arc::new(keyring()),
-        CodecOptions::default().with_compression(compression),
-    )
+    Codec::with_options(Arc::new(keyring()), lenient().with_compression(compression))
 }
 
 fn codec() -> Codec {
@@ -564,7 +572,7 @@ fn deferred_decompression_leaves_compressed_layers_undone() {
 
     let deferring = Codec::with_options(
         Arc::new(keyring()),
-        CodecOptions::default().with_deferred_decompression(true),
+        lenient().with_deferred_decompression(true),
     );
     // What needs no decompression is answered as ever.
     assert_eq!(

@@ -10,7 +10,7 @@ mod common;
 use std::sync::Arc;
 
 use tcodec::keys::{KeyId, KeyState, LegacyKey, MemoryKeyring, SecretBytes32, Transition};
-use tcodec::{Codec, CodecOptions, Compression, Payload};
+use tcodec::{Codec, CodecError, CodecOptions, Compression, DecodePolicy, Payload};
 
 const K1: [u8; 32] = [0x11; 32];
 const K2: [u8; 32] = [0x22; 32];
@@ -31,10 +31,16 @@ fn keyring() -> MemoryKeyring {
     keyring
 }
 
+/// A codec that decodes both legacy formats, so that a downgrade to them is
+/// tried for real (a worker's default refuses them outright:
+/// `tests/policy.rs`).
 fn codec(compression: Compression) -> Codec {
+    let policy = DecodePolicy::strict().allow_legacy_encrypted().allow_zlib();
     Codec::with_options(
         Arc::new(keyring()),
-        CodecOptions::default().with_compression(compression),
+        CodecOptions::default()
+            .with_compression(compression)
+            .with_decode_policy(policy),
     )
 }
 
@@ -197,19 +203,28 @@ fn downgrading_to_another_encoding_fails() {
 }
 
 #[test]
-fn a_relabelled_payload_passes_through_as_ciphertext_not_plaintext() {
-    // Relabelled as something tcodec does not decode, a payload is passed
-    // through untouched: what comes out is the ciphertext it was, never the
-    // plaintext and never anything else.
+fn a_relabelled_payload_is_refused_or_shown_as_ciphertext_never_as_plaintext() {
+    // Relabelled as plaintext, a payload is refused by a worker; a codec
+    // server, which shows plaintext as it is, shows the ciphertext it was,
+    // never the plaintext and never anything else.
     let (text, compression) = texts()[0].clone();
     let (sealed, plain) = sealed_under("k1", &text, compression);
     let mut relabelled = sealed.clone();
     relabelled
         .metadata
         .insert("encoding".into(), b"json/plain".to_vec());
-    let out = codec(compression)
+    let err = codec(compression)
         .decode(std::slice::from_ref(&relabelled))
-        .unwrap();
+        .unwrap_err();
+    assert!(
+        matches!(err, CodecError::NotSealed { index: 0, .. }),
+        "{err:?}"
+    );
+    let display = Codec::with_options(
+        Arc::new(keyring()),
+        CodecOptions::default().with_decode_policy(DecodePolicy::display()),
+    );
+    let out = display.decode(std::slice::from_ref(&relabelled)).unwrap();
     assert_eq!(out, [relabelled]);
     assert_ne!(out[0].data, plain.data);
 }

@@ -9,7 +9,7 @@ use std::sync::{Arc, OnceLock};
 
 use libfuzzer_sys::fuzz_target;
 use tcodec::keys::{KeyId, LegacyKey, MemoryKeyring, SecretBytes32};
-use tcodec::{Codec, Decoded, Payload, PayloadParts, PayloadView};
+use tcodec::{Codec, CodecOptions, DecodePolicy, Decoded, Payload, PayloadParts, PayloadView};
 
 fn codec() -> &'static Codec {
     static CODEC: OnceLock<Codec> = OnceLock::new();
@@ -19,7 +19,12 @@ fn codec() -> &'static Codec {
             SecretBytes32::new([7; 32]),
         );
         keyring.insert_legacy(LegacyKey::new("legacy", SecretBytes32::new([9; 32])));
-        Codec::new(Arc::new(keyring))
+        // Every format decoded, so every decoder is fuzzed; plaintext shown.
+        let policy = DecodePolicy::display().allow_legacy_encrypted().allow_zlib();
+        Codec::with_options(
+            Arc::new(keyring),
+            CodecOptions::default().with_decode_policy(policy),
+        )
     })
 }
 

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use tcodec::{Codec, CodecOptions};
+use tcodec::{Codec, CodecOptions, DecodePolicy};
 use tcodec_keys::kek::{KekError, KekSettings};
 use tcodec_keys::store::StoreError;
 use tcodec_keys::{FileKeyring, Watcher};
@@ -28,6 +28,24 @@ pub fn data_converter(codec: Arc<Codec>) -> DataConverter {
         EncryptingFailureConverter,
         PayloadCodec::new(codec),
     )
+}
+
+/// The decode policy a list of exceptions names, comma separated as
+/// `TCODEC_DECODE_ALLOW` takes them: plaintext encodings to accept
+/// (`json/plain`, …, or `*` for any), and the legacy formats `binary/encrypted`
+/// and `binary/zlib`. Empty: strict, every payload must be tcodec's.
+///
+/// ```
+/// use tcodec::DecodePolicy;
+/// let policy = tcodec_worker::decode_policy_from("json/plain, binary/zlib");
+/// assert_eq!(policy, DecodePolicy::strict().allow_plaintext("json/plain").allow_zlib());
+/// assert_eq!(tcodec_worker::decode_policy_from(""), DecodePolicy::strict());
+/// ```
+pub fn decode_policy_from(list: &str) -> DecodePolicy {
+    list.split(',')
+        .map(str::trim)
+        .filter(|name| !name.is_empty())
+        .fold(DecodePolicy::strict(), DecodePolicy::allow)
 }
 
 /// Why a worker's codec could not be set up.
@@ -90,6 +108,9 @@ impl WorkerCodec {
     /// `TCODEC_KEYRING` (the file), `TCODEC_MASTER_KEY_FILE` or
     /// `TCODEC_MASTER_KEY` (a local master key), and for AWS KMS the AWS
     /// configuration chain (`AWS_REGION`, `AWS_ENDPOINT_URL`, credentials …).
+    /// `TCODEC_DECODE_ALLOW` names the decode policy's exceptions, comma
+    /// separated (see [`decode_policy_from`]); by default the worker refuses
+    /// every payload tcodec did not seal.
     pub fn from_env() -> Result<Self, WorkerCodecError> {
         let path = std::env::var_os("TCODEC_KEYRING")
             .map(PathBuf::from)
@@ -98,7 +119,9 @@ impl WorkerCodec {
             master_key_file: std::env::var_os("TCODEC_MASTER_KEY_FILE").map(PathBuf::from),
             ..KekSettings::default()
         };
-        Self::open(path, &settings)
+        let allow = std::env::var("TCODEC_DECODE_ALLOW").unwrap_or_default();
+        let options = CodecOptions::default().with_decode_policy(decode_policy_from(&allow));
+        Self::open_with(path, &settings, options)
     }
 
     /// The `DataConverter` to put in `ClientOptions::data_converter`.

@@ -5,13 +5,20 @@ use std::io::{BufRead, Read, Write};
 use std::sync::Arc;
 
 use anyhow::Context;
-use tcodec::Codec;
+use tcodec::{Codec, CodecOptions, DecodePolicy};
 use tcodec_json::{Direction, ProcessError, process};
 
 use crate::cli::CodecArgs;
 
 pub fn run(args: CodecArgs, direction: Direction) -> anyhow::Result<()> {
-    let codec = Codec::new(Arc::new(args.keys.open()?));
+    // Like the codec server: plaintext is shown as it is, legacy formats are
+    // decoded only when named.
+    let policy = args
+        .allow
+        .iter()
+        .fold(DecodePolicy::display(), |policy, name| policy.allow(name));
+    let options = CodecOptions::default().with_decode_policy(policy);
+    let codec = Codec::with_options(Arc::new(args.keys.open()?), options);
 
     let mut stdout = std::io::stdout().lock();
     if args.lines {

@@ -24,8 +24,15 @@ pub fn authenticate(
             peer.addr.ip()
         )));
     }
-    let user = headers
-        .get(config.user_header.as_str())
+    let mut values = headers.get_all(config.user_header.as_str()).iter();
+    let (first, second) = (values.next(), values.next());
+    if second.is_some() {
+        return Err(AuthError::Invalid(format!(
+            "the {} header is given more than once",
+            config.user_header
+        )));
+    }
+    let user = first
         .and_then(|v| v.to_str().ok())
         .map(str::trim)
         .filter(|u| !u.is_empty())

@@ -1,0 +1,107 @@
+//! What decoding accepts besides payloads tcodec sealed.
+//!
+//! Whoever runs the Temporal server can replace any stored payload. A decoder
+//! that passed through whatever was not sealed would let them swap a sealed
+//! signal argument or activity result for plaintext of their choosing, or for
+//! a `binary/zlib` payload, which needs no key to write. So by default a worker
+//! refuses every payload tcodec did not seal; a migration names its exceptions
+//! here, each off unless set.
+
+use crate::legacy;
+
+/// Which payloads not sealed by tcodec a [`Codec`](crate::Codec) decodes or
+/// hands back. [`DecodePolicy::default`] is strict: none.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct DecodePolicy {
+    /// Payloads of other encodings, handed back as they are.
+    pub plaintext: Plaintext,
+    /// The official samples' `binary/encrypted` payloads, decoded given their
+    /// key.
+    pub legacy_encrypted: bool,
+    /// `binary/zlib` payloads, decompressed. They are not encrypted, so
+    /// anyone who can write a payload can write one.
+    pub zlib: bool,
+}
+
+/// Which plaintext payloads (of an encoding no codec layer claims) pass.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Plaintext {
+    /// None: a worker's default.
+    #[default]
+    Refuse,
+    /// Those of these encodings (`json/plain`, `binary/null`, …); the empty
+    /// string stands for a payload without an `encoding`.
+    Encodings(Vec<String>),
+    /// All of them, legacy payloads whose format is not allowed among them
+    /// (undecoded): what a codec server does, to show old histories.
+    Any,
+}
+
+impl DecodePolicy {
+    /// Refuses every payload tcodec did not seal (the default).
+    pub fn strict() -> Self {
+        Self::default()
+    }
+
+    /// Hands every payload it does not decode back as it is, for display
+    /// (the codec server, `tcodec decode`): plaintext, and legacy payloads
+    /// undecoded unless their format is allowed as well.
+    pub fn display() -> Self {
+        Self::default().allow_any_plaintext()
+    }
+
+    /// This policy, also handing back plaintext payloads of `encoding`.
+    pub fn allow_plaintext(mut self, encoding: impl Into<String>) -> Self {
+        let encoding = encoding.into();
+        match &mut self.plaintext {
+            Plaintext::Any => {}
+            Plaintext::Encodings(list) => list.push(encoding),
+            Plaintext::Refuse => self.plaintext = Plaintext::Encodings(vec![encoding]),
+        }
+        self
+    }
+
+    /// This policy, handing back every plaintext payload.
+    pub fn allow_any_plaintext(mut self) -> Self {
+        self.plaintext = Plaintext::Any;
+        self
+    }
+
+    /// This policy, also decoding the samples' `binary/encrypted` payloads.
+    pub fn allow_legacy_encrypted(mut self) -> Self {
+        self.legacy_encrypted = true;
+        self
+    }
+
+    /// This policy, also decompressing `binary/zlib` payloads.
+    pub fn allow_zlib(mut self) -> Self {
+        self.zlib = true;
+        self
+    }
+
+    /// This policy with one more exception, named as the configuration names
+    /// it: an encoding of plaintext to hand back, `*` for any plaintext, or
+    /// `binary/encrypted` or `binary/zlib` for a legacy format.
+    pub fn allow(self, name: &str) -> Self {
+        match name {
+            "*" => self.allow_any_plaintext(),
+            legacy::ENCODING_ENCRYPTED => self.allow_legacy_encrypted(),
+            legacy::ENCODING_ZLIB => self.allow_zlib(),
+            encoding => self.allow_plaintext(encoding),
+        }
+    }
+
+    /// Whether a plaintext payload of `encoding` passes.
+    pub(crate) fn allows_plaintext(&self, encoding: Option<&[u8]>) -> bool {
+        match &self.plaintext {
+            Plaintext::Refuse => false,
+            Plaintext::Any => true,
+            Plaintext::Encodings(list) => {
+                let encoding = encoding.unwrap_or_default();
+                list.iter().any(|e| e.as_bytes() == encoding)
+            }
+        }
+    }
+}
