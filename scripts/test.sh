@@ -29,6 +29,7 @@ cargo fmt --all -- --check
 
 step "cargo clippy (all targets, warnings are errors)"
 cargo clippy --workspace --all-targets --locked -- -D warnings
+cargo clippy -p tcodec-benches --features worker-overhead --all-targets --locked -- -D warnings
 
 step "test vectors match their independent Python generator"
 .venv/bin/python codec/tests/vectors/generate.py --check
@@ -41,6 +42,9 @@ cargo bench -p tcodec-benches --locked -- --test
 
 step "the Temporal Web UI decrypts through tcodec, in Chromium (node --test tests/browser/)"
 cargo build --workspace --all-targets --profile test --locked
+# The worker-overhead benchmark sits behind a feature (it needs the Temporal SDK); built
+# here with the test profile, whose SDK build the end-to-end tests already made.
+cargo build -p tcodec-benches --features worker-overhead --bin worker-overhead --profile test --locked
 node --test tests/browser/
 
 step "fuzz targets run 60 s each without a crash (./scripts/fuzz.sh)"

@@ -6,7 +6,7 @@
 
 use std::fmt;
 
-use tcodec::{Codec, CodecError, Decoded, Decoder, ExternalPayloadDetails, PayloadParts};
+use tcodec::{Codec, CodecError, Decoded, Decoder, Encoder, ExternalPayloadDetails, PayloadParts};
 
 use crate::base64;
 use crate::model::{PayloadJson, PayloadsJson};
@@ -140,7 +140,8 @@ pub fn process(
     }
     let mut out = Writer::new(body.len());
     let mut step = match direction {
-        Direction::Encode => Step::Encode(codec),
+        // An empty request needs no key: the encoder is made for the first payload.
+        Direction::Encode => Step::Encode(codec, count, None),
         Direction::Decode => Step::Decode(codec, codec.decoder()),
     };
     let mut parts = Parts::default();
@@ -156,8 +157,13 @@ pub fn process(
 }
 
 /// What happens to each payload once its parts are read.
+// One per request, on the stack: the encoder's size (its cipher and nonce
+// pool) is no cost worth a box.
+#[allow(clippy::large_enum_variant)]
 enum Step<'c> {
-    Encode(&'c Codec),
+    /// The codec, how many payloads the request holds, and the encoder once
+    /// there is a payload to seal.
+    Encode(&'c Codec, usize, Option<Encoder<'c>>),
     Decode(&'c Codec, Decoder<'c>),
 }
 
@@ -192,14 +198,13 @@ impl Step<'_> {
             external_payloads: external,
         };
         match self {
-            Self::Encode(codec) => {
-                let plain = payload.to_payload(data);
-                let sealed = codec
-                    .encode(std::slice::from_ref(&plain))
-                    .map_err(|e| e.at_index(index))?;
-                for p in &sealed {
-                    out.owned(p)?;
-                }
+            Self::Encode(codec, count, encoder) => {
+                let encoder = match encoder {
+                    Some(encoder) => encoder,
+                    None => encoder.insert(codec.encoder(*count)?),
+                };
+                let sealed = encoder.encode(index, &payload.to_payload(data))?;
+                out.owned(&sealed)?;
             }
             Self::Decode(codec, decoder) => {
                 // As in a map, the last of repeated keys counts.

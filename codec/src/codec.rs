@@ -9,7 +9,7 @@ use bytes::Bytes;
 use prost::Message;
 use ring::rand::{SecureRandom, SystemRandom};
 
-use tcodec_keys::{KeyId, KeySource};
+use tcodec_keys::{DataKey, KeyId, KeySource};
 
 use crate::compress::{self, Compression, DecompressError};
 use crate::error::{CodecError, Malformed};
@@ -136,11 +136,7 @@ impl Codec {
         if payloads.is_empty() {
             return Ok(Vec::new());
         }
-        let key = self.keys.primary().map_err(|source| CodecError::Key {
-            index: 0,
-            key_id: "primary".to_owned(),
-            source,
-        })?;
+        let key = self.primary()?;
         let cipher = Xaes256Gcm::new(key.secret());
         // One draw from the system CSPRNG for the whole batch; a small batch's
         // nonces live on the stack.
@@ -163,6 +159,30 @@ impl Codec {
                 self.encode_one(index, payload, &cipher, key.id(), nonce)
             })
             .collect()
+    }
+
+    /// The primary key, to encode under.
+    fn primary(&self) -> Result<Arc<DataKey>, CodecError> {
+        self.keys.primary().map_err(|source| CodecError::Key {
+            index: 0,
+            key_id: "primary".to_owned(),
+            source,
+        })
+    }
+
+    /// An [`Encoder`] for one batch whose payloads the caller hands over one
+    /// at a time, `expected` of them (a hint for how many nonces to draw at
+    /// once).
+    pub fn encoder(&self, expected: usize) -> Result<Encoder<'_>, CodecError> {
+        let key = self.primary()?;
+        Ok(Encoder {
+            codec: self,
+            cipher: Xaes256Gcm::new(key.secret()),
+            key,
+            nonces: [0; NONCE_LEN * NONCE_POOL],
+            next: NONCE_LEN * NONCE_POOL,
+            remaining: expected,
+        })
     }
 
     fn encode_one(
@@ -602,6 +622,55 @@ pub enum Decoded<'a> {
     /// Decoded the general way, as [`Codec::decode`] does: legacy formats,
     /// compressed or nested layers, payloads of unusual shape.
     Owned(Payload),
+}
+
+/// Nonces an [`Encoder`] draws from the system CSPRNG at once, at most.
+const NONCE_POOL: usize = 64;
+
+/// Encodes a batch one payload at a time, as the codec server reads them from
+/// a request: the primary key's cipher is set up once per encoder and nonces
+/// are drawn in groups, so the output is that of [`Codec::encode`] over the
+/// same payloads but for the nonces. Use one encoder per batch.
+pub struct Encoder<'c> {
+    codec: &'c Codec,
+    key: Arc<DataKey>,
+    cipher: Xaes256Gcm,
+    nonces: [u8; NONCE_LEN * NONCE_POOL],
+    /// Where the next unused nonce starts; past the end, the pool is spent.
+    next: usize,
+    /// Payloads still expected, so a small batch draws no more than it needs.
+    remaining: usize,
+}
+
+impl Encoder<'_> {
+    /// Seals `payload`, the one at `index` in the batch, under the primary key.
+    pub fn encode(&mut self, index: usize, payload: &Payload) -> Result<Payload, CodecError> {
+        if self.next >= self.nonces.len() {
+            let want = self.remaining.clamp(1, NONCE_POOL);
+            let start = self.nonces.len() - NONCE_LEN * want;
+            self.codec
+                .rng
+                .fill(&mut self.nonces[start..])
+                .map_err(|_| CodecError::Random)?;
+            self.next = start;
+        }
+        let mut nonce = [0u8; NONCE_LEN];
+        nonce.copy_from_slice(&self.nonces[self.next..self.next + NONCE_LEN]);
+        // A nonce is used once: wipe it from the pool as it is taken.
+        self.nonces[self.next..self.next + NONCE_LEN].fill(0);
+        self.next += NONCE_LEN;
+        self.remaining = self.remaining.saturating_sub(1);
+        self.codec
+            .encode_one(index, payload, &self.cipher, self.key.id(), &nonce)
+    }
+}
+
+impl fmt::Debug for Encoder<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Encoder")
+            .field("key_id", self.key.id())
+            .finish_non_exhaustive()
+    }
 }
 
 /// Decodes a batch one payload at a time from parts the caller holds, as the

@@ -12,7 +12,7 @@ pub mod wire;
 pub mod xaes;
 
 pub use bytes::Bytes;
-pub use codec::{Codec, CodecOptions, Decoded, Decoder, PayloadParts};
+pub use codec::{Codec, CodecOptions, Decoded, Decoder, Encoder, PayloadParts};
 pub use compress::Compression;
 pub use error::{CodecError, Malformed};
 pub use payload::{ExternalPayloadDetails, Payload};

@@ -278,6 +278,36 @@ fn nonces_are_fresh() {
 }
 
 #[test]
+fn an_encoder_seals_as_encode_does_with_fresh_nonces() {
+    let codec = codec();
+    let inputs: Vec<Payload> = (0..150).map(|i| json(&format!("{{\"n\":{i}}}"))).collect();
+    let mut nonces = std::collections::HashSet::new();
+    // Told the right count, told too few (it draws again as it goes), and too
+    // many: every payload opens to its input, every nonce differs.
+    for expected in [150, 3, 1_000] {
+        let mut encoder = codec.encoder(expected).unwrap();
+        let sealed: Vec<Payload> = inputs
+            .iter()
+            .enumerate()
+            .map(|(i, p)| encoder.encode(i, p).unwrap())
+            .collect();
+        assert_eq!(codec.decode(&sealed).unwrap(), inputs);
+        for p in &sealed {
+            let (_, header_len) = Header::parse(&p.data).unwrap();
+            let nonce = p.data[header_len..header_len + 24].to_vec();
+            assert_ne!(nonce, [0; 24]);
+            assert!(
+                nonces.insert(nonce),
+                "a nonce repeated (expected {expected})"
+            );
+        }
+    }
+    // No primary key, no encoder.
+    let empty = Codec::new(Arc::new(MemoryKeyring::new()));
+    assert!(matches!(empty.encoder(1), Err(CodecError::Key { .. })));
+}
+
+#[test]
 fn compression_is_used_only_when_it_pays() {
     let flag = |p: &Payload| Header::parse(&p.data).unwrap().0.zstd;
     let compressible = json(&r#"{"address":"1 Infinite Loop"}"#.repeat(100));
