@@ -4,6 +4,7 @@
 //! (`base64-simd`), since every payload of every request passes through here.
 
 /// Decodes `text` onto the end of `out`. On failure `out` is as it was.
+#[inline]
 pub(crate) fn decode_append(text: &str, out: &mut Vec<u8>) -> bool {
     let trimmed = text.trim_end_matches('=');
     let start = out.len();
@@ -17,6 +18,7 @@ pub(crate) fn decode_append(text: &str, out: &mut Vec<u8>) -> bool {
 }
 
 /// Appends `bytes` to `out` as a quoted, padded, standard base64 string.
+#[inline]
 pub(crate) fn encode_quoted(bytes: &[u8], out: &mut Vec<u8>) {
     out.push(b'"');
     base64_simd::STANDARD.encode_append(bytes, out);
