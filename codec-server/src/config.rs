@@ -17,6 +17,7 @@
 //! mode = "jwt"                # "jwt", "proxy", "mtls" or "none" (loopback only)
 //! [auth.jwt]
 //! jwks_url = "https://login.tmprl.cloud/.well-known/jwks.json"
+//! issuer = "…"               # required: the `iss` your tokens carry
 //! audiences = ["https://saas-api.tmprl.cloud"]
 //!
 //! [kek]
@@ -178,7 +179,7 @@ pub struct AuthConfig {
 pub struct JwtConfig {
     /// Where the signing keys are published (http only on loopback).
     pub jwks_url: String,
-    /// Required `iss`, if set.
+    /// The `iss` every token must carry (required).
     #[serde(default)]
     pub issuer: Option<String>,
     /// Accepted `aud` values; at least one.
@@ -546,6 +547,12 @@ impl JwtConfig {
                 ));
             }
         }
+        if self.issuer.as_deref().is_none_or(str::is_empty) {
+            return Err(invalid(
+                "auth.jwt.issuer",
+                "name the issuer (`iss`) your tokens carry: any issuer with a key in the JWKS would otherwise be believed",
+            ));
+        }
         Ok(())
     }
 }
@@ -603,6 +610,12 @@ mod tests {
         check(
             &format!("{MINIMAL}decode_allow = [\"json/plain\"]\n"),
             "namespaces.default.decode_allow",
+        );
+        check(
+            &format!(
+                "[auth]\nmode = \"jwt\"\n[auth.jwt]\njwks_url = \"https://sso.example/jwks\"\naudiences = [\"a\"]\n{MINIMAL}"
+            ),
+            "auth.jwt.issuer",
         );
         check(
             &format!(

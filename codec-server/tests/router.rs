@@ -692,6 +692,8 @@ async fn jwt_bad_credentials_get_401_without_detail() {
     };
     let mut no_exp = Issuer::claims(perms.clone());
     no_exp.as_object_mut().unwrap().remove("exp");
+    let mut no_iss = Issuer::claims(perms.clone());
+    no_iss.as_object_mut().unwrap().remove("iss");
     let valid = issuer.bearer(perms.clone());
     let token = valid.strip_prefix("Bearer ").unwrap();
     let mut parts: Vec<&str> = token.split('.').collect();
@@ -737,6 +739,10 @@ async fn jwt_bad_credentials_get_401_without_detail() {
         (
             "no exp",
             Some(issuer.sign(Algorithm::RS256, "rsa-1", &no_exp)),
+        ),
+        (
+            "no iss",
+            Some(issuer.sign(Algorithm::RS256, "rsa-1", &no_iss)),
         ),
         (
             "wrong audience",
@@ -834,6 +840,17 @@ async fn jwt_email_allow_list_per_namespace() {
         status(&app, "/decode", "open", Some(&ada)).await,
         StatusCode::FORBIDDEN
     );
+    // An email the issuer says it has not verified names nobody.
+    let unverified = issuer.bearer(json!({"email": "ada@example.com", "email_verified": false}));
+    assert_eq!(
+        status(&app, "/decode", "payments", Some(&unverified)).await,
+        StatusCode::FORBIDDEN
+    );
+    let verified = issuer.bearer(json!({"email": "ada@example.com", "email_verified": true}));
+    assert_eq!(
+        status(&app, "/decode", "payments", Some(&verified)).await,
+        StatusCode::OK
+    );
 }
 
 #[tokio::test]
@@ -842,7 +859,7 @@ async fn jwt_readiness_waits_for_the_jwks() {
     // Nothing listens on this port.
     let port = support::free_port();
     let toml = format!(
-        "[auth]\nmode = \"jwt\"\n[auth.jwt]\njwks_url = \"http://127.0.0.1:{port}/jwks.json\"\naudiences = [{AUDIENCE:?}]\n{}",
+        "[auth]\nmode = \"jwt\"\n[auth.jwt]\njwks_url = \"http://127.0.0.1:{port}/jwks.json\"\nissuer = \"https://sso.example.test/\"\naudiences = [{AUDIENCE:?}]\n{}",
         keys.toml(&[("payments", "")])
     );
     let (app, state) = router(&toml);

@@ -187,15 +187,19 @@ impl JwtVerifier {
         }
         validation.leeway = self.config.leeway_seconds;
         validation.validate_nbf = true;
-        validation.set_required_spec_claims(&["exp", "aud"]);
+        validation.set_required_spec_claims(&["exp", "aud", "iss"]);
         validation
     }
 
-    /// Who verified claims name: email, else subject.
+    /// Who verified claims name: email, else subject. An email the token
+    /// says is not verified (`email_verified: false`) is not taken: the
+    /// issuer has not shown the caller owns it.
     fn identity(&self, claims: &Value) -> Identity {
+        let verified = claims.get("email_verified") != Some(&Value::Bool(false));
         let email = claims
             .get(&self.config.email_claim)
             .and_then(Value::as_str)
+            .filter(|_| verified)
             .map(str::to_owned);
         let user = email
             .clone()
