@@ -337,9 +337,7 @@ impl NamespaceConfig {
     /// What `/decode` accepts besides tcodec's payloads: plaintext, shown as
     /// it is (old histories), and the legacy formats `decode_allow` names.
     pub fn decode_policy(&self) -> DecodePolicy {
-        self.decode_allow
-            .iter()
-            .fold(DecodePolicy::display(), |policy, name| policy.allow(name))
+        DecodePolicy::display().allow_each(&self.decode_allow)
     }
 }
 

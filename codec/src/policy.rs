@@ -93,6 +93,14 @@ impl DecodePolicy {
         }
     }
 
+    /// This policy with each of `names` allowed, as [`allow`](Self::allow)
+    /// takes them: what a configuration's list of exceptions gives.
+    pub fn allow_each<S: AsRef<str>>(self, names: impl IntoIterator<Item = S>) -> Self {
+        names
+            .into_iter()
+            .fold(self, |policy, name| policy.allow(name.as_ref()))
+    }
+
     /// Whether a plaintext payload of `encoding` passes.
     pub(crate) fn allows_plaintext(&self, encoding: Option<&[u8]>) -> bool {
         match &self.plaintext {

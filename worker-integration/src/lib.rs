@@ -42,10 +42,11 @@ pub fn data_converter(codec: Arc<Codec>) -> DataConverter {
 /// assert_eq!(tcodec_worker::decode_policy_from(""), DecodePolicy::strict());
 /// ```
 pub fn decode_policy_from(list: &str) -> DecodePolicy {
-    list.split(',')
+    let names = list
+        .split(',')
         .map(str::trim)
-        .filter(|name| !name.is_empty())
-        .fold(DecodePolicy::strict(), DecodePolicy::allow)
+        .filter(|name| !name.is_empty());
+    DecodePolicy::strict().allow_each(names)
 }
 
 /// Why a worker's codec could not be set up.

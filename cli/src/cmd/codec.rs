@@ -13,10 +13,7 @@ use crate::cli::CodecArgs;
 pub fn run(args: CodecArgs, direction: Direction) -> anyhow::Result<()> {
     // Like the codec server: plaintext is shown as it is, legacy formats are
     // decoded only when named.
-    let policy = args
-        .allow
-        .iter()
-        .fold(DecodePolicy::display(), |policy, name| policy.allow(name));
+    let policy = DecodePolicy::display().allow_each(&args.allow);
     let options = CodecOptions::default().with_decode_policy(policy);
     let codec = Codec::with_options(Arc::new(args.keys.open()?), options);
 
