@@ -377,3 +377,127 @@ async fn no_request_can_forge_a_log_line() {
     );
     assert_lines_unforged(&log, FORGED);
 }
+
+/// A server on plain HTTP with `limits` lines under `[limits]`.
+fn serve_with_limits(limits: &str) -> (ServeProcess, Keyrings, String) {
+    let keys = Keyrings::new(&["payments"]);
+    let toml = format!(
+        "listen = \"127.0.0.1:0\"\n[limits]\n{limits}\n{}",
+        keys.toml(&[("payments", "")])
+    );
+    let server = ServeProcess::start(&toml, &[]);
+    let addr = server.url.strip_prefix("http://").unwrap().to_owned();
+    (server, keys, addr)
+}
+
+/// Whether the server closes `stream` (EOF or reset) before `within`; a
+/// connection it keeps open runs into the read timeout instead.
+fn closed_by_server(stream: &mut TcpStream, within: std::time::Duration) -> bool {
+    stream.set_read_timeout(Some(within)).unwrap();
+    let mut buf = [0u8; 256];
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) => return true,
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return true,
+            Err(_) => return false,
+        }
+    }
+}
+
+#[test]
+fn a_client_dribbling_its_headers_is_cut_off() {
+    let (server, _keys, addr) = serve_with_limits("header_read_timeout_ms = 1000");
+    let mut stream = TcpStream::connect(&addr).unwrap();
+    let reader = stream.try_clone().unwrap();
+    let closed = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let watch = {
+        let closed = std::sync::Arc::clone(&closed);
+        std::thread::spawn(move || {
+            let mut reader = reader;
+            let mut answer = Vec::new();
+            let _ = reader.read_to_end(&mut answer);
+            closed.store(true, std::sync::atomic::Ordering::SeqCst);
+            answer
+        })
+    };
+    // A byte every 50 ms: the headers below would take about 30 s to arrive.
+    let headers = format!(
+        "GET /healthz HTTP/1.1\r\nHost: {addr}\r\n{}\r\n",
+        "X-Slow: a\r\n".repeat(55)
+    );
+    let mut sent = 0;
+    for byte in headers.as_bytes() {
+        if closed.load(std::sync::atomic::Ordering::SeqCst) || stream.write_all(&[*byte]).is_err() {
+            break;
+        }
+        sent += 1;
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(
+        sent < headers.len(),
+        "the server waited for all {sent} bytes of dribbled headers"
+    );
+    let answer = watch.join().unwrap();
+    assert!(
+        !String::from_utf8_lossy(&answer).contains(" 200 "),
+        "the dribbled request was answered"
+    );
+    drop(server);
+}
+
+#[test]
+fn two_thousand_idle_connections_neither_lock_out_a_request_nor_stay_open() {
+    const IDLE: usize = 2000;
+    let (server, _keys, addr) = serve_with_limits("header_read_timeout_ms = 2000");
+    let mut idle: Vec<TcpStream> = (0..IDLE)
+        .map(|i| {
+            TcpStream::connect(&addr).unwrap_or_else(|e| {
+                panic!(
+                    "idle connection {i} of {IDLE}: {e} (raise `ulimit -n` above {})",
+                    2 * IDLE + 100
+                )
+            })
+        })
+        .collect();
+    let (status, _) = curl(&[&format!("{}/healthz", server.url)]);
+    assert_eq!(status, 200, "a request while {IDLE} connections idle");
+    let (status, body) = curl(&args(&curl_post(
+        &format!("{}/encode", server.url),
+        "payments",
+        &card_batch(),
+    )));
+    assert_eq!(status, 200, "{body}");
+    // Connections that never sent a request do not stay: the first and the last.
+    let within = std::time::Duration::from_secs(60);
+    assert!(
+        closed_by_server(&mut idle[0], within),
+        "an idle connection stayed open"
+    );
+    assert!(
+        closed_by_server(&mut idle[IDLE - 1], within),
+        "an idle connection stayed open"
+    );
+}
+
+#[test]
+fn past_max_connections_the_server_accepts_nothing_until_one_closes() {
+    let (server, _keys, addr) = serve_with_limits(
+        "max_connections = 4\nheader_read_timeout_ms = 600000\nidle_timeout_ms = 600000",
+    );
+    let mut held: Vec<TcpStream> = (0..4).map(|_| TcpStream::connect(&addr).unwrap()).collect();
+    // Each held connection is being served: a request on one is answered.
+    write!(held[3], "GET /healthz HTTP/1.1\r\nHost: {addr}\r\n\r\n").unwrap();
+    let mut answer = [0u8; 12];
+    held[3].read_exact(&mut answer).unwrap();
+    assert_eq!(&answer, b"HTTP/1.1 200");
+    let healthz = format!("{}/healthz", server.url);
+    let (status, _) = curl(&["--max-time", "3", &healthz]);
+    assert_eq!(
+        status, 0,
+        "a fifth connection was served past max_connections = 4"
+    );
+    drop(held.pop());
+    let (status, _) = curl(&[&healthz]);
+    assert_eq!(status, 200, "a slot freed by a closed connection is used");
+}

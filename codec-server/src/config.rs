@@ -243,6 +243,19 @@ pub struct LimitsConfig {
     /// Requests handled at once; more wait.
     #[serde(default = "default_concurrency")]
     pub max_concurrent_requests: usize,
+    /// Connections open at once; past it the server accepts no more until
+    /// one closes (they wait in the listen backlog).
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+    /// How long a client has to send a request's headers, milliseconds: a new
+    /// connection's first request, and each next one on a kept-alive HTTP/1
+    /// connection. A client dribbling its headers is cut off.
+    #[serde(default = "default_header_read_timeout_ms")]
+    pub header_read_timeout_ms: u64,
+    /// A connection (HTTP/1 or HTTP/2) on which no request has started or
+    /// been in flight for this long is closed, milliseconds.
+    #[serde(default = "default_idle_timeout_ms")]
+    pub idle_timeout_ms: u64,
 }
 
 fn default_max_body() -> usize {
@@ -257,6 +270,15 @@ fn default_timeout_ms() -> u64 {
 fn default_concurrency() -> usize {
     256
 }
+fn default_max_connections() -> usize {
+    4096
+}
+fn default_header_read_timeout_ms() -> u64 {
+    10_000
+}
+fn default_idle_timeout_ms() -> u64 {
+    60_000
+}
 
 impl Default for LimitsConfig {
     fn default() -> Self {
@@ -265,6 +287,9 @@ impl Default for LimitsConfig {
             max_payloads: default_max_payloads(),
             request_timeout_ms: default_timeout_ms(),
             max_concurrent_requests: default_concurrency(),
+            max_connections: default_max_connections(),
+            header_read_timeout_ms: default_header_read_timeout_ms(),
+            idle_timeout_ms: default_idle_timeout_ms(),
         }
     }
 }
@@ -273,6 +298,35 @@ impl LimitsConfig {
     /// The request timeout.
     pub fn request_timeout(&self) -> Duration {
         Duration::from_millis(self.request_timeout_ms)
+    }
+
+    /// The header-read timeout.
+    pub fn header_read_timeout(&self) -> Duration {
+        Duration::from_millis(self.header_read_timeout_ms)
+    }
+
+    /// The idle-connection timeout.
+    pub fn idle_timeout(&self) -> Duration {
+        Duration::from_millis(self.idle_timeout_ms)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let limits = [
+            ("max_body_bytes", self.max_body_bytes as u64),
+            ("max_payloads", self.max_payloads as u64),
+            ("request_timeout_ms", self.request_timeout_ms),
+            (
+                "max_concurrent_requests",
+                self.max_concurrent_requests as u64,
+            ),
+            ("max_connections", self.max_connections as u64),
+            ("header_read_timeout_ms", self.header_read_timeout_ms),
+            ("idle_timeout_ms", self.idle_timeout_ms),
+        ];
+        if let Some((name, _)) = limits.iter().find(|(_, value)| *value == 0) {
+            return Err(invalid(format!("limits.{name}"), "must be above zero"));
+        }
+        Ok(())
     }
 }
 
@@ -425,10 +479,7 @@ impl Config {
         }
         self.validate_cors()?;
         self.validate_auth(loopback)?;
-        if self.limits.max_payloads == 0 || self.limits.max_body_bytes == 0 {
-            return Err(invalid("limits", "limits must be above zero"));
-        }
-        Ok(())
+        self.limits.validate()
     }
 
     fn validate_cors(&self) -> Result<(), ConfigError> {
@@ -593,6 +644,10 @@ mod tests {
         check(
             &format!("[limits]\nmax_payloads = \"many\"\n{MINIMAL}"),
             "max_payloads",
+        );
+        check(
+            &format!("[limits]\nmax_connections = 0\n{MINIMAL}"),
+            "limits.max_connections",
         );
         check("", "namespaces");
         check(

@@ -1,14 +1,15 @@
 //! Putting the router on a socket: plain HTTP (loopback) or TLS via rustls,
-//! optional client certificates (mTLS), and graceful shutdown that lets
-//! in-flight requests finish.
+//! optional client certificates (mTLS), limits on what slow or idle clients
+//! can hold (connections, header-read and idle timeouts), and graceful
+//! shutdown that lets in-flight requests finish.
 
 use std::future::Future;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use axum::Router;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::service::TowerToHyperService;
 use rustls::crypto::CryptoProvider;
@@ -16,13 +17,15 @@ use rustls::server::WebPkiClientVerifier;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt;
 
 use crate::app::{AppState, app};
 use crate::auth::PeerInfo;
 use crate::auth::mtls::client_names;
-use crate::config::{Config, TlsConfig};
+use crate::config::{Config, LimitsConfig, TlsConfig};
 use crate::error::ServerError;
 
 /// How long in-flight requests get to finish after a shutdown signal.
@@ -84,17 +87,58 @@ pub fn tls_acceptor(
     Ok(TlsAcceptor::from(Arc::new(config)))
 }
 
+/// What one client may hold: connections, and how long a connection may
+/// wait for a request.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnectionLimits {
+    /// Connections open at once; the listener accepts no more until one closes.
+    pub max_connections: usize,
+    /// Time to send a request's headers, and, before a connection's first
+    /// request, to start one at all.
+    pub header_read_timeout: Duration,
+    /// A connection with no request started or in flight for this long is closed.
+    pub idle_timeout: Duration,
+}
+
+impl ConnectionLimits {
+    /// The limits `[limits]` configures.
+    pub fn from_config(limits: &LimitsConfig) -> Self {
+        Self {
+            max_connections: limits.max_connections,
+            header_read_timeout: limits.header_read_timeout(),
+            idle_timeout: limits.idle_timeout(),
+        }
+    }
+}
+
+impl Default for ConnectionLimits {
+    fn default() -> Self {
+        Self::from_config(&LimitsConfig::default())
+    }
+}
+
 /// Serves `router` on `listener` until `shutdown` resolves, then stops
 /// accepting and gives in-flight requests [`DRAIN_TIMEOUT`] to finish.
 pub async fn serve(
     listener: TcpListener,
     tls: Option<TlsAcceptor>,
     router: Router,
+    limits: ConnectionLimits,
     shutdown: impl Future<Output = ()>,
 ) {
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let slots = Arc::new(Semaphore::new(limits.max_connections));
     tokio::pin!(shutdown);
     loop {
+        // A slot first, then the connection: at the cap, new connections
+        // wait in the kernel's backlog rather than in our memory.
+        let slot = tokio::select! {
+            slot = Arc::clone(&slots).acquire_owned() => match slot {
+                Ok(slot) => slot,
+                Err(_) => break,
+            },
+            () = &mut shutdown => break,
+        };
         let (stream, addr) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(pair) => pair,
@@ -108,7 +152,10 @@ pub async fn serve(
         let router = router.clone();
         let tls = tls.clone();
         let watcher = graceful.watcher();
-        tokio::spawn(connection(stream, addr, tls, router, watcher));
+        tokio::spawn(async move {
+            connection(stream, addr, tls, router, limits, watcher).await;
+            drop(slot);
+        });
     }
     drop(listener);
     tracing::info!("shutting down: waiting for in-flight requests");
@@ -125,6 +172,7 @@ async fn connection(
     addr: std::net::SocketAddr,
     tls: Option<TlsAcceptor>,
     router: Router,
+    limits: ConnectionLimits,
     watcher: hyper_util::server::graceful::Watcher,
 ) {
     let _ = stream.set_nodelay(true);
@@ -133,7 +181,7 @@ async fn connection(
             addr,
             client_names: Vec::new(),
         };
-        return serve_connection(stream, peer, router, watcher).await;
+        return serve_connection(stream, peer, router, limits, watcher).await;
     };
     let handshake = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await;
     let Ok(Ok(tls_stream)) = handshake else {
@@ -148,29 +196,101 @@ async fn connection(
         .map(client_names)
         .unwrap_or_default();
     let peer = PeerInfo { addr, client_names };
-    serve_connection(tls_stream, peer, router, watcher).await;
+    serve_connection(tls_stream, peer, router, limits, watcher).await;
+}
+
+/// Requests in flight on one connection, and when the last one ended (or
+/// the connection opened).
+struct Activity(Mutex<(usize, Instant)>);
+
+/// One request in flight; its drop marks the end.
+struct Busy(Arc<Activity>);
+
+impl Activity {
+    fn new() -> Arc<Self> {
+        Arc::new(Self(Mutex::new((0, Instant::now()))))
+    }
+
+    fn begin(self: &Arc<Self>) -> Busy {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner).0 += 1;
+        Busy(Arc::clone(self))
+    }
+
+    /// Since when the connection has had nothing in flight, if it has not.
+    fn idle_since(&self) -> Option<Instant> {
+        let (in_flight, since) = *self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        (in_flight == 0).then_some(since)
+    }
+}
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        let mut state = self.0.0.lock().unwrap_or_else(PoisonError::into_inner);
+        state.0 -= 1;
+        state.1 = Instant::now();
+    }
+}
+
+/// Resolves once the connection has had no request in flight for `first`
+/// since it opened (no request at all yet) or for `idle` since its last
+/// request ended. hyper's own header-read timer covers a kept-alive HTTP/1
+/// connection; this covers what it cannot: a connection that has sent nothing
+/// yet (hyper is still reading to tell HTTP/1 from HTTP/2) and HTTP/2.
+async fn idle_for(activity: &Activity, first: Duration, idle: Duration) {
+    let mut limit = first;
+    loop {
+        match activity.idle_since() {
+            Some(since) if since.elapsed() >= limit => return,
+            Some(since) => tokio::time::sleep_until(since + limit).await,
+            None => {
+                limit = idle;
+                tokio::time::sleep(idle).await;
+            }
+        }
+    }
 }
 
 /// Serves HTTP/1 or HTTP/2 on one connection, with `peer` in every request's
-/// extensions, until the client leaves or graceful shutdown ends it.
+/// extensions, until the client leaves, graceful shutdown ends it, or it
+/// idles past `limits`.
 async fn serve_connection<I>(
     io: I,
     peer: PeerInfo,
     router: Router,
+    limits: ConnectionLimits,
     watcher: hyper_util::server::graceful::Watcher,
 ) where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
-    let service = router.map_request(move |request: hyper::Request<hyper::body::Incoming>| {
+    let activity = Activity::new();
+    let requests = Arc::clone(&activity);
+    let service = tower::service_fn(move |request: hyper::Request<hyper::body::Incoming>| {
+        let busy = requests.begin();
         let mut request = request.map(axum::body::Body::new);
         request.extensions_mut().insert(peer.clone());
-        request
+        let router = router.clone();
+        async move {
+            let response = router.oneshot(request).await;
+            drop(busy);
+            response
+        }
     });
-    let builder = auto::Builder::new(TokioExecutor::new());
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout);
+    builder.http2().timer(TokioTimer::new());
     let connection =
         builder.serve_connection_with_upgrades(TokioIo::new(io), TowerToHyperService::new(service));
-    if let Err(e) = watcher.watch(connection.into_owned()).await {
-        tracing::debug!(error = %e, "connection ended with an error");
+    tokio::select! {
+        ended = watcher.watch(connection.into_owned()) => if let Err(e) = ended {
+            tracing::debug!(error = %e, "connection ended with an error");
+        },
+        // Nothing is in flight: dropping the connection loses no request.
+        () = idle_for(&activity, limits.header_read_timeout, limits.idle_timeout) => {
+            tracing::debug!("closing an idle connection");
+        }
     }
 }
 
@@ -222,6 +342,7 @@ pub async fn run(config: Config, provider: Arc<CryptoProvider>) -> Result<(), Se
         auth = ?config.auth.mode,
         "tcodec codec server listening on {scheme}://{address}"
     );
-    serve(listener, tls, app(state), shutdown_signal()).await;
+    let limits = ConnectionLimits::from_config(&config.limits);
+    serve(listener, tls, app(state), limits, shutdown_signal()).await;
     Ok(())
 }

@@ -161,6 +161,7 @@ impl CodecServer {
             listener,
             None,
             tcodec_server::app(state),
+            tcodec_server::serve::ConnectionLimits::default(),
             std::future::pending(),
         ));
         Self {
