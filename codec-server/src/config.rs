@@ -25,7 +25,8 @@
 //!
 //! [namespaces.payments]
 //! keyring = "/etc/tcodec/payments.json"
-//! allowed_emails = ["ada@example.com"]           # optional
+//! allowed_emails = ["ada@example.com"]           # optional: who may decode
+//! encode_emails = ["deploy-bot@example.com"]      # optional: who may encode (and decode)
 //! ```
 
 use std::collections::BTreeMap;
@@ -372,14 +373,25 @@ impl Default for LogConfig {
 pub struct NamespaceConfig {
     /// The keyring file for the namespace's payloads.
     pub keyring: PathBuf,
-    /// If set, only these users (by email, case-insensitive) may use the
-    /// namespace, for reading and writing; token permissions are not consulted.
+    /// With `mode = "jwt"` or `"proxy"`: users (by email, case-insensitive)
+    /// who may decode. With any email list set, token permissions are not
+    /// consulted. Empty in proxy mode: whoever the proxy lets through.
     #[serde(default)]
     pub allowed_emails: Vec<String>,
-    /// With `mode = "mtls"`: client certificate subjects (CN or DNS SAN) allowed.
-    /// Empty: any client certificate the CA signed.
+    /// Users (by email) who may encode, and decode. Reading never grants
+    /// encoding; in proxy mode nobody encodes unless listed here.
+    #[serde(default)]
+    pub encode_emails: Vec<String>,
+    /// With `mode = "mtls"`: client certificate names (CN or DNS SAN) that may decode.
     #[serde(default)]
     pub allowed_clients: Vec<String>,
+    /// With `mode = "mtls"`: client certificate names that may encode, and decode.
+    #[serde(default)]
+    pub encode_clients: Vec<String>,
+    /// With `mode = "mtls"`: any client certificate `tls.client_ca` signed may
+    /// decode (instead of naming them in `allowed_clients`).
+    #[serde(default)]
+    pub allow_any_client: bool,
     /// Legacy formats `/decode` decodes, for a migration: `binary/encrypted`
     /// (the official samples' encryption, given its key) and `binary/zlib`.
     /// Default none. Plaintext payloads are always shown as they are.
@@ -527,19 +539,45 @@ impl Config {
                     ));
                 }
             }
-            AuthMode::Mtls
+            AuthMode::Mtls => {
                 if self
                     .tls
                     .as_ref()
                     .and_then(|t| t.client_ca.as_ref())
-                    .is_none() =>
-            {
-                return Err(invalid(
-                    "tls.client_ca",
-                    "mode \"mtls\" needs tls.client_ca",
-                ));
+                    .is_none()
+                {
+                    return Err(invalid(
+                        "tls.client_ca",
+                        "mode \"mtls\" needs tls.client_ca",
+                    ));
+                }
+                self.validate_client_lists()?;
             }
-            _ => {}
+            AuthMode::None => {}
+        }
+        Ok(())
+    }
+
+    /// In mTLS mode every namespace names its clients, or says explicitly
+    /// that any client of the CA may decode.
+    fn validate_client_lists(&self) -> Result<(), ConfigError> {
+        for (name, ns) in &self.namespaces {
+            let field = format!("namespaces.{name}.allowed_clients");
+            match (ns.allow_any_client, ns.allowed_clients.is_empty()) {
+                (true, false) => {
+                    return Err(invalid(
+                        field,
+                        "name clients or set allow_any_client = true, not both",
+                    ));
+                }
+                (false, true) if ns.encode_clients.is_empty() => {
+                    return Err(invalid(
+                        field,
+                        "name the client certificates (CN or DNS SAN) that may decode, or set allow_any_client = true to let any client of tls.client_ca decode",
+                    ));
+                }
+                _ => {}
+            }
         }
         Ok(())
     }

@@ -807,7 +807,7 @@ async fn jwt_bad_credentials_get_401_without_detail() {
 }
 
 #[tokio::test]
-async fn jwt_email_allow_list_per_namespace() {
+async fn jwt_email_allow_lists_per_namespace() {
     // Temporal Cloud tokens name the user by email and carry no namespace permissions.
     let issuer = Issuer::start().await;
     let keys = Keyrings::new(&["payments", "open"]);
@@ -815,21 +815,33 @@ async fn jwt_email_allow_list_per_namespace() {
         &issuer,
         &keys,
         &[
-            ("payments", "allowed_emails = [\"Ada@Example.com\"]"),
+            (
+                "payments",
+                "allowed_emails = [\"Ada@Example.com\"]\nencode_emails = [\"bot@example.com\"]",
+            ),
             ("open", ""),
         ],
     ));
     state.auth.prepare().await.unwrap();
     let ada = issuer.bearer(json!({"email": "ada@example.com"}));
+    let bot = issuer.bearer(json!({"email": "bot@example.com"}));
     let eve = issuer.bearer(json!({"email": "eve@example.com", "permissions": ["payments:admin"]}));
     assert_eq!(
         status(&app, "/decode", "payments", Some(&ada)).await,
         StatusCode::OK
     );
+    // Reading never grants encoding; the encode list grants both.
     assert_eq!(
         status(&app, "/encode", "payments", Some(&ada)).await,
-        StatusCode::OK
+        StatusCode::FORBIDDEN
     );
+    for path in ["/encode", "/decode"] {
+        assert_eq!(
+            status(&app, path, "payments", Some(&bot)).await,
+            StatusCode::OK,
+            "{path}"
+        );
+    }
     // With an allow-list, token permissions are not consulted.
     assert_eq!(
         status(&app, "/decode", "payments", Some(&eve)).await,
@@ -917,6 +929,13 @@ async fn proxy_mode_trusts_only_configured_proxy_addresses() {
     )
     .await;
     assert_eq!(eve.status, StatusCode::FORBIDDEN);
+    // Reading never grants encoding: ada is not on the encode list.
+    let encode = codec_request("/encode", "payments")
+        .header("x-forwarded-email", "ada@example.com")
+        .body(Body::from(plain_batch(&["1"])))
+        .unwrap();
+    let encode = send(&app, from_peer(encode, "10.1.2.3:5000", &[])).await;
+    assert_eq!(encode.status, StatusCode::FORBIDDEN, "{}", encode.body);
     // Two values of the user header (one the proxy set, one the client slipped
     // past it) name nobody.
     let two = codec_request("/decode", "payments")
@@ -929,30 +948,96 @@ async fn proxy_mode_trusts_only_configured_proxy_addresses() {
 }
 
 #[tokio::test]
-async fn mtls_mode_authorizes_by_certificate_name() {
+async fn proxy_mode_without_lists_lets_the_proxy_decide_who_reads_and_nobody_encodes() {
     let keys = Keyrings::new(&["payments"]);
-    let dir = tempfile::tempdir().unwrap();
-    support::server::generate("tls", dir.path());
-    let path = |f: &str| dir.path().join(f).display().to_string();
     let toml = format!(
+        "[auth]\nmode = \"proxy\"\n[auth.proxy]\nuser_header = \"X-Forwarded-Email\"\ntrusted_proxies = [\"127.0.0.2/32\"]\n{}",
+        keys.toml(&[("payments", "")])
+    );
+    let (app, _) = router(&toml);
+    let call = |path: &str| {
+        let request = codec_request(path, "payments")
+            .header("x-forwarded-email", "anyone@example.com")
+            .body(Body::from(plain_batch(&["1"])))
+            .unwrap();
+        from_peer(request, "127.0.0.2:5000", &[])
+    };
+    assert_eq!(send(&app, call("/decode")).await.status, StatusCode::OK);
+    assert_eq!(
+        send(&app, call("/encode")).await.status,
+        StatusCode::FORBIDDEN
+    );
+}
+
+fn mtls_toml(keys: &Keyrings, dir: &std::path::Path, namespace: &str) -> String {
+    let path = |f: &str| dir.join(f).display().to_string();
+    format!(
         "listen = \"127.0.0.1:0\"\n[tls]\ncert = {:?}\nkey = {:?}\nclient_ca = {:?}\n[auth]\nmode = \"mtls\"\n{}",
         path("server.pem"),
         path("server.key"),
         path("ca.pem"),
-        keys.toml(&[("payments", "allowed_clients = [\"worker-1\"]")])
-    );
-    let (app, _) = router(&toml);
-    let request = || {
-        codec_request("/decode", "payments")
+        keys.toml(&[("payments", namespace)])
+    )
+}
+
+#[tokio::test]
+async fn mtls_mode_authorizes_by_certificate_name() {
+    let keys = Keyrings::new(&["payments"]);
+    let dir = tempfile::tempdir().unwrap();
+    support::server::generate("tls", dir.path());
+    let (app, _) = router(&mtls_toml(
+        &keys,
+        dir.path(),
+        "allowed_clients = [\"worker-1\"]\nencode_clients = [\"starter\"]",
+    ));
+    let request = |path: &str, names: &[&str]| {
+        let request = codec_request(path, "payments")
             .body(Body::from(plain_batch(&["1"])))
-            .unwrap()
+            .unwrap();
+        from_peer(request, "127.0.0.1:5000", names)
     };
-    let ok = send(&app, from_peer(request(), "127.0.0.1:5000", &["worker-1"])).await;
+    let ok = send(&app, request("/decode", &["worker-1"])).await;
     assert_eq!(ok.status, StatusCode::OK, "{}", ok.body);
-    let other = send(&app, from_peer(request(), "127.0.0.1:5000", &["worker-2"])).await;
+    // Reading never grants encoding; the encode list grants both.
+    let encode = send(&app, request("/encode", &["worker-1"])).await;
+    assert_eq!(encode.status, StatusCode::FORBIDDEN);
+    for path in ["/encode", "/decode"] {
+        let starter = send(&app, request(path, &["starter"])).await;
+        assert_eq!(starter.status, StatusCode::OK, "{path}: {}", starter.body);
+    }
+    let other = send(&app, request("/decode", &["worker-2"])).await;
     assert_eq!(other.status, StatusCode::FORBIDDEN);
-    let none = send(&app, from_peer(request(), "127.0.0.1:5000", &[])).await;
+    let none = send(&app, request("/decode", &[])).await;
     assert_eq!(none.status, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn mtls_mode_needs_named_clients_or_an_explicit_any_client() {
+    let keys = Keyrings::new(&["payments"]);
+    let dir = tempfile::tempdir().unwrap();
+    support::server::generate("tls", dir.path());
+    let unnamed = tcodec_server::config::Config::parse(&mtls_toml(&keys, dir.path(), ""))
+        .unwrap()
+        .validate()
+        .unwrap_err()
+        .to_string();
+    assert!(
+        unnamed.contains("namespaces.payments.allowed_clients")
+            && unnamed.contains("allow_any_client"),
+        "{unnamed}"
+    );
+    let (app, _) = router(&mtls_toml(&keys, dir.path(), "allow_any_client = true"));
+    let request = |path: &str| {
+        let request = codec_request(path, "payments")
+            .body(Body::from(plain_batch(&["1"])))
+            .unwrap();
+        from_peer(request, "127.0.0.1:5000", &["anyone"])
+    };
+    assert_eq!(send(&app, request("/decode")).await.status, StatusCode::OK);
+    assert_eq!(
+        send(&app, request("/encode")).await.status,
+        StatusCode::FORBIDDEN
+    );
 }
 
 // ---- timeout and concurrency (virtual time: nothing here waits on the clock) ----

@@ -204,25 +204,34 @@ impl Authenticator {
     }
 }
 
-/// May `identity` use namespace `name` for `access`?
+/// May `identity` use namespace `name` for `access`? Reading (`/decode`)
+/// never implies writing (`/encode`): encoding seals payloads workers will
+/// accept as their own, so it is granted only by a write permission or an
+/// `encode_*` list. Whoever may encode may also decode.
 pub fn authorized(identity: &Identity, name: &str, ns: &NamespaceConfig, access: Access) -> bool {
-    let email_listed = || {
+    let email_in = |list: &[String]| {
         identity
             .email
             .as_ref()
-            .is_some_and(|e| ns.allowed_emails.iter().any(|a| a.eq_ignore_ascii_case(e)))
+            .is_some_and(|e| list.iter().any(|a| a.eq_ignore_ascii_case(e)))
     };
-    match identity.method {
-        AuthMethod::None => true,
-        AuthMethod::Mtls => {
-            ns.allowed_clients.is_empty()
-                || identity
-                    .names
-                    .iter()
-                    .any(|n| ns.allowed_clients.contains(n))
+    let name_in = |list: &[String]| identity.names.iter().any(|n| list.contains(n));
+    let email_lists = !ns.allowed_emails.is_empty() || !ns.encode_emails.is_empty();
+    match (identity.method, access) {
+        (AuthMethod::None, _) => true,
+        (AuthMethod::Mtls, Access::Write) => name_in(&ns.encode_clients),
+        (AuthMethod::Mtls, Access::Read) => {
+            ns.allow_any_client || name_in(&ns.allowed_clients) || name_in(&ns.encode_clients)
         }
-        AuthMethod::Proxy => ns.allowed_emails.is_empty() || email_listed(),
-        AuthMethod::Jwt if !ns.allowed_emails.is_empty() => email_listed(),
-        AuthMethod::Jwt => jwt::permits(&identity.permissions, name, access),
+        (AuthMethod::Proxy | AuthMethod::Jwt, Access::Write) if email_lists => {
+            email_in(&ns.encode_emails)
+        }
+        (AuthMethod::Proxy | AuthMethod::Jwt, Access::Read) if email_lists => {
+            email_in(&ns.allowed_emails) || email_in(&ns.encode_emails)
+        }
+        // Without lists the proxy has decided who gets through, to read.
+        (AuthMethod::Proxy, Access::Read) => true,
+        (AuthMethod::Proxy, Access::Write) => false,
+        (AuthMethod::Jwt, _) => jwt::permits(&identity.permissions, name, access),
     }
 }
