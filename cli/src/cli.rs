@@ -178,7 +178,14 @@ pub enum KeysCommand {
         /// The key id.
         id: String,
     },
-    /// Erase a disabled key for good: payloads under it can never be read again.
+    /// Erase a disabled key from this keyring file for good.
+    ///
+    /// Payloads under it can no longer be read through this file. Crypto-shredding
+    /// reaches only this file: a backup of it, an old ConfigMap revision or a Git
+    /// commit still holds the wrapped key, and still unwraps while its KEK exists.
+    /// To make the payloads unreadable everywhere, also purge those copies, or
+    /// retire the KEK itself once no live key needs it (rewrap the others to a new
+    /// KEK, then schedule the old KMS key's deletion or destroy the old master key).
     Destroy {
         /// The key id.
         id: String,

@@ -11,6 +11,13 @@ fn single_commands() {
 
 #[test]
 fn keyring_sessions() {
+    // Git keeps no mode but the executable bit; a master key file must be
+    // its owner's alone, and trycmd copies the mode into the sandbox.
+    for key in ["master.key", "other.key"] {
+        let path = std::path::Path::new("tests/cmd/keys.in").join(key);
+        std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+            .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    }
     trycmd::TestCases::new()
         .env("TCODEC_KEYRING", "keyring.json")
         .env("TCODEC_MASTER_KEY_FILE", "master.key")

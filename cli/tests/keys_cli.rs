@@ -118,6 +118,34 @@ fn errors_say_what_to_do() {
 }
 
 #[test]
+fn a_master_key_file_others_may_read_is_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let mut t = local(dir.path());
+    let file = dir.path().join("master.key");
+    std::fs::write(&file, t.master_key.take().unwrap()).unwrap();
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let init = [
+        "keys",
+        "init",
+        "--name",
+        "payments",
+        "--kek",
+        "local",
+        "--master-key-file",
+    ];
+    let mut args = init.to_vec();
+    args.push(file.to_str().unwrap());
+    let err = t.fails(&args, "");
+    assert!(
+        err.contains("mode 0644") && err.contains("chmod 600"),
+        "{err}"
+    );
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    t.ok(&args);
+}
+
+#[test]
 fn no_secret_reaches_the_keyring_file_or_the_output() {
     let dir = tempfile::tempdir().unwrap();
     let t = local(dir.path());

@@ -128,6 +128,27 @@ fn rotate_disable_destroy_and_rewrap_under_kms() {
 }
 
 #[test]
+fn a_keyring_moved_from_the_local_master_key_to_kms_needs_only_kms() {
+    // Wrapping a key KMS did not make goes through `Encrypt`, whose request
+    // body tcodec builds itself (and wipes): this proves KMS got the real key.
+    let moto = Moto::start();
+    let dir = tempfile::tempdir().unwrap();
+    let mut t = Tcodec::new(dir.path());
+    t.master_key = Some(t.ok(&["keys", "new-master-key"]).trim().to_owned());
+    t.kms_endpoint = Some(moto.endpoint.clone());
+    t.ok(&["keys", "init", "--name", "payments", "--kek", "local"]);
+    let sealed = t.ok_with(&["encode"], &plain_batch(&["under the master key"]));
+    let key = moto.create_key();
+    t.ok(&["keys", "rewrap", "--kek", &format!("aws-kms:{key}")]);
+    assert_eq!(t.document()["keys"][0]["kek"]["key"], key.as_str());
+    t.master_key = None;
+    assert_eq!(
+        texts(&t.ok_with(&["decode"], &sealed)),
+        ["under the master key"]
+    );
+}
+
+#[test]
 fn a_wrapped_key_moved_to_another_context_does_not_unwrap() {
     let moto = Moto::start();
     let dir = tempfile::tempdir().unwrap();

@@ -2,6 +2,11 @@
 //! written to a temporary file, flushed, and renamed over the old one, so a
 //! reader sees the old document or the new one, never half of either, and two
 //! concurrent writers never lose an update.
+//!
+//! On Unix the new file keeps the old one's mode, owner and group (a new
+//! keyring is `0600`), and the lock file is opened without following a
+//! symlink, so whoever may write the directory cannot point the lock at
+//! another file to have it created or truncated.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
@@ -74,12 +79,20 @@ struct Lock(#[allow(dead_code)] File);
 
 fn lock(path: &Path) -> Result<Lock, StoreError> {
     let lock_path = lock_path(path);
-    let file = OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&lock_path)
-        .map_err(io("cannot open lock file", &lock_path))?;
+    let mut options = OpenOptions::new();
+    options.create(true).truncate(false).write(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600).custom_flags(libc::O_NOFOLLOW);
+    }
+    let file = options.open(&lock_path).map_err(|e| {
+        #[cfg(unix)]
+        if e.raw_os_error() == Some(libc::ELOOP) {
+            return io("refusing a lock file that is a symlink", &lock_path)(e);
+        }
+        io("cannot open lock file", &lock_path)(e)
+    })?;
     file.lock().map_err(io("cannot lock", &lock_path))?;
     Ok(Lock(file))
 }
@@ -102,6 +115,7 @@ fn write_atomic(path: &Path, doc: &KeyringDocument) -> Result<(), StoreError> {
             .create_new(true)
             .open(&tmp)
             .map_err(io("cannot create temporary keyring", &tmp))?;
+        keep_mode_and_owner(&file, path, &tmp)?;
         file.write_all(&doc.to_json())
             .map_err(io("cannot write temporary keyring", &tmp))?;
         file.sync_all()
@@ -116,6 +130,49 @@ fn write_atomic(path: &Path, doc: &KeyringDocument) -> Result<(), StoreError> {
         let _ = fs::remove_file(&tmp);
     }
     result
+}
+
+/// Gives `file` (the temporary keyring at `tmp`) the mode, owner and group
+/// of the keyring at `path`, or `0600` when there is none yet. A rotation
+/// that cannot keep the owner (not run as it or root) fails rather than hand
+/// the keyring to whoever ran it.
+#[cfg(unix)]
+fn keep_mode_and_owner(file: &File, path: &Path, tmp: &Path) -> Result<(), StoreError> {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let old = match fs::metadata(path) {
+        Ok(meta) => Some(meta),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => return Err(io("cannot read the mode of", path)(e)),
+    };
+    if let Some(old) = &old {
+        let new = file
+            .metadata()
+            .map_err(io("cannot read the mode of", tmp))?;
+        if (new.uid(), new.gid()) != (old.uid(), old.gid()) {
+            std::os::unix::fs::fchown(file, Some(old.uid()), Some(old.gid())).map_err(|e| {
+                StoreError::Io {
+                    action: "cannot keep the owner and group of",
+                    path: path.to_owned(),
+                    source: std::io::Error::new(
+                        e.kind(),
+                        format!(
+                            "uid {} gid {}: {e}; run as that user (or root)",
+                            old.uid(),
+                            old.gid()
+                        ),
+                    ),
+                }
+            })?;
+        }
+    }
+    let mode = old.map_or(0o600, |m| m.mode() & 0o7777);
+    file.set_permissions(fs::Permissions::from_mode(mode))
+        .map_err(io("cannot set the mode of", tmp))
+}
+
+#[cfg(not(unix))]
+fn keep_mode_and_owner(_: &File, _: &Path, _: &Path) -> Result<(), StoreError> {
+    Ok(())
 }
 
 /// Creates a new keyring file; fails if one exists.

@@ -151,8 +151,8 @@ fn master_keys_parse_from_hex_base64_and_files() {
         Err(KekError::MasterKey(_))
     ));
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("raw"), MASTER).unwrap();
-    std::fs::write(dir.path().join("hex"), format!("{hex_key}\n")).unwrap();
+    write_private(&dir.path().join("raw"), &MASTER);
+    write_private(&dir.path().join("hex"), format!("{hex_key}\n").as_bytes());
     for name in ["raw", "hex"] {
         assert_eq!(
             LocalKek::from_file(&dir.path().join(name))
@@ -169,6 +169,41 @@ fn master_keys_parse_from_hex_base64_and_files() {
         format!("{:?}", local()),
         format!("LocalKek {{ fingerprint: {fp:?}, .. }}")
     );
+}
+
+/// Writes a file only its owner may read, as a master key file must be.
+fn write_private(path: &Path, bytes: &[u8]) {
+    std::fs::write(path, bytes).unwrap();
+    set_mode(path, 0o600);
+}
+
+fn set_mode(path: &Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+}
+
+#[test]
+fn a_master_key_file_its_group_or_others_may_read_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("master.key");
+    write_private(&path, &MASTER);
+    for mode in [0o644, 0o640, 0o604, 0o620, 0o601] {
+        set_mode(&path, mode);
+        let err = LocalKek::from_file(&path).unwrap_err().to_string();
+        assert!(
+            err.contains(&format!("mode {mode:04o}")) && err.contains("chmod 600"),
+            "{mode:o}: {err}"
+        );
+        assert!(!err.contains(&hex(&MASTER)), "{err}");
+    }
+    for mode in [0o600, 0o400] {
+        set_mode(&path, mode);
+        LocalKek::from_file(&path).unwrap_or_else(|e| panic!("{mode:o}: {e}"));
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[test]
@@ -581,4 +616,55 @@ fn key_material_is_zeroized_on_drop_and_never_printed() {
             "base64 of the key in {printed}"
         );
     }
+}
+
+fn mode_and_owner(path: &Path) -> (u32, u32, u32) {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(path).unwrap();
+    (meta.mode() & 0o7777, meta.uid(), meta.gid())
+}
+
+#[test]
+fn a_new_keyring_is_its_owners_alone_and_a_rotation_keeps_its_mode() {
+    let dir = tempfile::tempdir().unwrap();
+    let (path, keks, _) = init(dir.path());
+    assert_eq!(mode_and_owner(&path).0, 0o600);
+    // An operator opened it to the server's group.
+    set_mode(&path, 0o640);
+    ops::rotate(&path, &keks, None).unwrap();
+    assert_eq!(mode_and_owner(&path).0, 0o640);
+}
+
+#[test]
+fn a_rotation_keeps_the_keyrings_owner_and_group() {
+    use std::os::unix::fs::MetadataExt;
+    let dir = tempfile::tempdir().unwrap();
+    let (path, keks, _) = init(dir.path());
+    assert_eq!(
+        std::fs::metadata(&path).unwrap().uid(),
+        0,
+        "this test gives the keyring another owner, which needs root (CI runs as root)"
+    );
+    std::os::unix::fs::chown(&path, Some(4242), Some(4343)).unwrap();
+    set_mode(&path, 0o640);
+    ops::rotate(&path, &keks, None).unwrap();
+    assert_eq!(mode_and_owner(&path), (0o640, 4242, 4343));
+}
+
+#[test]
+fn a_symlinked_lock_file_is_refused_and_its_target_untouched() {
+    let dir = tempfile::tempdir().unwrap();
+    let (path, keks, _) = init(dir.path());
+    let victim = dir.path().join("victim");
+    std::fs::write(&victim, b"precious").unwrap();
+    // Whoever may write the directory swaps the lock file for a symlink.
+    let lock = dir.path().join("keyring.json.lock");
+    std::fs::remove_file(&lock).unwrap();
+    std::os::unix::fs::symlink(&victim, &lock).unwrap();
+    let before = std::fs::read(&path).unwrap();
+    let err = ops::rotate(&path, &keks, None).unwrap_err();
+    let text = format!("{err}");
+    assert!(text.contains("symlink"), "{text}");
+    assert_eq!(std::fs::read(&victim).unwrap(), b"precious");
+    assert_eq!(std::fs::read(&path).unwrap(), before, "the keyring changed");
 }

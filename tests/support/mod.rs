@@ -31,6 +31,12 @@ impl Keys {
         let dir = tempfile::tempdir().unwrap();
         let master_key_file = dir.path().join("master.key");
         std::fs::write(&master_key_file, MASTER_KEY_HEX).unwrap();
+        // Only its owner may read a master key file.
+        std::fs::set_permissions(
+            &master_key_file,
+            std::os::unix::fs::PermissionsExt::from_mode(0o600),
+        )
+        .unwrap();
         let keyring = dir.path().join("default.json");
         let keks = Self::keks();
         let kek = keks.named("local").unwrap().kek_ref(None).unwrap();

@@ -351,6 +351,11 @@ fn main() {
     let phase = Duration::from_secs_f64(args.get(2).map(|s| s.parse().unwrap()).unwrap_or(3.0));
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("master.key"), MASTER_KEY).unwrap();
+    std::fs::set_permissions(
+        dir.path().join("master.key"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .unwrap();
     let local = LocalKek::parse(MASTER_KEY).unwrap();
     let kek = local.kek_ref(None).unwrap();
     let keks = Keks::new().with(Arc::new(local));

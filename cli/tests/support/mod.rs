@@ -394,3 +394,10 @@ impl LineDecoder {
         assert!(child.wait().unwrap().success());
     }
 }
+
+/// Writes a file only its owner may read, as a master key file must be.
+pub fn write_private(path: &std::path::Path, bytes: &[u8]) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::write(path, bytes).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
+}

@@ -34,7 +34,7 @@ impl Keyrings {
     pub fn new(namespaces: &[&str]) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let master_key_file = dir.path().join("master.key");
-        std::fs::write(&master_key_file, MASTER_KEY_HEX).unwrap();
+        super::write_private(&master_key_file, MASTER_KEY_HEX.as_bytes());
         let local = LocalKek::parse(MASTER_KEY_HEX).unwrap();
         let kek = local.kek_ref(None).unwrap();
         let keks = Keks::new().with(Arc::new(local));

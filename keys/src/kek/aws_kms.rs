@@ -298,6 +298,98 @@ fn ciphertext(blob: Option<Blob>) -> Result<Vec<u8>, CallError> {
         .ok_or_else(|| CallError::Service("KMS returned no ciphertext".into()))
 }
 
+/// What `Encrypt` is given as its plaintext: never sent, never a data key.
+const STAND_IN: [u8; 32] = [0; 32];
+
+/// Bytes wiped when the last reference to them drops.
+struct Wiped(Zeroizing<Vec<u8>>);
+
+impl AsRef<[u8]> for Wiped {
+    fn as_ref(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+/// Puts the data key into an `Encrypt` request body after the SDK has
+/// serialized the request around [`STAND_IN`], in a buffer of its own that is
+/// zeroized on drop (as is every copy made here). The copies the HTTP and TLS
+/// stacks make while sending are beyond its reach. If the stand-in is not
+/// found exactly once, the request fails: it is never sent with the stand-in.
+#[derive(Clone)]
+struct SealPlaintext {
+    /// The data key in base64, as the JSON body carries it.
+    key_b64: std::sync::Arc<Zeroizing<String>>,
+}
+
+impl fmt::Debug for SealPlaintext {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SealPlaintext")
+    }
+}
+
+impl SealPlaintext {
+    fn new(dek: &SecretBytes32) -> Self {
+        use base64::Engine;
+        let mut key_b64 = Zeroizing::new(String::with_capacity(44));
+        base64::engine::general_purpose::STANDARD.encode_string(dek.expose_secret(), &mut key_b64);
+        Self {
+            key_b64: std::sync::Arc::new(key_b64),
+        }
+    }
+
+    /// `body` with the stand-in's base64 replaced by the key's.
+    fn seal(&self, body: &[u8]) -> Result<Wiped, BoxError> {
+        use base64::Engine;
+        let stand_in = format!(
+            "\"Plaintext\":\"{}\"",
+            base64::engine::general_purpose::STANDARD.encode(STAND_IN)
+        );
+        let found: Vec<usize> = body
+            .windows(stand_in.len())
+            .enumerate()
+            .filter(|(_, w)| *w == stand_in.as_bytes())
+            .map(|(i, _)| i)
+            .collect();
+        let [at] = found[..] else {
+            return Err(format!(
+                "the Encrypt request holds its plaintext {} times, not once; not sending it",
+                found.len()
+            )
+            .into());
+        };
+        let start = at + "\"Plaintext\":\"".len();
+        let end = at + stand_in.len() - 1;
+        let mut sealed = Zeroizing::new(Vec::with_capacity(body.len()));
+        sealed.extend_from_slice(&body[..start]);
+        sealed.extend_from_slice(self.key_b64.as_bytes());
+        sealed.extend_from_slice(&body[end..]);
+        Ok(Wiped(sealed))
+    }
+}
+
+impl aws_sdk_kms::config::Intercept for SealPlaintext {
+    fn name(&self) -> &'static str {
+        "tcodec seal Encrypt plaintext"
+    }
+
+    fn modify_before_retry_loop(
+        &self,
+        context: &mut aws_sdk_kms::config::interceptors::BeforeTransmitInterceptorContextMut<'_>,
+        _: &aws_sdk_kms::config::RuntimeComponents,
+        _: &mut aws_sdk_kms::config::ConfigBag,
+    ) -> Result<(), BoxError> {
+        let request = context.request_mut();
+        let body = request
+            .body()
+            .bytes()
+            .ok_or("the Encrypt request body is not in memory; not sending it")?;
+        let sealed = self.seal(body)?;
+        *request.body_mut() =
+            aws_smithy_types::body::SdkBody::from(bytes::Bytes::from_owner(sealed));
+        Ok(())
+    }
+}
+
 impl KekProvider for AwsKmsKek {
     fn provider(&self) -> &'static str {
         PROVIDER
@@ -349,14 +441,18 @@ impl KekProvider for AwsKmsKek {
         ctx: &EncryptionContext,
     ) -> Result<Vec<u8>, KekError> {
         let (key, context) = (kek.key.clone(), context_map(ctx));
-        let plain = Blob::new(dek.expose_secret().to_vec());
+        // The SDK would copy the key into buffers it drops without wiping;
+        // it gets a stand-in, and the body it sends is built and wiped here.
+        let seal = SealPlaintext::new(dek);
         self.call("Encrypt", ctx, move |client| {
             Box::pin(async move {
                 let out = client
                     .encrypt()
                     .key_id(key)
-                    .plaintext(plain)
+                    .plaintext(Blob::new(STAND_IN.to_vec()))
                     .set_encryption_context(Some(context))
+                    .customize()
+                    .interceptor(seal)
                     .send()
                     .await
                     .map_err(service_error)?;
@@ -422,5 +518,41 @@ impl KekProvider for AwsKmsKek {
             })
         })
         .map_err(|e| self.error("ReEncrypt", from, ctx, e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stand_in_body(times: usize) -> Vec<u8> {
+        let field = "\"Plaintext\":\"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\"";
+        let fields = vec![field; times].join(",");
+        format!("{{\"KeyId\":\"alias/x\",{fields},\"EncryptionContext\":{{}}}}").into_bytes()
+    }
+
+    #[test]
+    fn the_encrypt_body_gets_the_key_in_place_of_the_stand_in() {
+        let seal = SealPlaintext::new(&SecretBytes32::new([0xab; 32]));
+        let sealed = seal.seal(&stand_in_body(1)).unwrap();
+        let text = std::str::from_utf8(sealed.as_ref()).unwrap();
+        let json: serde_json::Value = serde_json::from_str(text).unwrap();
+        use base64::Engine;
+        let key = base64::engine::general_purpose::STANDARD
+            .decode(json["Plaintext"].as_str().unwrap())
+            .unwrap();
+        assert_eq!(key, [0xab; 32]);
+        assert_eq!(json["KeyId"], "alias/x");
+        assert_eq!(sealed.as_ref().len(), stand_in_body(1).len());
+        assert_eq!(format!("{seal:?}"), "SealPlaintext");
+    }
+
+    #[test]
+    fn a_body_without_exactly_one_stand_in_is_not_sent() {
+        let seal = SealPlaintext::new(&SecretBytes32::new([0xab; 32]));
+        for times in [0, 2] {
+            let err = seal.seal(&stand_in_body(times)).err().unwrap().to_string();
+            assert!(err.contains("not sending it"), "{err}");
+        }
     }
 }

@@ -78,11 +78,17 @@ impl LocalKek {
     }
 
     /// Reads the master key from a file: 32 raw bytes, or hex or base64 text.
+    /// On Unix, as ssh does with private keys, a file that its group or others
+    /// may access is refused (`chmod 600` it; in Kubernetes, mount the Secret
+    /// with `defaultMode: 0400`).
     pub fn from_file(path: &Path) -> Result<Self, KekError> {
-        let bytes =
-            Zeroizing::new(std::fs::read(path).map_err(|e| {
-                KekError::MasterKey(format!("cannot read {}: {e}", path.display()))
-            })?);
+        use std::io::Read;
+        let cannot =
+            |e: std::io::Error| KekError::MasterKey(format!("cannot read {}: {e}", path.display()));
+        let mut file = std::fs::File::open(path).map_err(cannot)?;
+        refuse_shared(path, &file)?;
+        let mut bytes = Zeroizing::new(Vec::with_capacity(128));
+        file.read_to_end(&mut bytes).map_err(cannot)?;
         if let Some(master) = SecretBytes32::from_slice(&bytes) {
             return Ok(Self::new(&master));
         }
@@ -93,6 +99,8 @@ impl LocalKek {
     }
 
     /// Reads the master key from [`MASTER_KEY_ENV`], if set.
+    ///
+    /// (The variable is the process's to guard; no mode applies to it.)
     pub fn from_env() -> Result<Option<Self>, KekError> {
         match std::env::var(MASTER_KEY_ENV) {
             Ok(value) => {
@@ -240,6 +248,30 @@ impl KekProvider for LocalKek {
         );
         SecretBytes32::from_slice(&plain).ok_or_else(refused)
     }
+}
+
+/// Refuses a master key file whose group or others have any access to it.
+#[cfg(unix)]
+fn refuse_shared(path: &Path, file: &std::fs::File) -> Result<(), KekError> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = file
+        .metadata()
+        .map_err(|e| KekError::MasterKey(format!("cannot read {}: {e}", path.display())))?
+        .permissions()
+        .mode();
+    if mode & 0o077 != 0 {
+        return Err(KekError::MasterKey(format!(
+            "{} is accessible to its group or others (mode {:04o}): `chmod 600` it",
+            path.display(),
+            mode & 0o7777
+        )));
+    }
+    Ok(())
+}
+
+#[cfg(not(unix))]
+fn refuse_shared(_: &Path, _: &std::fs::File) -> Result<(), KekError> {
+    Ok(())
 }
 
 impl fmt::Debug for LocalKek {
