@@ -80,6 +80,19 @@ pub struct KeyringOpts {
     /// AWS region (default: the AWS configuration chain, e.g. AWS_REGION).
     #[arg(long, global = true)]
     pub kms_region: Option<String>,
+
+    /// An AWS KMS key (ARN, key id, alias) keyrings may name; repeat, or
+    /// comma-separate in TCODEC_KMS_KEYS. A keyring naming any other KMS key
+    /// is refused before KMS is called. `--kek aws-kms:<key>` allows its key.
+    #[arg(
+        long = "kms-key",
+        value_name = "KEY",
+        env = "TCODEC_KMS_KEYS",
+        value_delimiter = ',',
+        global = true,
+        hide_env_values = true
+    )]
+    pub kms_keys: Vec<String>,
 }
 
 impl KeyringOpts {
@@ -96,6 +109,7 @@ impl KeyringOpts {
             master_key_file: self.master_key_file.clone(),
             kms_endpoint: self.kms_endpoint.clone(),
             kms_region: self.kms_region.clone(),
+            kms_keys: self.kms_keys.clone(),
         }
     }
 
@@ -108,11 +122,14 @@ impl KeyringOpts {
     }
 
     /// The KEK providers `doc`'s keys and a `--kek` spec need: the local
-    /// master key when one is configured, AWS KMS only when something names it.
+    /// master key when one is configured, AWS KMS only when something names
+    /// it. The KMS key a `--kek` spec names is allowed: the operator named it.
     pub fn keks(&self, doc: Option<&KeyringDocument>, spec: Option<&str>) -> anyhow::Result<Keks> {
-        let kms = spec.is_some_and(|s| s.starts_with(&format!("{AWS_KMS}:")))
-            || doc.is_some_and(|d| d.uses_provider(AWS_KMS));
-        Ok(self.kek_settings().keks(kms)?)
+        let named = spec.and_then(|s| s.strip_prefix(AWS_KMS)?.strip_prefix(':'));
+        let kms = named.is_some() || doc.is_some_and(|d| d.uses_provider(AWS_KMS));
+        let mut settings = self.kek_settings();
+        settings.kms_keys.extend(named.map(str::to_owned));
+        Ok(settings.keks(kms)?)
     }
 }
 

@@ -22,6 +22,7 @@
 //!
 //! [kek]
 //! master_key_file = "/etc/tcodec/master.key"    # for keyrings under a local master key
+//! kms_keys = ["arn:aws:kms:eu-west-1:111122223333:key/…"]   # KMS keys keyrings may name
 //!
 //! [namespaces.payments]
 //! keyring = "/etc/tcodec/payments.json"
@@ -657,6 +658,9 @@ mod tests {
         assert!(c.listen.ip().is_loopback());
         assert_eq!(c.auth.mode, AuthMode::None);
         assert_eq!(c.limits.max_payloads, 10_000);
+        assert!(c.kek.kms_keys.is_empty(), "no KMS key unless listed");
+        let c = Config::parse(&format!("[kek]\nkms_keys = [\"alias/tcodec\"]\n{MINIMAL}")).unwrap();
+        assert_eq!(c.kek.kms_keys, ["alias/tcodec"]);
     }
 
     #[test]

@@ -42,11 +42,16 @@ pub fn data_converter(codec: Arc<Codec>) -> DataConverter {
 /// assert_eq!(tcodec_worker::decode_policy_from(""), DecodePolicy::strict());
 /// ```
 pub fn decode_policy_from(list: &str) -> DecodePolicy {
-    let names = list
-        .split(',')
+    DecodePolicy::strict().allow_each(list_from(list))
+}
+
+/// The non-empty, trimmed items of a comma-separated environment value.
+fn list_from(list: &str) -> Vec<String> {
+    list.split(',')
         .map(str::trim)
-        .filter(|name| !name.is_empty());
-    DecodePolicy::strict().allow_each(names)
+        .filter(|item| !item.is_empty())
+        .map(str::to_owned)
+        .collect()
 }
 
 /// Why a worker's codec could not be set up.
@@ -108,7 +113,9 @@ impl WorkerCodec {
     /// Opens the keyring named by the environment, as the `tcodec` binary does:
     /// `TCODEC_KEYRING` (the file), `TCODEC_MASTER_KEY_FILE` or
     /// `TCODEC_MASTER_KEY` (a local master key), and for AWS KMS the AWS
-    /// configuration chain (`AWS_REGION`, `AWS_ENDPOINT_URL`, credentials …).
+    /// configuration chain (`AWS_REGION`, `AWS_ENDPOINT_URL`, credentials …)
+    /// with `TCODEC_KMS_KEYS` naming, comma separated, the KMS keys keyrings
+    /// may use (any other is refused before KMS is called).
     /// `TCODEC_DECODE_ALLOW` names the decode policy's exceptions, comma
     /// separated (see [`decode_policy_from`]); by default the worker refuses
     /// every payload tcodec did not seal.
@@ -118,6 +125,7 @@ impl WorkerCodec {
             .ok_or(WorkerCodecError::NoKeyring)?;
         let settings = KekSettings {
             master_key_file: std::env::var_os("TCODEC_MASTER_KEY_FILE").map(PathBuf::from),
+            kms_keys: list_from(&std::env::var("TCODEC_KMS_KEYS").unwrap_or_default()),
             ..KekSettings::default()
         };
         let allow = std::env::var("TCODEC_DECODE_ALLOW").unwrap_or_default();

@@ -89,6 +89,28 @@ impl Moto {
         String::from_utf8(out.stdout).unwrap().trim().to_owned()
     }
 
+    /// Starts (or restarts) moto's request recorder, empty.
+    pub fn start_recording(&self) {
+        self.boto3(
+            "import urllib.request\nfor action in ['reset-recording', 'start-recording']:\n    \
+             urllib.request.urlopen(urllib.request.Request(\
+             kms.meta.endpoint_url + '/moto-api/recorder/' + action, method='POST')).read()",
+        );
+    }
+
+    /// The requests recorded since [`Moto::start_recording`]: for each, its
+    /// operation (`X-Amz-Target`) and body, on one line.
+    pub fn recorded(&self) -> Vec<String> {
+        let out = self.boto3(
+            "import base64, json, urllib.request\n\
+             text = urllib.request.urlopen(kms.meta.endpoint_url + '/moto-api/recorder/download-recording').read().decode()\n\
+             for line in filter(None, text.splitlines()):\n    r = json.loads(line)\n    \
+             body = base64.b64decode(r['body']).decode() if r.get('body_encoded') else (r['body'] or '')\n    \
+             print(r['headers'].get('X-Amz-Target', r['url']), body.replace('\\n', ' '))",
+        );
+        out.lines().map(str::to_owned).collect()
+    }
+
     /// Creates a symmetric KMS key; returns its key id.
     pub fn create_key(&self) -> String {
         self.boto3("print(kms.create_key()['KeyMetadata']['KeyId'])")
@@ -113,6 +135,8 @@ pub struct Tcodec {
     pub keyring: PathBuf,
     pub master_key: Option<String>,
     pub kms_endpoint: Option<String>,
+    /// The KMS keys keyrings may name (`TCODEC_KMS_KEYS`).
+    pub kms_keys: Vec<String>,
     home: PathBuf,
 }
 
@@ -124,6 +148,7 @@ impl Tcodec {
             keyring: dir.join("keyring.json"),
             master_key: None,
             kms_endpoint: None,
+            kms_keys: Vec::new(),
             home,
         }
     }
@@ -139,6 +164,9 @@ impl Tcodec {
             .args(args);
         if let Some(key) = &self.master_key {
             cmd.env("TCODEC_MASTER_KEY", key);
+        }
+        if !self.kms_keys.is_empty() {
+            cmd.env("TCODEC_KMS_KEYS", self.kms_keys.join(","));
         }
         if let Some(endpoint) = &self.kms_endpoint {
             cmd.env("AWS_ENDPOINT_URL", endpoint)

@@ -44,6 +44,9 @@ pub struct AwsKmsOptions {
     pub default_key: Option<String>,
     /// How long one KMS call (with its retries) may take.
     pub timeout: Duration,
+    /// The KMS keys keyrings may name; any other is refused before KMS is
+    /// called (see [`KekSettings::kms_keys`](super::KekSettings::kms_keys)).
+    pub allowed_keys: Vec<String>,
 }
 
 impl Default for AwsKmsOptions {
@@ -53,6 +56,7 @@ impl Default for AwsKmsOptions {
             region: None,
             default_key: None,
             timeout: Duration::from_secs(10),
+            allowed_keys: Vec::new(),
         }
     }
 }
@@ -76,6 +80,12 @@ impl AwsKmsOptions {
         self
     }
 
+    /// These options allowing keyrings to name `keys` (and only those).
+    pub fn with_allowed_keys(mut self, keys: Vec<String>) -> Self {
+        self.allowed_keys = keys;
+        self
+    }
+
     /// These options with a per-call timeout.
     pub fn with_timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
@@ -91,6 +101,9 @@ type Job = Box<
 pub struct AwsKmsKek {
     jobs: mpsc::Sender<Job>,
     options: AwsKmsOptions,
+    /// The key ids and ARNs the allowed entries name, once `DescribeKey`
+    /// has resolved them.
+    resolved: std::sync::Mutex<Option<std::collections::HashSet<String>>>,
 }
 
 impl fmt::Debug for AwsKmsKek {
@@ -153,7 +166,11 @@ impl AwsKmsKek {
                 reason: e.to_string(),
             })?;
         match ready_rx.recv() {
-            Ok(Ok(())) => Ok(Self { jobs, options }),
+            Ok(Ok(())) => Ok(Self {
+                jobs,
+                options,
+                resolved: std::sync::Mutex::new(None),
+            }),
             Ok(Err(reason)) => Err(KekError::Setup {
                 provider: PROVIDER,
                 reason,
@@ -199,6 +216,67 @@ impl AwsKmsKek {
                     .into(),
                 )
             })?
+    }
+
+    /// Refuses `kek` unless the deployment allows it: as written in the
+    /// keyring, or as the key id or ARN an allowed entry resolves to. Only the
+    /// allowed entries are ever sent to KMS here, never the keyring's.
+    fn permit(&self, kek: &KekRef, ctx: &EncryptionContext) -> Result<(), KekError> {
+        let refused = || KekError::NotAllowed {
+            key_id: ctx.key_id().clone(),
+            kek: kek.clone(),
+        };
+        let allowed = &self.options.allowed_keys;
+        if allowed.is_empty() {
+            return Err(refused());
+        }
+        if allowed.contains(&kek.key) {
+            return Ok(());
+        }
+        let mut resolved = self
+            .resolved
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if resolved.is_none() {
+            *resolved = Some(self.resolve(ctx)?);
+        }
+        match resolved.as_ref() {
+            Some(names) if names.contains(&kek.key) => Ok(()),
+            _ => Err(refused()),
+        }
+    }
+
+    /// The key ids and ARNs of the allowed entries (KMS `DescribeKey`).
+    fn resolve(
+        &self,
+        ctx: &EncryptionContext,
+    ) -> Result<std::collections::HashSet<String>, KekError> {
+        let entries = self.options.allowed_keys.clone();
+        self.call("DescribeKey", ctx, move |client| {
+            Box::pin(async move {
+                let mut names = std::collections::HashSet::new();
+                for entry in entries {
+                    let out = client
+                        .describe_key()
+                        .key_id(&entry)
+                        .send()
+                        .await
+                        .map_err(service_error)?;
+                    if let Some(meta) = out.key_metadata {
+                        names.insert(meta.key_id);
+                        names.extend(meta.arn);
+                    }
+                }
+                Ok(names)
+            })
+        })
+        .map_err(|e| {
+            let kek = KekRef {
+                provider: PROVIDER.to_owned(),
+                key: self.options.allowed_keys.join(","),
+            };
+            self.error("DescribeKey", &kek, ctx, e)
+        })
     }
 
     fn error(
@@ -413,6 +491,7 @@ impl KekProvider for AwsKmsKek {
         kek: &KekRef,
         ctx: &EncryptionContext,
     ) -> Result<(SecretBytes32, Vec<u8>), KekError> {
+        self.permit(kek, ctx)?;
         let (key, context) = (kek.key.clone(), context_map(ctx));
         self.call("GenerateDataKey", ctx, move |client| {
             Box::pin(async move {
@@ -440,6 +519,7 @@ impl KekProvider for AwsKmsKek {
         dek: &SecretBytes32,
         ctx: &EncryptionContext,
     ) -> Result<Vec<u8>, KekError> {
+        self.permit(kek, ctx)?;
         let (key, context) = (kek.key.clone(), context_map(ctx));
         // The SDK would copy the key into buffers it drops without wiping;
         // it gets a stand-in, and the body it sends is built and wiped here.
@@ -468,6 +548,7 @@ impl KekProvider for AwsKmsKek {
         wrapped: &[u8],
         ctx: &EncryptionContext,
     ) -> Result<SecretBytes32, KekError> {
+        self.permit(kek, ctx)?;
         let (key, context, blob) = (
             kek.key.clone(),
             context_map(ctx),
@@ -496,6 +577,8 @@ impl KekProvider for AwsKmsKek {
         to: &KekRef,
         ctx: &EncryptionContext,
     ) -> Result<Vec<u8>, KekError> {
+        self.permit(from, ctx)?;
+        self.permit(to, ctx)?;
         let (source, dest, context, blob) = (
             from.key.clone(),
             to.key.clone(),

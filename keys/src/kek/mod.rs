@@ -113,6 +113,18 @@ pub enum KekError {
         #[source]
         source: Box<dyn std::error::Error + Send + Sync + 'static>,
     },
+    /// The keyring names a KMS key the deployment did not list: refused
+    /// before KMS is asked to use it, so whoever can write the keyring file
+    /// cannot plant a data key wrapped under a KMS key of their own.
+    #[error(
+        "data key {key_id} is wrapped by {kek}, which is not one of the KMS keys allowed here: if it is yours, list it in kms_keys ([kek] in the server configuration; TCODEC_KMS_KEYS for workers and the CLI)"
+    )]
+    NotAllowed {
+        /// The key whose DEK was to be generated, wrapped or unwrapped.
+        key_id: KeyId,
+        /// The KEK the keyring names.
+        kek: KekRef,
+    },
     /// The master key could not be read or is not 32 bytes.
     #[error("local master key: {0}")]
     MasterKey(String),
@@ -247,6 +259,12 @@ pub struct KekSettings {
     pub kms_endpoint: Option<String>,
     /// AWS region (else the AWS configuration chain).
     pub kms_region: Option<String>,
+    /// The AWS KMS keys keyrings may name (key ARNs, key ids, aliases or alias
+    /// ARNs). A keyring naming any other is refused before KMS is called; with
+    /// none listed, no KMS key is used. A keyring's key matches when it is
+    /// written exactly as listed, or is the key id or ARN a listed entry
+    /// resolves to (KMS `DescribeKey` of the listed entries, once).
+    pub kms_keys: Vec<String>,
 }
 
 impl KekSettings {
@@ -282,6 +300,7 @@ impl KekSettings {
         if let Some(region) = &self.kms_region {
             options = options.with_region(region.clone());
         }
+        options = options.with_allowed_keys(self.kms_keys.clone());
         Ok(Arc::new(aws_kms::AwsKmsKek::new(options)?))
     }
 
