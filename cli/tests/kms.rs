@@ -345,3 +345,119 @@ fn kms_calls_scale_with_key_versions_not_payloads() {
         ("\"v1-0\"", "\"v3-33332\"")
     );
 }
+
+/// A KMS endpoint that accepts connections and drops them at once: KMS down,
+/// with every attempt to reach it counted.
+struct BlackHole {
+    url: String,
+    attempts: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl BlackHole {
+    fn start() -> Self {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let attempts = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counter = std::sync::Arc::clone(&attempts);
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                drop(stream);
+            }
+        });
+        Self { url, attempts }
+    }
+
+    fn attempts(&self) -> usize {
+        self.attempts.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+#[test]
+fn readiness_probes_while_kms_is_down_cost_no_kms_call_and_stall_no_decode() {
+    use support::server::ServeProcess;
+    const PROBES: usize = 50;
+    let moto = Moto::start();
+    let dir = tempfile::tempdir().unwrap();
+    let mut t = Tcodec::new(dir.path());
+    let master = t.ok(&["keys", "new-master-key"]).trim().to_owned();
+    t.master_key = Some(master.clone());
+    t.kms_endpoint = Some(moto.endpoint.clone());
+    // k1 under the local master key (decodes need no KMS), k2, the primary, under KMS.
+    t.ok(&["keys", "init", "--name", "payments", "--kek", "local"]);
+    let sealed = t.ok_with(&["encode"], &plain_batch(&["no KMS needed"]));
+    let key = moto.create_key();
+    t.ok(&["keys", "add", "--kek", &format!("aws-kms:{key}")]);
+    t.ok(&["keys", "promote", "k2"]);
+
+    let hole = BlackHole::start();
+    let master_file = dir.path().join("master.key");
+    support::write_private(&master_file, master.as_bytes());
+    let toml = format!(
+        "listen = \"127.0.0.1:0\"\n[kek]\nmaster_key_file = {:?}\nkms_endpoint = {:?}\nkms_region = \"us-east-1\"\nkms_keys = [{key:?}]\n[namespaces.payments]\nkeyring = {:?}\n",
+        master_file.display().to_string(),
+        hole.url,
+        t.keyring.display().to_string(),
+    );
+    let server = ServeProcess::start(
+        &toml,
+        &[
+            ("AWS_ACCESS_KEY_ID", "testing"),
+            ("AWS_SECRET_ACCESS_KEY", "testing"),
+            ("AWS_EC2_METADATA_DISABLED", "true"),
+        ],
+    );
+    let readyz = format!("{}/readyz", server.url);
+    // The background check has run (and failed: k2 needs KMS).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let (_, body) = support::server::curl(&[&readyz]);
+        if body.contains("\"checked\":true") {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never checked: {body}"
+        );
+        std::thread::yield_now();
+    }
+
+    let before = hole.attempts();
+    let probes: Vec<_> = (0..PROBES)
+        .map(|_| {
+            let readyz = readyz.clone();
+            std::thread::spawn(move || support::server::curl(&[&readyz]))
+        })
+        .collect();
+    let decode = support::server::curl_post(&format!("{}/decode", server.url), "payments", &sealed);
+    for _ in 0..10 {
+        let (status, body) =
+            support::server::curl(&decode.iter().map(String::as_str).collect::<Vec<_>>());
+        assert_eq!(
+            (status, texts(&body)),
+            (200, vec!["no KMS needed".to_owned()])
+        );
+    }
+    for probe in probes {
+        let (status, body) = probe.join().unwrap();
+        assert_eq!(status, 503, "{body}");
+        let answer: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(
+            answer,
+            serde_json::json!({"ready": false, "checked": true, "problems": 1, "warnings": 0})
+        );
+    }
+    // At most the background check's own attempts (one KMS call, three tries;
+    // two checks if the burst outlasted a backoff period), not one per probe.
+    let attempts = hole.attempts() - before;
+    assert!(
+        attempts <= 6,
+        "{attempts} KMS connection attempts during {PROBES} probes"
+    );
+    // The problem is in the log, for operators.
+    assert!(
+        server.log_text().contains("not ready"),
+        "{}",
+        server.log_text()
+    );
+}

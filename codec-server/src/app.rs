@@ -85,6 +85,8 @@ pub struct AppState {
     pub cors: CorsConfig,
     /// Counters.
     pub metrics: Metrics,
+    /// The last readiness report ([`crate::readiness`]).
+    pub readiness: crate::readiness::Readiness,
 }
 
 impl AppState {
@@ -110,6 +112,7 @@ impl AppState {
             limits: config.limits.clone(),
             cors: config.cors.clone(),
             metrics: Metrics::default(),
+            readiness: crate::readiness::Readiness::default(),
         })
     }
 }

@@ -12,7 +12,7 @@ use axum::{Extension, Json};
 use serde_json::json;
 use tcodec::{CodecError, display_chain as chain};
 use tcodec_json::{Direction, ProcessError, process};
-use tcodec_keys::{KeyError, KeySource};
+use tcodec_keys::KeyError;
 
 use crate::app::{AppState, Namespace};
 use crate::auth::{Access, Identity, PeerInfo, authorized};
@@ -103,33 +103,23 @@ fn codec_error(e: &CodecError) -> AppError {
     AppError::new(status, code, chain(e))
 }
 
-/// Ready when every namespace has a usable primary key and the JWKS is
-/// loaded. A keyring file that changed into something unusable (garbage, half
-/// written, invalid) does not make the server unready, since it goes on with
-/// the last good keyring, but is reported under `warnings`.
+/// `/readyz`: the cached readiness report ([`crate::readiness`]), as a
+/// status and counts only. The first probe starts the background check if
+/// `tcodec serve` has not.
 pub async fn readyz(State(state): State<Arc<AppState>>) -> Response {
-    let mut problems = Vec::new();
-    let mut warnings = Vec::new();
-    for (name, ns) in &state.namespaces {
-        if let Err(e) = ns.keyring.primary() {
-            problems.push(format!("namespace {name}: {}", chain(&e)));
-        }
-        if let Some(e) = ns.keyring.last_reload_error() {
-            warnings.push(format!(
-                "namespace {name}: the keyring file was rejected, the last good keyring is in use: {e}"
-            ));
-        }
-    }
-    if !state.auth.ready().await {
-        problems.push("the JWKS has not been fetched".into());
-    }
-    let ready = problems.is_empty();
-    let status = if ready {
+    state.start_readiness();
+    let report = state.readiness.report();
+    let status = if report.ready() {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
-    let body = json!({ "ready": ready, "problems": problems, "warnings": warnings });
+    let body = json!({
+        "ready": report.ready(),
+        "checked": report.checked,
+        "problems": report.problems.len(),
+        "warnings": report.warnings.len(),
+    });
     (status, Json(body)).into_response()
 }
 

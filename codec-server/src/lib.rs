@@ -8,6 +8,7 @@ mod error;
 pub mod escaped;
 pub mod handlers;
 pub mod metrics;
+pub mod readiness;
 pub mod serve;
 
 pub use app::{AppState, app};

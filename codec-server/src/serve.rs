@@ -324,6 +324,7 @@ pub async fn run(config: Config, provider: Arc<CryptoProvider>) -> Result<(), Se
         tracing::warn!(error = %e, "cannot fetch the JWKS yet; /readyz stays false until it can");
     }
     state.auth.start_background();
+    state.start_readiness();
     let tls = config
         .tls
         .as_ref()

@@ -16,7 +16,7 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use jsonwebtoken::Algorithm;
 use serde_json::json;
-use support::server::{AUDIENCE, Issuer, Keyrings, codec_request, post, router, send};
+use support::server::{AUDIENCE, Answer, Issuer, Keyrings, codec_request, post, router, send};
 use support::{key_ids, plain_batch, texts};
 use tcodec_keys::ops::{self, Transition};
 use tcodec_server::auth::PeerInfo;
@@ -538,15 +538,35 @@ async fn small_requests_with_keys_in_memory_skip_the_blocking_pool() {
     assert_eq!(counts().await, (3, 5));
 }
 
+/// `/readyz` once its background check has run (the first probe starts it).
+async fn readyz_checked(app: &axum::Router) -> Answer {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let ready = send(app, Request::get("/readyz").body(Body::empty()).unwrap()).await;
+        if ready.json()["checked"] == json!(true) {
+            return ready;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "readiness was never checked: {}",
+            ready.body
+        );
+        tokio::task::yield_now().await;
+    }
+}
+
 #[tokio::test]
 async fn health_readiness_and_metrics() {
     let keys = Keyrings::new(&["payments"]);
     let (app, _) = router(&keys.toml(&[("payments", "")]));
     let health = send(&app, Request::get("/healthz").body(Body::empty()).unwrap()).await;
     assert_eq!(health.status, StatusCode::OK);
-    let ready = send(&app, Request::get("/readyz").body(Body::empty()).unwrap()).await;
+    let ready = readyz_checked(&app).await;
     assert_eq!(ready.status, StatusCode::OK, "{}", ready.body);
-    assert_eq!(ready.json()["ready"], json!(true));
+    assert_eq!(
+        ready.json(),
+        json!({"ready": true, "checked": true, "problems": 0, "warnings": 0})
+    );
 
     let sealed = post(&app, "/encode", "payments", None, &plain_batch(&["1", "2"])).await;
     post(&app, "/decode", "payments", None, &sealed.body).await;
@@ -581,14 +601,24 @@ async fn readiness_fails_while_a_keyring_has_no_usable_primary() {
     std::fs::remove_file(&path).unwrap();
     ops::init(&path, "payments", &keks, &kek).unwrap();
     state.namespaces["payments"].keyring.reload().unwrap();
-    let ready = send(&app, Request::get("/readyz").body(Body::empty()).unwrap()).await;
+    let ready = readyz_checked(&app).await;
     assert_eq!(
         ready.status,
         StatusCode::SERVICE_UNAVAILABLE,
         "{}",
         ready.body
     );
-    assert!(ready.body.contains("payments"), "{}", ready.body);
+    // Anyone may probe: a status and counts, no namespace, key or error text.
+    assert_eq!(
+        ready.json(),
+        json!({"ready": false, "checked": true, "problems": 1, "warnings": 0})
+    );
+    let report = state.check_readiness().await;
+    assert!(
+        report.problems[0].contains("namespace payments")
+            && report.problems[0].contains("master key"),
+        "{report:?}"
+    );
 }
 
 /// The status of a one-payload codec request.
@@ -876,9 +906,12 @@ async fn jwt_readiness_waits_for_the_jwks() {
     );
     let (app, state) = router(&toml);
     assert!(state.auth.prepare().await.is_err());
-    let ready = send(&app, Request::get("/readyz").body(Body::empty()).unwrap()).await;
+    let ready = readyz_checked(&app).await;
     assert_eq!(ready.status, StatusCode::SERVICE_UNAVAILABLE);
-    assert!(ready.body.contains("JWKS"), "{}", ready.body);
+    assert_eq!(ready.json()["problems"], json!(1));
+    assert!(!ready.body.contains("JWKS"), "{}", ready.body);
+    let report = state.check_readiness().await;
+    assert_eq!(report.problems, ["the JWKS has not been fetched"]);
 }
 
 // ---- trusted proxy and client certificates ----
