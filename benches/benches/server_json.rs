@@ -14,7 +14,7 @@ use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_mai
 use tcodec::keys::{KeyId, MemoryKeyring, SecretBytes32};
 use tcodec::{Codec, Payload};
 use tcodec_benches::{record, request_body, unshared};
-use tcodec_json::{Direction, process};
+use tcodec_json::{Direction, Limits, process};
 
 fn decode_batch(c: &mut Criterion) {
     let keyring = MemoryKeyring::with_primary(
@@ -41,7 +41,15 @@ fn decode_batch(c: &mut Criterion) {
         )
     });
     group.bench_function("server-process", |b| {
-        b.iter(|| process(&codec, Direction::Decode, black_box(&body), 10_000).expect("decode"))
+        b.iter(|| {
+            process(
+                &codec,
+                Direction::Decode,
+                black_box(&body),
+                &Limits::payloads(10_000),
+            )
+            .expect("decode")
+        })
     });
     group.finish();
 
@@ -52,7 +60,15 @@ fn decode_batch(c: &mut Criterion) {
         b.iter(|| codec.encode(black_box(&records)).expect("encode"))
     });
     group.bench_function("server-process", |b| {
-        b.iter(|| process(&codec, Direction::Encode, black_box(&plain), 10_000).expect("encode"))
+        b.iter(|| {
+            process(
+                &codec,
+                Direction::Encode,
+                black_box(&plain),
+                &Limits::payloads(10_000),
+            )
+            .expect("encode")
+        })
     });
     group.finish();
 }

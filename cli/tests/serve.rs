@@ -501,3 +501,113 @@ fn past_max_connections_the_server_accepts_nothing_until_one_closes() {
     let (status, _) = curl(&[&healthz]);
     assert_eq!(status, 200, "a slot freed by a closed connection is used");
 }
+
+/// A `binary/zlib` payload (the official samples' format) whose inner payload
+/// is `len` zero bytes in protobuf field `field` (2, data: the answer holds
+/// them; 15, a field no one reads: only the work of inflating them remains).
+/// A few KiB that inflate to `len`.
+fn zlib_bomb(field: u8, len: usize) -> String {
+    let mut inner = vec![(field << 3) | 2];
+    let mut n = len;
+    while n >= 0x80 {
+        inner.push((n as u8 & 0x7f) | 0x80);
+        n >>= 7;
+    }
+    inner.push(n as u8);
+    inner.resize(inner.len() + len, 0);
+    let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::best());
+    z.write_all(&inner).unwrap();
+    let b64 = base64::engine::general_purpose::STANDARD;
+    format!(
+        r#"{{"metadata":{{"encoding":"{}"}},"data":"{}"}}"#,
+        b64.encode("binary/zlib"),
+        b64.encode(z.finish().unwrap())
+    )
+}
+
+/// POSTs `body` (from a file: it is too big for a command line) to `/decode`.
+fn decode_file(server: &ServeProcess, body: &str) -> (u16, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("body.json");
+    std::fs::write(&file, body).unwrap();
+    curl(&[
+        "-X",
+        "POST",
+        "-H",
+        "Content-Type: application/json",
+        "-H",
+        "X-Namespace: payments",
+        "--data-binary",
+        &format!("@{}", file.display()),
+        &format!("{}/decode", server.url),
+    ])
+}
+
+/// The server's peak resident memory, from /proc.
+fn peak_rss_bytes(server: &ServeProcess) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{}/status", server.pid())).unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
+    let kib: u64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
+    kib * 1024
+}
+
+#[test]
+fn a_decompression_bomb_spread_over_many_payloads_is_refused_with_bounded_memory() {
+    // 700 payloads of a few KiB, each inflating to just under the per-payload
+    // limit (max_body_bytes, 8 MiB): 5.5 GiB to decode and more to answer,
+    // from a body under 8 MiB. The request's decoded budget stops it.
+    let keys = Keyrings::new(&["payments"]);
+    let toml = format!(
+        "listen = \"127.0.0.1:0\"\n{}",
+        keys.toml(&[("payments", "decode_allow = [\"binary/zlib\"]")])
+    );
+    let server = ServeProcess::start(&toml, &[]);
+    let bomb = zlib_bomb(2, 8_000_000);
+    let body = format!(r#"{{"payloads":[{}]}}"#, vec![bomb; 700].join(","));
+    assert!(body.len() < 8 << 20, "{} bytes", body.len());
+    let (status, answer) = decode_file(&server, &body);
+    assert_eq!(status, 413, "{answer}");
+    let answer: serde_json::Value = serde_json::from_str(&answer).unwrap();
+    assert_eq!(answer["error"]["code"], "request_too_large", "{answer}");
+    let peak = peak_rss_bytes(&server);
+    assert!(peak < 256 << 20, "the server peaked at {} MiB", peak >> 20);
+}
+
+#[test]
+fn a_timed_out_request_stops_its_work_at_the_next_payload() {
+    // 1,000 payloads that each inflate 4 MiB of a field no one reads: seconds
+    // of work whose answer is small, under budgets that allow all of it. The
+    // request times out after 100 ms; its work must stop there, not finish.
+    let keys = Keyrings::new(&["payments"]);
+    let toml = format!(
+        "listen = \"127.0.0.1:0\"\n[limits]\nrequest_timeout_ms = 100\nmax_decoded_bytes = 1000000000000\n{}",
+        keys.toml(&[("payments", "decode_allow = [\"binary/zlib\"]")])
+    );
+    let server = ServeProcess::start(&toml, &[]);
+    let bomb = zlib_bomb(15, 4 << 20);
+    let body = format!(r#"{{"payloads":[{}]}}"#, vec![bomb; 1000].join(","));
+    let (status, answer) = decode_file(&server, &body);
+    assert_eq!(status, 503, "{answer}");
+    let mut server = server;
+    let line = server.wait_for_log("stopped the codec work");
+    let field = |name: &str| -> usize {
+        let at = line.find(&format!("{name}=")).unwrap() + name.len() + 1;
+        line[at..]
+            .split(|c: char| !c.is_ascii_digit())
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    assert_eq!(field("of"), 1000, "{line}");
+    assert!(field("done") < 1000, "{line}");
+    // And the blocking thread is free again.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while metric(&server.url, "tcodec_blocking_work_running") != Some(0.0) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the work never stopped"
+        );
+        std::thread::yield_now();
+    }
+}

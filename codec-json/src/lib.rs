@@ -7,5 +7,5 @@ mod process;
 mod writer;
 
 pub use model::{ExternalJson, PayloadJson, PayloadsJson, Str};
-pub use process::{Answer, Direction, PayloadError, ProcessError, process};
+pub use process::{Answer, Direction, Limits, PayloadError, ProcessError, process};
 pub use writer::WriteError;

@@ -124,6 +124,70 @@ impl<'a> PayloadsJson<'a> {
     pub fn parse(body: &'a [u8]) -> Result<Self, serde_json::Error> {
         serde_json::from_slice(body)
     }
+
+    /// [`parse`](Self::parse), stopping at the payload after the first
+    /// `max_payloads`: `Ok(None)` then, with nothing more read or kept.
+    pub fn parse_at_most(
+        body: &'a [u8],
+        max_payloads: usize,
+    ) -> Result<Option<Self>, serde_json::Error> {
+        let over = std::cell::Cell::new(false);
+        let mut deserializer = serde_json::Deserializer::from_slice(body);
+        let seed = BodySeed {
+            max_payloads,
+            over: &over,
+        };
+        match de::DeserializeSeed::deserialize(seed, &mut deserializer) {
+            Ok(parsed) => {
+                deserializer.end()?;
+                Ok(Some(parsed))
+            }
+            Err(_) if over.get() => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+/// Reads a body, refusing more than `max_payloads` payloads as it goes
+/// (`over` says that was why it stopped).
+struct BodySeed<'c> {
+    max_payloads: usize,
+    over: &'c std::cell::Cell<bool>,
+}
+
+impl<'de> de::DeserializeSeed<'de> for BodySeed<'_> {
+    type Value = PayloadsJson<'de>;
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_map(BodyVisitor(Some(self)))
+    }
+}
+
+/// The payloads array, at most `max_payloads` long.
+struct PayloadsSeed<'c>(BodySeed<'c>);
+
+impl<'de> de::DeserializeSeed<'de> for PayloadsSeed<'_> {
+    type Value = Vec<PayloadJson<'de>>;
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+        struct SeqVisitor<'c>(BodySeed<'c>);
+        impl<'de> Visitor<'de> for SeqVisitor<'_> {
+            type Value = Vec<PayloadJson<'de>>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an array of payloads")
+            }
+            fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+                let mut payloads = Vec::new();
+                while let Some(payload) = seq.next_element()? {
+                    if payloads.len() == self.0.max_payloads {
+                        self.0.over.set(true);
+                        return Err(de::Error::custom("too many payloads"));
+                    }
+                    payloads.push(payload);
+                }
+                Ok(payloads)
+            }
+        }
+        deserializer.deserialize_seq(SeqVisitor(self.0))
+    }
 }
 
 /// Reads a map's entries, refusing a key it has already seen among `once`.
@@ -149,33 +213,41 @@ fn visit_fields<'de, A: MapAccess<'de>>(
     Ok(())
 }
 
+/// The body object; with a seed, its payloads array is bounded.
+struct BodyVisitor<'c>(Option<BodySeed<'c>>);
+
+impl<'de> Visitor<'de> for BodyVisitor<'_> {
+    type Value = PayloadsJson<'de>;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an object with a \"payloads\" array")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+        let mut payloads = Vec::new();
+        let mut extra = Map::new();
+        let mut seed = self.0;
+        visit_fields(
+            map,
+            &["payloads"],
+            |key, map| {
+                if key != "payloads" {
+                    return Ok(false);
+                }
+                payloads = match seed.take() {
+                    Some(seed) => map.next_value_seed(PayloadsSeed(seed))?,
+                    // Without a seed (plain `parse`): any length.
+                    None => map.next_value()?,
+                };
+                Ok(true)
+            },
+            &mut extra,
+        )?;
+        Ok(PayloadsJson { payloads, extra })
+    }
+}
+
 impl<'de> Deserialize<'de> for PayloadsJson<'de> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct BodyVisitor;
-        impl<'de> Visitor<'de> for BodyVisitor {
-            type Value = PayloadsJson<'de>;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("an object with a \"payloads\" array")
-            }
-            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
-                let mut payloads = Vec::new();
-                let mut extra = Map::new();
-                visit_fields(
-                    map,
-                    &["payloads"],
-                    |key, map| {
-                        if key != "payloads" {
-                            return Ok(false);
-                        }
-                        payloads = map.next_value()?;
-                        Ok(true)
-                    },
-                    &mut extra,
-                )?;
-                Ok(PayloadsJson { payloads, extra })
-            }
-        }
-        deserializer.deserialize_map(BodyVisitor)
+        deserializer.deserialize_map(BodyVisitor(None))
     }
 }
 

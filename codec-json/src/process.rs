@@ -5,6 +5,7 @@
 //! comes back straight into the answer.
 
 use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use tcodec::{Codec, CodecError, Decoded, Decoder, Encoder, ExternalPayloadDetails, PayloadParts};
 
@@ -43,6 +44,41 @@ impl fmt::Display for Direction {
     }
 }
 
+/// What one request may cost. Every bound is checked as the request goes,
+/// before the step that would cross it allocates.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits<'c> {
+    /// Payloads in the request: the parser stops at the one after.
+    pub max_payloads: usize,
+    /// Bytes decryption and decompression may produce over the whole request
+    /// ([`Decoder::with_budget`]).
+    pub max_decoded_bytes: usize,
+    /// Bytes of the answer.
+    pub max_answer_bytes: usize,
+    /// Set by the caller when the answer is no longer wanted (the request
+    /// timed out, the client left): checked between payloads.
+    pub cancelled: Option<&'c AtomicBool>,
+}
+
+impl Limits<'static> {
+    /// At most `max_payloads` payloads; no other bound (the CLI's, over its
+    /// own input).
+    pub fn payloads(max_payloads: usize) -> Self {
+        Self {
+            max_payloads,
+            max_decoded_bytes: usize::MAX,
+            max_answer_bytes: usize::MAX,
+            cancelled: None,
+        }
+    }
+}
+
+impl Limits<'_> {
+    fn cancelled(&self) -> bool {
+        self.cancelled.is_some_and(|c| c.load(Ordering::Relaxed))
+    }
+}
+
 /// An answered request.
 #[derive(Debug)]
 pub struct Answer {
@@ -60,13 +96,26 @@ pub enum ProcessError {
     /// wrong and where, never the offending value.
     #[error("not {{\"payloads\": [...]}} JSON: {0}")]
     Json(String),
-    /// More payloads than the limit.
-    #[error("{count} payloads exceed the limit of {limit}")]
+    /// More payloads than the limit (the parser stopped at the one after).
+    #[error("more than {limit} payloads")]
     TooManyPayloads {
-        /// Payloads in the request.
-        count: usize,
         /// The limit.
         limit: usize,
+    },
+    /// The answer would be larger than the limit.
+    #[error("the answer would exceed {limit} bytes")]
+    AnswerTooLarge {
+        /// The limit.
+        limit: usize,
+    },
+    /// The caller cancelled the work ([`Limits::cancelled`]) after `done`
+    /// of the request's `of` payloads.
+    #[error("cancelled after {done} of {of} payloads")]
+    Cancelled {
+        /// Payloads done.
+        done: usize,
+        /// Payloads in the request.
+        of: usize,
     },
     /// A payload's base64 or `externalPayloads` is malformed.
     #[error(transparent)]
@@ -128,30 +177,49 @@ pub fn process(
     codec: &Codec,
     direction: Direction,
     body: &[u8],
-    max_payloads: usize,
+    limits: &Limits<'_>,
 ) -> Result<Answer, ProcessError> {
-    let request = PayloadsJson::parse(body).map_err(|e| ProcessError::Json(json_error(&e)))?;
+    let request = PayloadsJson::parse_at_most(body, limits.max_payloads)
+        .map_err(|e| ProcessError::Json(json_error(&e)))?
+        .ok_or(ProcessError::TooManyPayloads {
+            limit: limits.max_payloads,
+        })?;
     let count = request.payloads.len();
-    if count > max_payloads {
-        return Err(ProcessError::TooManyPayloads {
-            count,
-            limit: max_payloads,
-        });
-    }
-    let mut out = Writer::new(body.len());
+    let mut out = Writer::new(body.len().min(limits.max_answer_bytes));
     let mut step = match direction {
         // An empty request needs no key: the encoder is made for the first payload.
         Direction::Encode => Step::Encode(codec, count, None),
-        Direction::Decode => Step::Decode(codec, codec.decoder()),
+        Direction::Decode => {
+            Step::Decode(codec, codec.decoder().with_budget(limits.max_decoded_bytes))
+        }
     };
     let mut parts = Parts::default();
     for (index, json) in request.payloads.iter().enumerate() {
+        if limits.cancelled() {
+            return Err(ProcessError::Cancelled {
+                done: index,
+                of: count,
+            });
+        }
         out.next_payload();
         parts.read(index, json)?;
-        step.run(index, json, &mut parts, &mut out)?;
+        step.run(index, json, &mut parts, &mut out, limits.max_answer_bytes)?;
+        // The estimate before writing keeps allocations bounded; this keeps
+        // the limit exact (a passed-through payload's unknown fields).
+        if out.len() > limits.max_answer_bytes {
+            return Err(ProcessError::AnswerTooLarge {
+                limit: limits.max_answer_bytes,
+            });
+        }
+    }
+    let body = out.finish(&request.extra)?;
+    if body.len() > limits.max_answer_bytes {
+        return Err(ProcessError::AnswerTooLarge {
+            limit: limits.max_answer_bytes,
+        });
     }
     Ok(Answer {
-        body: out.finish(&request.extra)?,
+        body,
         payloads: count,
     })
 }
@@ -174,7 +242,18 @@ impl Step<'_> {
         json: &PayloadJson<'_>,
         parts: &mut Parts,
         out: &mut Writer,
+        max_answer: usize,
     ) -> Result<(), ProcessError> {
+        // Refuses a payload whose answer would cross the limit, before writing it.
+        let fits = |out: &Writer, pairs: &mut dyn Iterator<Item = (&str, usize)>, data: usize| {
+            let projected = pairs.fold(answer_size(data) + 64, |sum, (k, v)| {
+                sum + k.len() + answer_size(v) + 8
+            });
+            if out.len().saturating_add(projected) > max_answer {
+                return Err(ProcessError::AnswerTooLarge { limit: max_answer });
+            }
+            Ok(())
+        };
         let Parts {
             values,
             ends,
@@ -204,6 +283,8 @@ impl Step<'_> {
                     None => encoder.insert(codec.encoder(*count)?),
                 };
                 let sealed = encoder.encode(index, &payload.to_payload(data))?;
+                let mut pairs = sealed.metadata.iter().map(|(k, v)| (k.as_str(), v.len()));
+                fits(out, &mut pairs, sealed.data.len())?;
                 out.owned(&sealed)?;
             }
             Self::Decode(codec, decoder) => {
@@ -211,18 +292,31 @@ impl Step<'_> {
                 let encoding = metadata.iter().rev().find(|(k, _)| *k == ENCODING);
                 if !codec.decodes(encoding.map(|(_, v)| *v)) {
                     // Passed through as it came (its base64 was checked above).
+                    let mut pairs = metadata.iter().map(|(k, v)| (*k, v.len()));
+                    fits(out, &mut pairs, data.len())?;
                     return Ok(out.json(json)?);
                 }
                 match decoder.decode_in_place(index, payload, data)? {
                     Decoded::View(view) => {
+                        let mut pairs = view.metadata().iter().map(|(k, v)| (*k, v.len()));
+                        fits(out, &mut pairs, view.data().len())?;
                         out.payload(view.metadata().iter().copied(), view.data(), &[])?
                     }
-                    Decoded::Owned(p) => out.owned(&p)?,
+                    Decoded::Owned(p) => {
+                        let mut pairs = p.metadata.iter().map(|(k, v)| (k.as_str(), v.len()));
+                        fits(out, &mut pairs, p.data.len())?;
+                        out.owned(&p)?
+                    }
                 }
             }
         }
         Ok(())
     }
+}
+
+/// What `bytes` take in the answer, as base64.
+fn answer_size(bytes: usize) -> usize {
+    bytes.div_ceil(3) * 4
 }
 
 /// One payload's decoded base64, in buffers reused for every payload of a

@@ -27,6 +27,11 @@ impl Writer {
         Self { body, first: true }
     }
 
+    /// Bytes written so far.
+    pub(crate) fn len(&self) -> usize {
+        self.body.len()
+    }
+
     /// Starts the next element of the payloads array.
     pub(crate) fn next_payload(&mut self) {
         if !std::mem::replace(&mut self.first, false) {

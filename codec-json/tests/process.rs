@@ -12,7 +12,7 @@ use tcodec::keys::{KeyId, MemoryKeyring, SecretBytes32};
 use tcodec::{
     Codec, CodecError, CodecOptions, Compression, DecodePolicy, ExternalPayloadDetails, Payload,
 };
-use tcodec_json::{Direction, PayloadError, ProcessError, process};
+use tcodec_json::{Direction, Limits, PayloadError, ProcessError, process};
 
 fn codec(compression: Compression) -> Codec {
     let keyring =
@@ -95,7 +95,7 @@ fn passed_through_payloads_come_back_as_they_came() {
         &codec(Compression::Off),
         Direction::Decode,
         body.as_bytes(),
-        10,
+        &Limits::payloads(10),
     )
     .unwrap();
     assert_eq!(answer.payloads, 2);
@@ -141,7 +141,13 @@ fn decode_answers_what_the_codec_decodes() {
         Payload::new("json/plain", Vec::new()),
         sealed[1].clone(),
     ];
-    let answer = process(&plain, Direction::Decode, &body_of(&mixed), 100).unwrap();
+    let answer = process(
+        &plain,
+        Direction::Decode,
+        &body_of(&mixed),
+        &Limits::payloads(100),
+    )
+    .unwrap();
     assert_eq!(answer.payloads, mixed.len());
     let back = payloads_of(&answer.body);
     assert_eq!(back, plain.decode(&mixed).unwrap());
@@ -167,7 +173,13 @@ fn encode_seals_every_payload_and_decode_opens_it() {
         Payload::new("binary/null", Vec::new()),
         with_external,
     ];
-    let sealed = process(&c, Direction::Encode, &body_of(&inputs), 10).unwrap();
+    let sealed = process(
+        &c,
+        Direction::Encode,
+        &body_of(&inputs),
+        &Limits::payloads(10),
+    )
+    .unwrap();
     let stored = payloads_of(&sealed.body);
     assert_eq!(stored.len(), 3);
     for p in &stored {
@@ -176,7 +188,7 @@ fn encode_seals_every_payload_and_decode_opens_it() {
     // External payload details travel inside the ciphertext, and come back.
     assert!(stored[2].external_payloads.is_empty());
     assert_eq!(c.decode(&stored).unwrap(), inputs);
-    let opened = process(&c, Direction::Decode, &sealed.body, 10).unwrap();
+    let opened = process(&c, Direction::Decode, &sealed.body, &Limits::payloads(10)).unwrap();
     assert_eq!(payloads_of(&opened.body), inputs);
 }
 
@@ -184,7 +196,7 @@ fn encode_seals_every_payload_and_decode_opens_it() {
 fn escaped_strings_and_url_safe_base64_are_read() {
     let c = codec(Compression::Off);
     let body = br#"{"payloads":[{"metadata":{"enc\u006fding":"anNvbi9wbGFpbg=="},"data":"_-8"}],"next":"t"}"#;
-    let sealed = process(&c, Direction::Encode, body, 10).unwrap();
+    let sealed = process(&c, Direction::Encode, body, &Limits::payloads(10)).unwrap();
     let back = c.decode(&payloads_of(&sealed.body)).unwrap();
     assert_eq!(back, [Payload::new("json/plain", vec![0xff, 0xef])]);
 }
@@ -197,13 +209,13 @@ fn bad_base64_is_refused_in_both_directions_whether_or_not_the_codec_wants_the_p
         &c,
         Direction::Encode,
         format!(r#"{{"payloads":[{{"metadata":{{"encoding":"{plain}"}}}}]}}"#).as_bytes(),
-        10,
+        &Limits::payloads(10),
     )
     .unwrap();
     let sealed: Value = serde_json::from_slice(&sealed.body).unwrap();
     let sealed = &sealed["payloads"][0];
     for direction in [Direction::Encode, Direction::Decode] {
-        let run = |body: String| process(&c, direction, body.as_bytes(), 10);
+        let run = |body: String| process(&c, direction, body.as_bytes(), &Limits::payloads(10));
         for first in [json!({"metadata": {"encoding": plain}}), sealed.clone()] {
             let mut bad_data = first.clone();
             bad_data["data"] = "%%%".into();
@@ -241,7 +253,7 @@ fn decode_errors_name_the_first_bad_payload_in_the_request() {
     *data.last_mut().unwrap() ^= 1;
     tampered.data = data.into();
     let body = body_of(&[sealed.clone(), Payload::default(), tampered, sealed]);
-    match process(&c, Direction::Decode, &body, 100) {
+    match process(&c, Direction::Decode, &body, &Limits::payloads(100)) {
         Err(ProcessError::Codec(CodecError::Decrypt { index: 2, .. })) => {}
         other => panic!("{other:?}"),
     }
@@ -255,14 +267,132 @@ fn malformed_bodies_and_too_many_payloads_are_refused_without_quoting_values() {
         br#"{"payloads":[{"data":["c2VjcmV0"]}]}"#,
         b"not json",
     ] {
-        match process(&c, Direction::Decode, body, 10) {
+        match process(&c, Direction::Decode, body, &Limits::payloads(10)) {
             Err(e @ ProcessError::Json(_)) => assert!(!e.to_string().contains("c2VjcmV0"), "{e}"),
             other => panic!("{other:?}"),
         }
     }
     let three = br#"{"payloads":[{},{},{}]}"#;
-    match process(&c, Direction::Encode, three, 2) {
-        Err(ProcessError::TooManyPayloads { count: 3, limit: 2 }) => {}
+    match process(&c, Direction::Encode, three, &Limits::payloads(2)) {
+        Err(ProcessError::TooManyPayloads { limit: 2 }) => {}
         other => panic!("{other:?}"),
     }
+}
+
+/// A `binary/zlib` payload (the samples' format) whose inner payload holds
+/// `len` zero bytes of data: a few KiB that inflate to `len`.
+fn zlib_bomb(len: usize) -> Payload {
+    use std::io::Write;
+    // The serialized inner payload: field 2 (data), length-delimited.
+    let mut inner = vec![0x12];
+    let mut n = len;
+    while n >= 0x80 {
+        inner.push((n as u8 & 0x7f) | 0x80);
+        n >>= 7;
+    }
+    inner.push(n as u8);
+    inner.resize(inner.len() + len, 0);
+    let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::best());
+    z.write_all(&inner).unwrap();
+    Payload {
+        metadata: [("encoding".to_owned(), b"binary/zlib".to_vec())].into(),
+        data: z.finish().unwrap().into(),
+        external_payloads: Vec::new(),
+    }
+}
+
+fn zlib_codec() -> Codec {
+    let keyring =
+        MemoryKeyring::with_primary(KeyId::new("k1").unwrap(), SecretBytes32::new([5; 32]));
+    let options = CodecOptions::default()
+        .with_max_decoded_size(1 << 20)
+        .with_decode_policy(DecodePolicy::display().allow_zlib());
+    Codec::with_options(Arc::new(keyring), options)
+}
+
+#[test]
+fn a_request_may_decode_only_its_budget_whatever_each_payload_may() {
+    let c = zlib_codec();
+    // Five payloads of 1 MiB each, the per-payload limit: each alone is fine.
+    let body = body_of(&vec![zlib_bomb((1 << 20) - 8); 5]);
+    assert!(body.len() < 20 << 10, "{} bytes", body.len());
+    let limits = |budget| Limits {
+        max_decoded_bytes: budget,
+        ..Limits::payloads(10)
+    };
+    assert_eq!(
+        process(&c, Direction::Decode, &body, &limits(5 << 20))
+            .unwrap()
+            .payloads,
+        5
+    );
+    // The third would cross 2.5 MiB: refused before it is inflated.
+    match process(&c, Direction::Decode, &body, &limits(5 << 19)) {
+        Err(ProcessError::Codec(CodecError::OverBudget { index: 2, budget })) => {
+            assert_eq!(budget, 5 << 19)
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn an_answer_may_not_outgrow_its_budget() {
+    let c = codec(Compression::Off);
+    let data = "x".repeat(3000);
+    let body = format!(
+        r#"{{"payloads":[{0},{0},{0}]}}"#,
+        format_args!(
+            r#"{{"metadata":{{"encoding":"{}"}},"data":"{}"}}"#,
+            enc("json/plain"),
+            enc(&data)
+        )
+    );
+    let limits = |max_answer_bytes| Limits {
+        max_answer_bytes,
+        ..Limits::payloads(10)
+    };
+    // Each sealed payload takes about 4 KiB of the answer.
+    assert!(process(&c, Direction::Encode, body.as_bytes(), &limits(13_000)).is_ok());
+    match process(&c, Direction::Encode, body.as_bytes(), &limits(9_000)) {
+        Err(ProcessError::AnswerTooLarge { limit: 9_000 }) => {}
+        other => panic!("{other:?}"),
+    }
+    // Passed-through payloads count too.
+    match process(&c, Direction::Decode, body.as_bytes(), &limits(9_000)) {
+        Err(ProcessError::AnswerTooLarge { limit: 9_000 }) => {}
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn the_parser_stops_at_the_payload_after_the_limit() {
+    let c = codec(Compression::Off);
+    // What follows the third payload is never read: not even its syntax.
+    let body = br#"{"payloads":[{},{},{},this is not JSON"#;
+    match process(&c, Direction::Decode, body, &Limits::payloads(2)) {
+        Err(ProcessError::TooManyPayloads { limit: 2 }) => {}
+        other => panic!("{other:?}"),
+    }
+    // Within the limit, the same bytes are malformed JSON.
+    assert!(matches!(
+        process(&c, Direction::Decode, body, &Limits::payloads(5)),
+        Err(ProcessError::Json(_))
+    ));
+}
+
+#[test]
+fn cancelled_work_stops_before_its_next_payload() {
+    let c = codec(Compression::Off);
+    let cancelled = std::sync::atomic::AtomicBool::new(true);
+    let limits = Limits {
+        cancelled: Some(&cancelled),
+        ..Limits::payloads(10)
+    };
+    let body = body_of(&[Payload::default()]);
+    assert!(matches!(
+        process(&c, Direction::Decode, &body, &limits),
+        Err(ProcessError::Cancelled { done: 0, of: 1 })
+    ));
+    cancelled.store(false, std::sync::atomic::Ordering::SeqCst);
+    assert!(process(&c, Direction::Decode, &body, &limits).is_ok());
 }

@@ -236,9 +236,18 @@ pub struct LimitsConfig {
     /// Largest request body, bytes (413 above).
     #[serde(default = "default_max_body")]
     pub max_body_bytes: usize,
-    /// Most payloads in one request (413 above).
+    /// Most payloads in one request (413 above; the parser stops at the one after).
     #[serde(default = "default_max_payloads")]
     pub max_payloads: usize,
+    /// Bytes decryption and decompression may produce for one request, all
+    /// payloads and layers together (413 above, refused before the step that
+    /// would cross it). Default: 4 × `max_body_bytes`.
+    #[serde(default)]
+    pub max_decoded_bytes: Option<usize>,
+    /// Bytes of one answer (413 above, refused before writing the payload
+    /// that would cross it). Default: 6 × `max_body_bytes`.
+    #[serde(default)]
+    pub max_answer_bytes: Option<usize>,
     /// Longest a request may take, milliseconds (503 after).
     #[serde(default = "default_timeout_ms")]
     pub request_timeout_ms: u64,
@@ -287,6 +296,8 @@ impl Default for LimitsConfig {
         Self {
             max_body_bytes: default_max_body(),
             max_payloads: default_max_payloads(),
+            max_decoded_bytes: None,
+            max_answer_bytes: None,
             request_timeout_ms: default_timeout_ms(),
             max_concurrent_requests: default_concurrency(),
             max_connections: default_max_connections(),
@@ -300,6 +311,18 @@ impl LimitsConfig {
     /// The request timeout.
     pub fn request_timeout(&self) -> Duration {
         Duration::from_millis(self.request_timeout_ms)
+    }
+
+    /// The decoded-bytes budget of one request.
+    pub fn max_decoded_bytes(&self) -> usize {
+        self.max_decoded_bytes
+            .unwrap_or(self.max_body_bytes.saturating_mul(4))
+    }
+
+    /// The answer-bytes budget of one request.
+    pub fn max_answer_bytes(&self) -> usize {
+        self.max_answer_bytes
+            .unwrap_or(self.max_body_bytes.saturating_mul(6))
     }
 
     /// The header-read timeout.
@@ -316,6 +339,8 @@ impl LimitsConfig {
         let limits = [
             ("max_body_bytes", self.max_body_bytes as u64),
             ("max_payloads", self.max_payloads as u64),
+            ("max_decoded_bytes", self.max_decoded_bytes() as u64),
+            ("max_answer_bytes", self.max_answer_bytes() as u64),
             ("request_timeout_ms", self.request_timeout_ms),
             (
                 "max_concurrent_requests",

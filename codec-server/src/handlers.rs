@@ -11,12 +11,22 @@ use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use serde_json::json;
 use tcodec::{CodecError, display_chain as chain};
-use tcodec_json::{Direction, ProcessError, process};
+use tcodec_json::{Direction, Limits, ProcessError, process};
 use tcodec_keys::KeyError;
 
 use crate::app::{AppState, Namespace};
 use crate::auth::{Access, Identity, PeerInfo, authorized};
 use crate::escaped::Escaped;
+
+/// Sets its flag when dropped: the blocking work it was given to stops.
+#[derive(Default)]
+struct CancelOnDrop(Arc<std::sync::atomic::AtomicBool>);
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
 
 /// The largest request body answered on the async workers (see
 /// [`answer`]): tens of microseconds of work to decode, a few hundred at most
@@ -79,6 +89,16 @@ impl From<ProcessError> for AppError {
                 "too_many_payloads",
                 e.to_string(),
             ),
+            e @ ProcessError::AnswerTooLarge { .. } => AppError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "answer_too_large",
+                e.to_string(),
+            ),
+            ProcessError::Cancelled { .. } => AppError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "cancelled",
+                "the request was cancelled",
+            ),
             ProcessError::Payload(e) => {
                 AppError::new(StatusCode::BAD_REQUEST, "malformed_base64", e.to_string())
             }
@@ -98,6 +118,7 @@ fn codec_error(e: &CodecError) -> AppError {
         CodecError::Malformed { .. } => (StatusCode::BAD_REQUEST, "malformed_payload"),
         CodecError::NotSealed { .. } => (StatusCode::BAD_REQUEST, "not_allowed"),
         CodecError::TooLarge { .. } => (StatusCode::BAD_REQUEST, "payload_too_large"),
+        CodecError::OverBudget { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "request_too_large"),
         _ => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
     };
     AppError::new(status, code, chain(e))
@@ -335,9 +356,14 @@ async fn answer(
             format!("the request body exceeds {max_body} bytes"),
         )
     })?;
-    let max_payloads = state.limits.max_payloads;
+    let limits = Limits {
+        max_payloads: state.limits.max_payloads,
+        max_decoded_bytes: state.limits.max_decoded_bytes(),
+        max_answer_bytes: state.limits.max_answer_bytes(),
+        cancelled: None,
+    };
     let inline = if bytes.len() <= INLINE_MAX_BODY {
-        match process(&ns.inline_codec, direction, &bytes, max_payloads) {
+        match process(&ns.inline_codec, direction, &bytes, &limits) {
             Err(ProcessError::Codec(e)) if e.is_deferred() => None,
             outcome => Some(outcome),
         }
@@ -349,9 +375,29 @@ async fn answer(
         Some(outcome) => outcome,
         None => {
             let codec = Arc::clone(&ns.codec);
-            tokio::task::spawn_blocking(move || process(&codec, direction, &bytes, max_payloads))
-                .await
-                .map_err(|_| AppError::internal("the codec task failed"))?
+            // Dropped with this future (the request timed out, the client
+            // left): the work stops at its next payload.
+            let cancel = CancelOnDrop::default();
+            let cancelled = Arc::clone(&cancel.0);
+            let running = state.metrics.blocking_work();
+            tokio::task::spawn_blocking(move || {
+                let _running = running;
+                let limits = Limits {
+                    cancelled: Some(&cancelled),
+                    ..limits
+                };
+                let outcome = process(&codec, direction, &bytes, &limits);
+                if let Err(ProcessError::Cancelled { done, of }) = &outcome {
+                    tracing::info!(
+                        done,
+                        of,
+                        "stopped the codec work of a request that timed out or whose client left"
+                    );
+                }
+                outcome
+            })
+            .await
+            .map_err(|_| AppError::internal("the codec task failed"))?
         }
     };
     match outcome {

@@ -47,6 +47,8 @@ pub struct Metrics {
     preflights: [AtomicU64; 2],
     /// Requests whose codec work ran: [on a blocking thread, on an async worker].
     work: [AtomicU64; 2],
+    /// Codec work running on blocking threads now.
+    blocking: std::sync::Arc<AtomicU64>,
 }
 
 /// The slot of a direction's counters.
@@ -84,6 +86,14 @@ impl Metrics {
     /// Counts a request's codec work by where it ran (see [`crate::handlers::INLINE_MAX_BODY`]).
     pub fn work(&self, on_async_worker: bool) {
         self.work[usize::from(on_async_worker)].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Marks codec work started on a blocking thread; the guard, dropped
+    /// when the work stops (which may be after its request was answered),
+    /// marks it stopped.
+    pub fn blocking_work(&self) -> BlockingWork {
+        self.blocking.fetch_add(1, Ordering::Relaxed);
+        BlockingWork(std::sync::Arc::clone(&self.blocking))
     }
 
     /// Counts a CORS preflight.
@@ -157,6 +167,13 @@ impl Metrics {
             "Requests being handled.",
             [format!(" {}", self.in_flight.load(Ordering::Relaxed))],
         );
+        family(
+            &mut out,
+            "tcodec_blocking_work_running",
+            "gauge",
+            "Codec work running on blocking threads, until it stops (a request that timed out or whose client left stops at its next payload).",
+            [format!(" {}", self.blocking.load(Ordering::Relaxed))],
+        );
         out
     }
 
@@ -217,6 +234,15 @@ fn labelled<const N: usize>(
         let n = counters[i].load(Ordering::Relaxed);
         format!("{{{label}=\"{}\"}} {n}", values[i])
     })
+}
+
+/// Decrements the blocking-work gauge when dropped.
+pub struct BlockingWork(std::sync::Arc<AtomicU64>);
+
+impl Drop for BlockingWork {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 /// Decrements the in-flight gauge when dropped.

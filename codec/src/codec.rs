@@ -246,10 +246,10 @@ impl Codec {
         &self,
         payloads: impl Iterator<Item = Cow<'a, Payload>>,
     ) -> Result<Vec<Payload>, CodecError> {
-        let mut ciphers = Ciphers::default();
+        let mut batch = Batch::default();
         payloads
             .enumerate()
-            .map(|(index, payload)| self.decode_layers(index, payload, &mut ciphers, 0))
+            .map(|(index, payload)| self.decode_layers(index, payload, &mut batch, 0))
             .collect()
     }
 
@@ -258,7 +258,7 @@ impl Codec {
     pub fn decoder(&self) -> Decoder<'_> {
         Decoder {
             codec: self,
-            ciphers: Ciphers::default(),
+            batch: Batch::default(),
         }
     }
 
@@ -304,7 +304,7 @@ impl Codec {
         &self,
         index: usize,
         mut current: Cow<'_, Payload>,
-        ciphers: &mut Ciphers,
+        batch: &mut Batch,
         from: usize,
     ) -> Result<Payload, CodecError> {
         let mut depth = from;
@@ -328,16 +328,19 @@ impl Codec {
             let (encoding, inner) = match layer {
                 Layer::LegacyEncrypted => (
                     legacy::ENCODING_ENCRYPTED,
-                    Bytes::from(self.open_legacy_encrypted(index, &current)?),
+                    Bytes::from(self.open_legacy_encrypted(index, &current, &mut batch.budget)?),
                 ),
                 Layer::LegacyZlib => {
                     self.may_decompress(index)?;
+                    let limit = batch.budget.limit(self.options.max_decoded_size);
                     let inflated =
-                        compress::zlib_decompress(&current.data, self.options.max_decoded_size)
-                            .map_err(|e| self.decompress_error(index, legacy::ENCODING_ZLIB, e))?;
+                        compress::zlib_decompress(&current.data, limit).map_err(|e| {
+                            self.decompress_error(index, legacy::ENCODING_ZLIB, e, &batch.budget)
+                        })?;
+                    batch.budget.spend(inflated.len());
                     (legacy::ENCODING_ZLIB, Bytes::from(inflated))
                 }
-                Layer::Tcodec => (wire::ENCODING, self.open_tcodec(index, current, ciphers)?),
+                Layer::Tcodec => (wire::ENCODING, self.open_tcodec(index, current, batch)?),
             };
             // `data` becomes a view of the plaintext buffer, not a copy.
             let decoded = Payload::decode(inner).map_err(|_| CodecError::Malformed {
@@ -355,12 +358,10 @@ impl Codec {
         index: usize,
         encoding: &'static str,
         e: DecompressError,
+        budget: &Budget,
     ) -> CodecError {
         match e {
-            DecompressError::TooLarge => CodecError::TooLarge {
-                index,
-                limit: self.options.max_decoded_size,
-            },
+            DecompressError::TooLarge => budget.exceeded(index, self.options.max_decoded_size),
             DecompressError::Corrupt => CodecError::Malformed {
                 index,
                 encoding,
@@ -374,14 +375,14 @@ impl Codec {
         &self,
         index: usize,
         payload: Cow<'_, Payload>,
-        ciphers: &mut Ciphers,
+        batch: &mut Batch,
     ) -> Result<Bytes, CodecError> {
         let outer = Outer {
             metadata: &payload.metadata,
             external_payloads: !payload.external_payloads.is_empty(),
         };
         let (cipher, header_len, zstd) =
-            self.tcodec_cipher(index, outer, &payload.data, ciphers)?;
+            self.tcodec_cipher(index, outer, &payload.data, &mut batch.ciphers)?;
         let (key_id, cipher) = cipher;
         // A payload the caller handed over is decrypted in its own buffer.
         let plaintext = match payload {
@@ -391,7 +392,9 @@ impl Codec {
             }
         }
         .map_err(|_| decrypt_error(index, key_id))?;
-        Ok(self.inflate(index, zstd, &plaintext)?.unwrap_or(plaintext))
+        Ok(self
+            .inflate(index, zstd, &plaintext, &mut batch.budget)?
+            .unwrap_or(plaintext))
     }
 
     /// What follows the decryption of a tcodec layer, wherever it was
@@ -403,11 +406,12 @@ impl Codec {
         index: usize,
         zstd: bool,
         plaintext: &[u8],
+        budget: &mut Budget,
     ) -> Result<Option<Bytes>, CodecError> {
         if zstd {
-            return self.zstd_decompress(index, plaintext).map(Some);
+            return self.zstd_decompress(index, plaintext, budget).map(Some);
         }
-        self.check_size(index, plaintext.len())?;
+        self.check_size(index, plaintext.len(), budget)?;
         Ok(None)
     }
 
@@ -452,20 +456,27 @@ impl Codec {
         Ok(())
     }
 
-    fn zstd_decompress(&self, index: usize, packed: &[u8]) -> Result<Bytes, CodecError> {
+    fn zstd_decompress(
+        &self,
+        index: usize,
+        packed: &[u8],
+        budget: &mut Budget,
+    ) -> Result<Bytes, CodecError> {
         self.may_decompress(index)?;
-        compress::zstd_decompress(packed, self.options.max_decoded_size)
-            .map(Bytes::from)
-            .map_err(|e| self.decompress_error(index, wire::ENCODING, e))
+        let limit = budget.limit(self.options.max_decoded_size);
+        let inflated = compress::zstd_decompress(packed, limit)
+            .map_err(|e| self.decompress_error(index, wire::ENCODING, e, budget))?;
+        budget.spend(inflated.len());
+        Ok(Bytes::from(inflated))
     }
 
-    fn check_size(&self, index: usize, len: usize) -> Result<(), CodecError> {
-        if len > self.options.max_decoded_size {
-            return Err(CodecError::TooLarge {
-                index,
-                limit: self.options.max_decoded_size,
-            });
+    /// Counts `len` decoded bytes against the per-payload limit and the
+    /// batch's budget.
+    fn check_size(&self, index: usize, len: usize, budget: &mut Budget) -> Result<(), CodecError> {
+        if len > budget.limit(self.options.max_decoded_size) {
+            return Err(budget.exceeded(index, self.options.max_decoded_size));
         }
+        budget.spend(len);
         Ok(())
     }
 
@@ -474,6 +485,7 @@ impl Codec {
         &self,
         index: usize,
         payload: &Payload,
+        budget: &mut Budget,
     ) -> Result<Vec<u8>, CodecError> {
         let malformed = |reason| CodecError::Malformed {
             index,
@@ -500,7 +512,7 @@ impl Codec {
                 key_id: key_id.to_owned(),
             },
         })?;
-        self.check_size(index, plaintext.len())?;
+        self.check_size(index, plaintext.len(), budget)?;
         Ok(plaintext)
     }
 }
@@ -510,6 +522,55 @@ fn decrypt_error(index: usize, key_id: &KeyId) -> CodecError {
     CodecError::Decrypt {
         index,
         key_id: key_id.to_string(),
+    }
+}
+
+/// What one batch's decoding keeps between payloads: the ciphers of the key
+/// versions it uses, and what it may still decode.
+#[derive(Default)]
+struct Batch {
+    ciphers: Ciphers,
+    budget: Budget,
+}
+
+/// What a batch may still decode: the bytes decryption and decompression
+/// produce, summed over its payloads and their layers ([`Decoder::with_budget`]).
+#[derive(Debug, Clone, Copy)]
+struct Budget {
+    left: usize,
+    /// The whole budget; `None`: unlimited.
+    total: Option<usize>,
+}
+
+impl Default for Budget {
+    fn default() -> Self {
+        Self {
+            left: usize::MAX,
+            total: None,
+        }
+    }
+}
+
+impl Budget {
+    /// The most one step may produce: the per-payload limit or what is left
+    /// of the budget, the smaller.
+    fn limit(&self, per_payload: usize) -> usize {
+        per_payload.min(self.left)
+    }
+
+    fn spend(&mut self, bytes: usize) {
+        self.left = self.left.saturating_sub(bytes);
+    }
+
+    /// The error for a step that would produce more than [`Budget::limit`].
+    fn exceeded(&self, index: usize, per_payload: usize) -> CodecError {
+        match self.total {
+            Some(budget) if self.left < per_payload => CodecError::OverBudget { index, budget },
+            _ => CodecError::TooLarge {
+                index,
+                limit: per_payload,
+            },
+        }
     }
 }
 
@@ -681,10 +742,23 @@ impl fmt::Debug for Encoder<'_> {
 /// decoder, so use one decoder per batch.
 pub struct Decoder<'c> {
     codec: &'c Codec,
-    ciphers: Ciphers,
+    batch: Batch,
 }
 
 impl Decoder<'_> {
+    /// This decoder with a budget: what decryption and decompression may
+    /// produce over the whole batch, every payload and layer counted. The step
+    /// that would exceed it is refused before it allocates, with
+    /// [`CodecError::OverBudget`]; no budget (the default) is no limit beyond
+    /// the per-payload [`CodecOptions::max_decoded_size`].
+    pub fn with_budget(mut self, bytes: usize) -> Self {
+        self.batch.budget = Budget {
+            left: bytes,
+            total: Some(bytes),
+        };
+        self
+    }
+
     /// Decodes the payload whose index in the batch is `index`, its data in
     /// `data` (which decoding overwrites). A payload that
     /// [`Codec::decodes`] says no to comes back as it is, owned.
@@ -698,7 +772,7 @@ impl Decoder<'_> {
         if codec.layer_of(parts.metadata.value(wire::METADATA_ENCODING)) != Some(Layer::Tcodec) {
             let payload = Cow::Owned(parts.to_payload(data));
             return codec
-                .decode_layers(index, payload, &mut self.ciphers, 0)
+                .decode_layers(index, payload, &mut self.batch, 0)
                 .map(Decoded::Owned);
         }
         let outer = Outer {
@@ -706,10 +780,10 @@ impl Decoder<'_> {
             external_payloads: !parts.external_payloads.is_empty(),
         };
         let ((key_id, cipher), header_len, zstd) =
-            codec.tcodec_cipher(index, outer, data, &mut self.ciphers)?;
+            codec.tcodec_cipher(index, outer, data, &mut self.batch.ciphers)?;
         let plaintext: &'d [u8] = wire::open_in_place(cipher, data, header_len)
             .map_err(|_| decrypt_error(index, key_id))?;
-        let inner = match codec.inflate(index, zstd, plaintext)? {
+        let inner = match codec.inflate(index, zstd, plaintext, &mut self.batch.budget)? {
             Some(inflated) => inflated,
             None => {
                 // The common case: read where it was decrypted.
@@ -727,7 +801,7 @@ impl Decoder<'_> {
             reason: Malformed::InnerPayload,
         })?;
         codec
-            .decode_layers(index, Cow::Owned(inner), &mut self.ciphers, 1)
+            .decode_layers(index, Cow::Owned(inner), &mut self.batch, 1)
             .map(Decoded::Owned)
     }
 }
@@ -735,7 +809,7 @@ impl Decoder<'_> {
 impl fmt::Debug for Decoder<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Decoder")
-            .field("key_versions", &self.ciphers.0.len())
+            .field("key_versions", &self.batch.ciphers.0.len())
             .finish_non_exhaustive()
     }
 }

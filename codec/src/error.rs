@@ -54,6 +54,16 @@ pub enum CodecError {
         /// The configured limit.
         limit: usize,
     },
+    /// Decoding the batch would produce more than its budget
+    /// ([`Decoder::with_budget`](crate::Decoder::with_budget)), summed over
+    /// its payloads and layers: refused before the step that would exceed it.
+    #[error("payload {index}: the batch's decoded size would exceed its budget of {budget} bytes")]
+    OverBudget {
+        /// Index of the payload in its batch.
+        index: usize,
+        /// The batch's budget.
+        budget: usize,
+    },
     /// A payload not sealed by tcodec that the decode policy refuses: stored
     /// as plaintext, or in a legacy format not allowed. The message names the
     /// exception that would accept it.
@@ -98,6 +108,7 @@ impl CodecError {
             | Self::NotSealed { index, .. }
             | Self::Malformed { index, .. }
             | Self::TooLarge { index, .. }
+            | Self::OverBudget { index, .. }
             | Self::Deferred { index } => Some(*index),
             Self::Random => None,
         }
@@ -113,6 +124,7 @@ impl CodecError {
             | Self::NotSealed { index, .. }
             | Self::Malformed { index, .. }
             | Self::TooLarge { index, .. }
+            | Self::OverBudget { index, .. }
             | Self::Deferred { index } => *index = new,
             Self::Random => {}
         }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use tcodec::{Codec, CodecOptions, DecodePolicy};
-use tcodec_json::{Direction, ProcessError, process};
+use tcodec_json::{Direction, Limits, ProcessError, process};
 
 use crate::cli::CodecArgs;
 
@@ -62,7 +62,7 @@ pub fn run(args: CodecArgs, direction: Direction) -> anyhow::Result<()> {
 }
 
 fn run_batch(codec: &Codec, input: &[u8], direction: Direction) -> anyhow::Result<Vec<u8>> {
-    match process(codec, direction, input, usize::MAX) {
+    match process(codec, direction, input, &Limits::payloads(usize::MAX)) {
         Ok(answer) => Ok(answer.body),
         Err(ProcessError::Json(e)) => Err(anyhow::anyhow!(
             "input is not {{\"payloads\": [...]}} JSON: {e}"
