@@ -14,7 +14,10 @@ use temporalio_common::data_converters::{DataConverter, PayloadConverter};
 mod failure;
 mod payload_codec;
 
-pub use failure::{ENCODED_MESSAGE, EncryptingFailureConverter, encode_attributes};
+pub use failure::{
+    ENCODED_MESSAGE, EncryptingFailureConverter, PlaintextFailure, encode_attributes,
+    unsealed_failure,
+};
 pub use payload_codec::{CodecFailure, PayloadCodec, from_sdk, to_sdk};
 
 /// How often a worker checks its keyring file for changes.
@@ -25,7 +28,7 @@ pub const KEYRING_POLL: Duration = Duration::from_secs(2);
 pub fn data_converter(codec: Arc<Codec>) -> DataConverter {
     DataConverter::new(
         PayloadConverter::default(),
-        EncryptingFailureConverter,
+        EncryptingFailureConverter::for_codec(&codec),
         PayloadCodec::new(codec),
     )
 }
