@@ -2,8 +2,8 @@
 //! tcodec worker integration: results are right, the server holds only
 //! ciphertext, the codec server decodes it, key rotation does not disturb
 //! running workflows, a worker missing a key fails its task clearly and
-//! recovers once its keyring is fixed, and a payload swapped for plaintext
-//! past the codec is refused.
+//! recovers once its keyring is fixed, and a payload or failure message
+//! written in plaintext past the codec is refused.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod support;
@@ -358,4 +358,57 @@ fn a_plaintext_signal_sent_past_the_codec_fails_the_workflow_task_and_never_runs
             .is_some_and(|name| name.contains("open_account"))
     });
     assert!(!opened, "the account was opened on a forged signal:\n{raw}");
+}
+
+#[test]
+fn a_plaintext_failure_written_past_the_codec_is_refused_by_a_tcodec_client() {
+    let keys = Keys::new();
+    let temporal = DevServer::start();
+    // A worker without tcodec fails workflow `forged` with a message of its
+    // choosing, stored in plaintext.
+    const FORGED: &str = "transfer approved by compliance";
+    let status = std::process::Command::new(support::venv_bin("python"))
+        .arg(support::repo_root().join("tests/support/rogue_worker.py"))
+        .args([&temporal.address, "forged", FORGED])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let raw = history(&temporal, "forged", None);
+    assert!(raw.contains(FORGED), "the failure is stored in plaintext");
+
+    // A tcodec client asking for the result is refused, naming the setting.
+    let starter = Starter::new(&temporal, &keys);
+    let err = starter
+        .rt
+        .block_on(onboarding::result(&starter.client, "forged"))
+        .unwrap_err();
+    let text = tcodec::display_chain(err.as_ref());
+    assert!(
+        text.contains("in plaintext") && text.contains("TCODEC_DECODE_ALLOW"),
+        "{text}"
+    );
+    assert!(!text.contains(FORGED), "{text}");
+
+    // A client migrating from plaintext workers (json/plain allowed) reads it.
+    let migrating = WorkerCodec::open_with(
+        &keys.keyring,
+        &keys.settings(),
+        tcodec::CodecOptions::default()
+            .with_decode_policy(tcodec_worker::decode_policy_from("json/plain")),
+    )
+    .unwrap();
+    let client = starter
+        .rt
+        .block_on(onboarding::connect(
+            &temporal.address,
+            "default",
+            migrating.data_converter(),
+        ))
+        .unwrap();
+    let err = starter
+        .rt
+        .block_on(onboarding::result(&client, "forged"))
+        .unwrap_err();
+    let text = tcodec::display_chain(err.as_ref());
+    assert!(text.contains(FORGED), "{text}");
 }

@@ -502,26 +502,13 @@ fn past_max_connections_the_server_accepts_nothing_until_one_closes() {
     assert_eq!(status, 200, "a slot freed by a closed connection is used");
 }
 
-/// A `binary/zlib` payload (the official samples' format) whose inner payload
-/// is `len` zero bytes in protobuf field `field` (2, data: the answer holds
-/// them; 15, a field no one reads: only the work of inflating them remains).
-/// A few KiB that inflate to `len`.
+/// A `binary/zlib` payload's JSON, its data a [`zlib_bomb`](support::zlib_bomb::zlib_bomb).
 fn zlib_bomb(field: u8, len: usize) -> String {
-    let mut inner = vec![(field << 3) | 2];
-    let mut n = len;
-    while n >= 0x80 {
-        inner.push((n as u8 & 0x7f) | 0x80);
-        n >>= 7;
-    }
-    inner.push(n as u8);
-    inner.resize(inner.len() + len, 0);
-    let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::best());
-    z.write_all(&inner).unwrap();
     let b64 = base64::engine::general_purpose::STANDARD;
     format!(
         r#"{{"metadata":{{"encoding":"{}"}},"data":"{}"}}"#,
         b64.encode("binary/zlib"),
-        b64.encode(z.finish().unwrap())
+        b64.encode(support::zlib_bomb::zlib_bomb(field, len))
     )
 }
 

@@ -279,24 +279,14 @@ fn malformed_bodies_and_too_many_payloads_are_refused_without_quoting_values() {
     }
 }
 
-/// A `binary/zlib` payload (the samples' format) whose inner payload holds
-/// `len` zero bytes of data: a few KiB that inflate to `len`.
+#[path = "../../cli/tests/support/zlib_bomb.rs"]
+mod bomb;
+
+/// A `binary/zlib` payload whose inner payload holds `len` zero bytes of data.
 fn zlib_bomb(len: usize) -> Payload {
-    use std::io::Write;
-    // The serialized inner payload: field 2 (data), length-delimited.
-    let mut inner = vec![0x12];
-    let mut n = len;
-    while n >= 0x80 {
-        inner.push((n as u8 & 0x7f) | 0x80);
-        n >>= 7;
-    }
-    inner.push(n as u8);
-    inner.resize(inner.len() + len, 0);
-    let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::best());
-    z.write_all(&inner).unwrap();
     Payload {
         metadata: [("encoding".to_owned(), b"binary/zlib".to_vec())].into(),
-        data: z.finish().unwrap().into(),
+        data: bomb::zlib_bomb(2, len).into(),
         external_payloads: Vec::new(),
     }
 }

@@ -285,6 +285,7 @@ pub fn key_ids(response: &str) -> Vec<String> {
 }
 
 pub mod server;
+pub mod zlib_bomb;
 // The Temporal dev server helper is shared with the end-to-end tests in tests/.
 #[path = "../../../tests/support/temporal.rs"]
 pub mod temporal;
