@@ -16,6 +16,16 @@ use tcodec::{Codec, Payload};
 use tcodec_benches::{record, request_body, unshared};
 use tcodec_json::{Direction, Limits, process};
 
+/// The codec server's default limits (8 MiB bodies: 4× decoded, 6× answered).
+fn server_limits() -> Limits<'static> {
+    Limits {
+        max_payloads: 10_000,
+        max_decoded_bytes: 32 << 20,
+        max_answer_bytes: 48 << 20,
+        cancelled: None,
+    }
+}
+
 fn decode_batch(c: &mut Criterion) {
     let keyring = MemoryKeyring::with_primary(
         KeyId::new("bench").expect("valid id"),
@@ -46,7 +56,7 @@ fn decode_batch(c: &mut Criterion) {
                 &codec,
                 Direction::Decode,
                 black_box(&body),
-                &Limits::payloads(10_000),
+                &server_limits(),
             )
             .expect("decode")
         })
@@ -65,7 +75,7 @@ fn decode_batch(c: &mut Criterion) {
                 &codec,
                 Direction::Encode,
                 black_box(&plain),
-                &Limits::payloads(10_000),
+                &server_limits(),
             )
             .expect("encode")
         })
