@@ -3,6 +3,7 @@ whoever runs the Temporal server (or holds its API) can write into a history,
 past every codec. Usage: rogue_worker.py ADDRESS WORKFLOW_ID MESSAGE"""
 
 import asyncio
+import os
 import sys
 
 from temporalio import workflow
@@ -32,3 +33,8 @@ async def main(address: str, workflow_id: str, message: str) -> None:
 
 if __name__ == "__main__":
     asyncio.run(main(*sys.argv[1:4]))
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # The SDK's native threads can race the interpreter's shutdown
+    # ("PyGILState_Release ... finalizing"); the work is done, so skip it.
+    os._exit(0)
