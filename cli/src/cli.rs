@@ -210,7 +210,27 @@ pub enum KeysCommand {
         #[arg(long)]
         yes: bool,
     },
-    /// Re-wrap every data key under a new KEK, without touching payloads.
+    /// Import a key of the samples' `binary/encrypted` codec, decrypt-only.
+    ///
+    /// Payloads the official samples' encryption codec wrote (metadata
+    /// `encryption-key-id: <id>`) then decode wherever this keyring is used and
+    /// the decode policy allows `binary/encrypted`. The key is wrapped by the
+    /// keyring's KEK like a data key; `list` shows it as decrypt-only, and
+    /// `disable`, `enable` and `destroy` take its id.
+    ImportLegacy {
+        /// The `encryption-key-id` the old payloads carry.
+        #[arg(long)]
+        id: String,
+        /// A file holding the 32-byte key: raw (the samples' 32-character text
+        /// key, a final newline allowed), 64 hex digits or base64. Its group
+        /// and others must have no access (chmod 600).
+        #[arg(long)]
+        key_file: PathBuf,
+        /// KEK to wrap it with (default: the primary's).
+        #[arg(long)]
+        kek: Option<String>,
+    },
+    /// Re-wrap every data key (and legacy key) under a new KEK, without touching payloads.
     Rewrap {
         /// The new KEK: `local` or `aws-kms:<key>`.
         #[arg(long)]

@@ -115,7 +115,9 @@ fn codec_error(e: &CodecError) -> AppError {
         } => (StatusCode::SERVICE_UNAVAILABLE, "key_unavailable"),
         CodecError::Key { .. } => (StatusCode::BAD_REQUEST, "key_refused"),
         CodecError::Decrypt { .. } => (StatusCode::BAD_REQUEST, "decrypt_failed"),
-        CodecError::Malformed { .. } => (StatusCode::BAD_REQUEST, "malformed_payload"),
+        CodecError::Malformed { .. } | CodecError::MalformedForeign { .. } => {
+            (StatusCode::BAD_REQUEST, "malformed_payload")
+        }
         CodecError::NotSealed { .. } => (StatusCode::BAD_REQUEST, "not_allowed"),
         CodecError::TooLarge { .. } => (StatusCode::BAD_REQUEST, "payload_too_large"),
         CodecError::OverBudget { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "request_too_large"),

@@ -480,32 +480,59 @@ impl Codec {
         Ok(())
     }
 
-    /// Opens one `binary/encrypted` layer, returning the serialized inner payload.
+    /// Opens one `binary/encrypted` layer (the samples' format, or
+    /// temporal-proxy's), returning the serialized inner payload.
     fn open_legacy_encrypted(
         &self,
         index: usize,
         payload: &Payload,
         budget: &mut Budget,
     ) -> Result<Vec<u8>, CodecError> {
-        let malformed = |reason| CodecError::Malformed {
+        let format = legacy::Encrypted::of(payload.metadata.keys().map(String::as_str));
+        let raw_id = payload.metadata.get(legacy::METADATA_KEY_ID);
+        let shown = raw_id
+            .map(|id| String::from_utf8_lossy(id).escape_debug().to_string())
+            .unwrap_or_default();
+        let malformed = |reason| CodecError::MalformedForeign {
             index,
-            encoding: legacy::ENCODING_ENCRYPTED,
+            format: format.name(),
+            key_id: shown.clone(),
             reason,
         };
-        let key_id = payload
-            .metadata
-            .get(legacy::METADATA_KEY_ID)
-            .and_then(|id| std::str::from_utf8(id).ok())
-            .ok_or(malformed(Malformed::MissingKeyId))?;
-        let key = self
-            .keys
-            .legacy_key(key_id)
-            .map_err(|source| CodecError::Key {
-                index,
-                key_id: key_id.to_owned(),
-                source,
-            })?;
-        let plaintext = legacy::open_encrypted(&key, &payload.data).map_err(|e| match e {
+        let key_id = raw_id
+            .ok_or(Malformed::MissingKeyId)
+            .and_then(|id| std::str::from_utf8(id).map_err(|_| Malformed::BadKeyText))
+            .and_then(|id| {
+                tcodec_keys::document::check_legacy_id(id)
+                    .map(|()| id)
+                    .map_err(|_| Malformed::BadKeyText)
+            })
+            .map_err(malformed)?;
+        if payload.metadata.keys().any(|k| !format.defines(k)) {
+            return Err(malformed(Malformed::UnexpectedMetadata));
+        }
+        let key_error = |source| CodecError::Key {
+            index,
+            key_id: key_id.to_owned(),
+            source,
+        };
+        let opened = match format {
+            legacy::Encrypted::Samples => {
+                let key = self.keys.legacy_key(key_id).map_err(key_error)?;
+                legacy::open_encrypted(key.secret(), &payload.data)
+            }
+            legacy::Encrypted::Proxy => {
+                let wrapped = payload
+                    .metadata
+                    .get(legacy::METADATA_DEK)
+                    .and_then(|w| std::str::from_utf8(w).ok())
+                    .filter(|w| !w.is_empty() && w.len() <= 4096)
+                    .ok_or_else(|| malformed(Malformed::BadKeyText))?;
+                let key = self.keys.proxy_key(key_id, wrapped).map_err(key_error)?;
+                legacy::open_encrypted(&key, &payload.data)
+            }
+        };
+        let plaintext = opened.map_err(|e| match e {
             legacy::LegacyOpenError::Truncated => malformed(Malformed::Truncated),
             legacy::LegacyOpenError::Decrypt => CodecError::Decrypt {
                 index,

@@ -46,6 +46,19 @@ pub enum CodecError {
         /// What is wrong with it.
         reason: Malformed,
     },
+    /// A payload of a foreign format (the samples' or temporal-proxy's
+    /// `binary/encrypted`) that is not well formed.
+    #[error("payload {index}: malformed {format} payload under key {key_id}: {reason}")]
+    MalformedForeign {
+        /// Index of the payload in its batch.
+        index: usize,
+        /// The format it claims.
+        format: &'static str,
+        /// The key id (or KEK URI) it names, escaped; empty when it names none.
+        key_id: String,
+        /// What is wrong with it.
+        reason: Malformed,
+    },
     /// Decoding would produce more than the configured maximum size.
     #[error("payload {index}: decoded size exceeds the limit of {limit} bytes")]
     TooLarge {
@@ -107,6 +120,7 @@ impl CodecError {
             | Self::Seal { index, .. }
             | Self::NotSealed { index, .. }
             | Self::Malformed { index, .. }
+            | Self::MalformedForeign { index, .. }
             | Self::TooLarge { index, .. }
             | Self::OverBudget { index, .. }
             | Self::Deferred { index } => Some(*index),
@@ -123,6 +137,7 @@ impl CodecError {
             | Self::Seal { index, .. }
             | Self::NotSealed { index, .. }
             | Self::Malformed { index, .. }
+            | Self::MalformedForeign { index, .. }
             | Self::TooLarge { index, .. }
             | Self::OverBudget { index, .. }
             | Self::Deferred { index } => *index = new,
@@ -150,9 +165,10 @@ impl CodecError {
     /// The key id involved, where there is one.
     pub fn key_id(&self) -> Option<&str> {
         match self {
-            Self::Key { key_id, .. } | Self::Decrypt { key_id, .. } | Self::Seal { key_id, .. } => {
-                Some(key_id)
-            }
+            Self::Key { key_id, .. }
+            | Self::Decrypt { key_id, .. }
+            | Self::Seal { key_id, .. }
+            | Self::MalformedForeign { key_id, .. } => Some(key_id),
             _ => None,
         }
     }
@@ -174,6 +190,10 @@ pub enum Malformed {
     /// The legacy `encryption-key-id` metadata is missing or not text.
     #[error("missing encryption-key-id metadata")]
     MissingKeyId,
+    /// The legacy key id is empty, longer than 255 bytes or holds control
+    /// characters; temporal-proxy's `encryption-dek` is not base64 text.
+    #[error("key id or wrapped key is not valid text")]
+    BadKeyText,
     /// The outer payload carries external payload details, which the format forbids.
     #[error("unexpected external payload details")]
     ExternalPayloads,

@@ -13,9 +13,19 @@
 //!       "kek": { "provider": "aws-kms", "key": "arn:aws:kms:…:key/…" },
 //!       "wrapped_dek": "AQIDAHh…" },
 //!     { "id": "k2", "created": "2026-11-25T10:00:00Z", "state": "primary", … }
+//!   ],
+//!   "legacy_keys": [
+//!     { "id": "test-key-id", "created": "2026-12-03T10:00:00Z", "state": "decrypt-only",
+//!       "kek": { … }, "wrapped_key": "…" }
 //!   ]
 //! }
 //! ```
+//!
+//! `legacy_keys` (absent when empty) holds the keys of the official samples'
+//! `binary/encrypted` codec, imported so that payloads written before a move
+//! to tcodec stay readable; `id` is their `encryption-key-id`, and the key is
+//! wrapped by the KEK like a data key, under the context
+//! `{tcodec:keyring, tcodec:legacy-key-id}`.
 
 use std::collections::BTreeSet;
 use std::fmt;
@@ -63,6 +73,38 @@ pub struct KeyVersion {
     pub wrapped_dek: Option<String>,
 }
 
+/// A legacy key as the document records it: a key of the samples'
+/// `binary/encrypted` format, wrapped by a KEK, decrypt-only.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LegacyKeyVersion {
+    /// The `encryption-key-id` the payloads carry (see [`check_legacy_id`]).
+    pub id: String,
+    /// When it was imported, RFC 3339 UTC.
+    pub created: String,
+    /// `decrypt-only`, `disabled` or `destroyed`.
+    pub state: KeyState,
+    /// The KEK that wrapped it.
+    pub kek: KekRef,
+    /// The wrapped key, base64. Absent once destroyed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wrapped_key: Option<String>,
+}
+
+/// The longest legacy key id, in bytes.
+pub const LEGACY_ID_MAX_LEN: usize = 255;
+
+/// Checks a legacy key id: the samples let their users choose any text, so
+/// any is taken except empty, longer than [`LEGACY_ID_MAX_LEN`] bytes, or
+/// holding control characters (which logs and the context encoding cannot
+/// carry).
+pub fn check_legacy_id(id: &str) -> Result<(), DocumentError> {
+    if id.is_empty() || id.len() > LEGACY_ID_MAX_LEN || id.chars().any(char::is_control) {
+        return Err(DocumentError::LegacyId(id.escape_debug().to_string()));
+    }
+    Ok(())
+}
+
 /// A keyring document, validated: one primary at most (exactly one unless the
 /// keyring is empty), unique ids, wrapped keys present exactly when not destroyed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -72,6 +114,8 @@ pub struct KeyringDocument {
     name: String,
     revision: u64,
     keys: Vec<KeyVersion>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    legacy_keys: Vec<LegacyKeyVersion>,
 }
 
 #[derive(Deserialize)]
@@ -82,6 +126,8 @@ struct RawDocument {
     name: String,
     revision: u64,
     keys: Vec<KeyVersion>,
+    #[serde(default)]
+    legacy_keys: Vec<LegacyKeyVersion>,
 }
 
 /// Why a keyring document is not valid, or an operation on it is refused.
@@ -110,7 +156,26 @@ pub enum DocumentError {
     PrimaryCount(usize),
     /// A destroyed key still carries a wrapped key, or a live one lacks it.
     #[error("key {0}: a wrapped data key must be present exactly when the key is not destroyed")]
-    WrappedKey(KeyId),
+    WrappedKey(String),
+    /// A legacy key id is empty, too long or holds control characters.
+    #[error(
+        "legacy key id \"{0}\" is invalid: use 1 to 255 bytes of text without control characters"
+    )]
+    LegacyId(String),
+    /// A legacy key id is used twice, or is also a tcodec key's id.
+    #[error("keyring already has a key called {0:?}")]
+    DuplicateLegacyId(String),
+    /// A key is in a state its kind cannot have: a legacy key pending,
+    /// primary or retired, or a tcodec key decrypt-only.
+    #[error("key {id} cannot be {state}: {why}")]
+    State {
+        /// The key.
+        id: String,
+        /// The state it claims.
+        state: KeyState,
+        /// Which states its kind has.
+        why: &'static str,
+    },
     /// The named key is not in the keyring.
     #[error("key {0} is not in the keyring")]
     UnknownKey(String),
@@ -118,7 +183,7 @@ pub enum DocumentError {
     #[error("key {id} is {state}: {why}")]
     Transition {
         /// The key.
-        id: KeyId,
+        id: String,
         /// Its current state.
         state: KeyState,
         /// What to do instead.
@@ -146,6 +211,7 @@ impl KeyringDocument {
             name: name.to_owned(),
             revision: 0,
             keys: Vec::new(),
+            legacy_keys: Vec::new(),
         })
     }
 
@@ -165,6 +231,7 @@ impl KeyringDocument {
             name: raw.name,
             revision: raw.revision,
             keys: raw.keys,
+            legacy_keys: raw.legacy_keys,
         };
         doc.validate()?;
         Ok(doc)
@@ -188,6 +255,33 @@ impl KeyringDocument {
                 return Err(DocumentError::DuplicateId(k.id.clone()));
             }
             if (k.state == KeyState::Destroyed) == k.wrapped_dek.is_some() {
+                return Err(DocumentError::WrappedKey(k.id.to_string()));
+            }
+            if k.state == KeyState::DecryptOnly {
+                return Err(DocumentError::State {
+                    id: k.id.to_string(),
+                    state: k.state,
+                    why: "only legacy keys are decrypt-only",
+                });
+            }
+        }
+        let mut legacy_seen = BTreeSet::new();
+        for k in &self.legacy_keys {
+            check_legacy_id(&k.id)?;
+            if !legacy_seen.insert(k.id.as_str()) || self.key(&k.id).is_some() {
+                return Err(DocumentError::DuplicateLegacyId(k.id.clone()));
+            }
+            if !matches!(
+                k.state,
+                KeyState::DecryptOnly | KeyState::Disabled | KeyState::Destroyed
+            ) {
+                return Err(DocumentError::State {
+                    id: k.id.clone(),
+                    state: k.state,
+                    why: "a legacy key is decrypt-only, disabled or destroyed",
+                });
+            }
+            if (k.state == KeyState::Destroyed) == k.wrapped_key.is_some() {
                 return Err(DocumentError::WrappedKey(k.id.clone()));
             }
         }
@@ -218,9 +312,20 @@ impl KeyringDocument {
         &self.keys
     }
 
-    /// Whether any key version's data key is wrapped by KEK provider `name`.
+    /// The legacy keys, oldest first.
+    pub fn legacy_keys(&self) -> &[LegacyKeyVersion] {
+        &self.legacy_keys
+    }
+
+    /// The legacy key whose `encryption-key-id` is `id`.
+    pub fn legacy(&self, id: &str) -> Option<&LegacyKeyVersion> {
+        self.legacy_keys.iter().find(|k| k.id == id)
+    }
+
+    /// Whether any data key or legacy key is wrapped by KEK provider `name`.
     pub fn uses_provider(&self, name: &str) -> bool {
         self.keys().iter().any(|k| k.kek.provider == name)
+            || self.legacy_keys.iter().any(|k| k.kek.provider == name)
     }
 
     /// The version called `id`.
@@ -238,7 +343,9 @@ impl KeyringDocument {
         let highest = self
             .keys
             .iter()
-            .filter_map(|k| k.id.as_str().strip_prefix('k')?.parse::<u64>().ok())
+            .map(|k| k.id.as_str())
+            .chain(self.legacy_keys.iter().map(|k| k.id.as_str()))
+            .filter_map(|id| id.strip_prefix('k')?.parse::<u64>().ok())
             .max()
             .unwrap_or(0);
         // "k" and a number always make a valid id.
@@ -274,6 +381,81 @@ impl KeyringDocument {
         &self.keys[self.keys.len() - 1]
     }
 
+    /// Adds a legacy key, decrypt-only. Its id must be new to the keyring.
+    pub fn add_legacy(
+        &mut self,
+        id: &str,
+        created: String,
+        kek: KekRef,
+        wrapped_key: String,
+    ) -> Result<&LegacyKeyVersion, DocumentError> {
+        check_legacy_id(id)?;
+        if self.legacy(id).is_some() || self.key(id).is_some() {
+            return Err(DocumentError::DuplicateLegacyId(id.to_owned()));
+        }
+        self.legacy_keys.push(LegacyKeyVersion {
+            id: id.to_owned(),
+            created,
+            state: KeyState::DecryptOnly,
+            kek,
+            wrapped_key: Some(wrapped_key),
+        });
+        Ok(&self.legacy_keys[self.legacy_keys.len() - 1])
+    }
+
+    /// Replaces the wrapping of legacy key `id` (after a rewrap).
+    pub fn set_legacy_wrapping(
+        &mut self,
+        id: &str,
+        kek: KekRef,
+        wrapped_key: String,
+    ) -> Result<(), DocumentError> {
+        let k = self
+            .legacy_keys
+            .iter_mut()
+            .find(|k| k.id == id)
+            .ok_or_else(|| DocumentError::UnknownKey(id.to_owned()))?;
+        if k.state == KeyState::Destroyed {
+            return Err(DocumentError::Transition {
+                id: id.to_owned(),
+                state: k.state,
+                why: "it is gone for good",
+            });
+        }
+        k.kek = kek;
+        k.wrapped_key = Some(wrapped_key);
+        Ok(())
+    }
+
+    /// The state of key `id`, tcodec or legacy.
+    pub fn state_of(&self, id: &str) -> Option<KeyState> {
+        self.key(id)
+            .map(|k| k.state)
+            .or_else(|| self.legacy(id).map(|k| k.state))
+    }
+
+    /// Applies `transition` to legacy key `i`: the lifecycle's rules, with
+    /// `decrypt-only` where a data key would be retired.
+    fn transition_legacy(&mut self, i: usize, transition: Transition) -> Result<(), DocumentError> {
+        let k = &mut self.legacy_keys[i];
+        let to = match k.state.after(transition) {
+            Ok(KeyState::Retired) => KeyState::DecryptOnly,
+            Ok(to) => to,
+            Err(why) => {
+                return Err(DocumentError::Transition {
+                    id: k.id.clone(),
+                    state: k.state,
+                    why,
+                });
+            }
+        };
+        if to == KeyState::Destroyed {
+            k.wrapped_key = None;
+        }
+        k.state = to;
+        Ok(())
+    }
+
     fn index(&self, id: &str) -> Result<usize, DocumentError> {
         self.keys
             .iter()
@@ -283,7 +465,7 @@ impl KeyringDocument {
 
     fn refuse(&self, i: usize, why: &'static str) -> DocumentError {
         DocumentError::Transition {
-            id: self.keys[i].id.clone(),
+            id: self.keys[i].id.to_string(),
             state: self.keys[i].state,
             why,
         }
@@ -292,7 +474,14 @@ impl KeyringDocument {
     /// Applies `transition` to `id` by the rules of [`KeyState::after`]:
     /// promoting retires the old primary, destroying erases the wrapped data
     /// key.
+    /// Legacy keys follow the same rules, with `decrypt-only` in place of
+    /// retired.
     pub fn transition(&mut self, id: &str, transition: Transition) -> Result<(), DocumentError> {
+        if self.key(id).is_none()
+            && let Some(i) = self.legacy_keys.iter().position(|k| k.id == id)
+        {
+            return self.transition_legacy(i, transition);
+        }
         let i = self.index(id)?;
         let from = self.keys[i].state;
         let to = from.after(transition).map_err(|why| self.refuse(i, why))?;

@@ -1,7 +1,5 @@
 //! Errors of key lookup.
 
-use crate::KeyId;
-
 /// Why a key could not be had.
 ///
 /// Messages name the key id, never key material.
@@ -14,10 +12,10 @@ pub enum KeyError {
     /// The key version exists but is disabled: payloads under it are refused
     /// until it is enabled again.
     #[error("key {0} is disabled")]
-    Disabled(KeyId),
+    Disabled(String),
     /// The key version was destroyed; payloads under it can never be decoded.
     #[error("key {0} was destroyed")]
-    Destroyed(KeyId),
+    Destroyed(String),
     /// A lifecycle change the key's state does not allow.
     #[error("key {key_id} is {state}: {why}")]
     Refused {
@@ -36,6 +34,26 @@ pub enum KeyError {
     /// caller asks again where it may wait on the keyring file or the KMS.
     #[error("key {0} is not in memory")]
     NotInMemory(String),
+    /// The payload names a key-encryption key this deployment does not allow
+    /// or cannot use (a temporal-proxy payload's KEK URI): refused before any
+    /// KMS is asked. The cause is in `source()`.
+    #[error("key {key_id} is not one this deployment may use")]
+    NotAllowed {
+        /// The key (a KEK URI).
+        key_id: String,
+        /// Why.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync + 'static>,
+    },
+    /// A payload's wrapped key could not be unwrapped for a reason of its
+    /// own (corrupt, or wrapped by another key): no retry will help.
+    #[error("key {key_id} cannot be used: {why}")]
+    Unusable {
+        /// The key (a KEK URI).
+        key_id: String,
+        /// Why.
+        why: &'static str,
+    },
     /// The key exists but could not be unwrapped or loaded right now (for
     /// example, the KMS could not be reached). The cause is in `source()`.
     #[error("key {key_id} is unavailable")]

@@ -9,10 +9,10 @@ use std::time::{Duration, SystemTime};
 
 use base64::Engine;
 
-use crate::document::{KeyVersion, KeyringDocument};
-use crate::kek::{EncryptionContext, KekError, KekSettings, Keks};
+use crate::document::{KeyVersion, KeyringDocument, LegacyKeyVersion};
+use crate::kek::{EncryptionContext, ForeignKek, KekError, KekSettings, Keks};
 use crate::store::{self, StoreError};
-use crate::{DataKey, KeyError, KeyId, KeySource, KeyState, LegacyKey};
+use crate::{DataKey, KeyError, KeyId, KeySource, KeyState, LegacyKey, SecretBytes32};
 
 /// What identifies one version of the file on disk, cheaply.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -45,6 +45,10 @@ struct Inner {
     /// Unwrapped data keys by id, with the wrapped bytes they came from, so a
     /// rewrapped or replaced key is unwrapped afresh.
     cache: Mutex<HashMap<KeyId, (String, Arc<DataKey>)>>,
+    /// Unwrapped legacy keys by id, with the wrapped bytes they came from.
+    legacy: Mutex<HashMap<String, (String, Arc<LegacyKey>)>>,
+    /// temporal-proxy data keys by (KEK URI, wrapped key), unwrapped once.
+    proxy: Mutex<HashMap<(String, String), Arc<SecretBytes32>>>,
     /// Count of successful reloads that changed the document; waiters use it.
     generation: Mutex<u64>,
     changed: Condvar,
@@ -116,6 +120,8 @@ impl FileKeyring {
                     stamp: before,
                 }),
                 cache: Mutex::new(HashMap::new()),
+                legacy: Mutex::new(HashMap::new()),
+                proxy: Mutex::new(HashMap::new()),
                 generation: Mutex::new(0),
                 changed: Condvar::new(),
                 last_error: Mutex::new(None),
@@ -176,6 +182,10 @@ impl FileKeyring {
         lock(&self.inner.cache).retain(|id, (wrapped, _)| {
             doc.key(id.as_str())
                 .is_some_and(|v| v.wrapped_dek.as_deref() == Some(wrapped.as_str()))
+        });
+        lock(&self.inner.legacy).retain(|id, (wrapped, _)| {
+            doc.legacy(id)
+                .is_some_and(|v| v.wrapped_key.as_deref() == Some(wrapped.as_str()))
         });
         *loaded = Loaded {
             doc: Arc::new(doc),
@@ -247,12 +257,12 @@ impl FileKeyring {
         fetch: bool,
     ) -> Result<Arc<DataKey>, KeyError> {
         match version.state {
-            KeyState::Disabled => return Err(KeyError::Disabled(version.id.clone())),
-            KeyState::Destroyed => return Err(KeyError::Destroyed(version.id.clone())),
+            KeyState::Disabled => return Err(KeyError::Disabled(version.id.to_string())),
+            KeyState::Destroyed => return Err(KeyError::Destroyed(version.id.to_string())),
             _ => {}
         }
         let Some(wrapped_b64) = version.wrapped_dek.as_deref() else {
-            return Err(KeyError::Destroyed(version.id.clone()));
+            return Err(KeyError::Destroyed(version.id.to_string()));
         };
         if let Some((wrapped, key)) = lock(&self.inner.cache).get(&version.id)
             && wrapped == wrapped_b64
@@ -286,6 +296,112 @@ impl FileKeyring {
     }
 }
 
+impl FileKeyring {
+    /// The legacy key `id` (its state checked); with `fetch` false, only if
+    /// it is in memory. An id the loaded keyring lacks is looked for once
+    /// more in the file when `fetch` is on.
+    fn legacy(&self, id: &str, fetch: bool) -> Result<Arc<LegacyKey>, KeyError> {
+        let find = || self.document().legacy(id).cloned();
+        let version: LegacyKeyVersion = match find() {
+            Some(v) => v,
+            None if fetch => {
+                let _ = self.reload();
+                find().ok_or_else(|| KeyError::Unknown(id.to_owned()))?
+            }
+            None => return Err(KeyError::NotInMemory(id.to_owned())),
+        };
+        match version.state {
+            KeyState::Disabled => return Err(KeyError::Disabled(id.to_owned())),
+            KeyState::Destroyed => return Err(KeyError::Destroyed(id.to_owned())),
+            _ => {}
+        }
+        let Some(wrapped_b64) = version.wrapped_key.as_deref() else {
+            return Err(KeyError::Destroyed(id.to_owned()));
+        };
+        if let Some((wrapped, key)) = lock(&self.inner.legacy).get(id)
+            && wrapped == wrapped_b64
+        {
+            return Ok(Arc::clone(key));
+        }
+        if !fetch {
+            return Err(KeyError::NotInMemory(id.to_owned()));
+        }
+        let unavailable =
+            |source: Box<dyn std::error::Error + Send + Sync>| KeyError::Unavailable {
+                key_id: id.to_owned(),
+                source,
+            };
+        let wrapped = base64::engine::general_purpose::STANDARD
+            .decode(wrapped_b64)
+            .map_err(|e| unavailable(Box::new(e)))?;
+        let ctx = EncryptionContext::legacy(self.document().name(), id);
+        let secret = self
+            .inner
+            .keks
+            .unwrap(&version.kek, &wrapped, &ctx)
+            .map_err(|e| unavailable(Box::new(e)))?;
+        let key = Arc::new(LegacyKey::new(id, secret));
+        lock(&self.inner.legacy).insert(id.to_owned(), (wrapped_b64.to_owned(), Arc::clone(&key)));
+        Ok(key)
+    }
+
+    /// A temporal-proxy data key; with `fetch` false, only if in memory.
+    fn proxy(
+        &self,
+        kek_uri: &str,
+        wrapped_b64: &str,
+        fetch: bool,
+    ) -> Result<Arc<SecretBytes32>, KeyError> {
+        let cache_key = (kek_uri.to_owned(), wrapped_b64.to_owned());
+        if let Some(key) = lock(&self.inner.proxy).get(&cache_key) {
+            return Ok(Arc::clone(key));
+        }
+        if !fetch {
+            return Err(KeyError::NotInMemory(kek_uri.to_owned()));
+        }
+        let unavailable =
+            |source: Box<dyn std::error::Error + Send + Sync>| KeyError::Unavailable {
+                key_id: kek_uri.to_owned(),
+                source,
+            };
+        let not_allowed = |e: KekError| KeyError::NotAllowed {
+            key_id: kek_uri.to_owned(),
+            source: Box::new(e),
+        };
+        let foreign = ForeignKek::parse(kek_uri).map_err(not_allowed)?;
+        let wrapped = base64::engine::general_purpose::STANDARD
+            .decode(wrapped_b64)
+            .map_err(|_| KeyError::Unusable {
+                key_id: kek_uri.to_owned(),
+                why: "its encryption-dek is not base64",
+            })?;
+        let secret = self
+            .inner
+            .keks
+            .unwrap(&foreign.kek, &wrapped, &foreign.context)
+            .map_err(|e| match e {
+                KekError::NotAllowed { .. } | KekError::NotConfigured { .. } => not_allowed(e),
+                KekError::Unwrap { .. } => KeyError::Unusable {
+                    key_id: kek_uri.to_owned(),
+                    why: "its KEK refused the wrapped data key (another key's, or corrupt)",
+                },
+                other => unavailable(Box::new(other)),
+            })?;
+        let key = Arc::new(secret);
+        let mut cache = lock(&self.inner.proxy);
+        // temporal-proxy makes a data key per namespace and period; a bound
+        // keeps a flood of distinct wrapped keys from growing memory.
+        if cache.len() >= PROXY_CACHE_LIMIT {
+            cache.clear();
+        }
+        cache.insert(cache_key, Arc::clone(&key));
+        Ok(key)
+    }
+}
+
+/// How many temporal-proxy data keys a keyring keeps unwrapped.
+const PROXY_CACHE_LIMIT: usize = 4096;
+
 impl KeySource for FileKeyring {
     fn primary(&self) -> Result<Arc<DataKey>, KeyError> {
         let doc = self.document();
@@ -304,6 +420,14 @@ impl KeySource for FileKeyring {
             }
         };
         self.data_key(self.document().name(), &version, true)
+    }
+
+    fn legacy_key(&self, id: &str) -> Result<Arc<LegacyKey>, KeyError> {
+        self.legacy(id, true)
+    }
+
+    fn proxy_key(&self, kek_uri: &str, wrapped: &str) -> Result<Arc<SecretBytes32>, KeyError> {
+        self.proxy(kek_uri, wrapped, true)
     }
 }
 
@@ -334,8 +458,11 @@ impl KeySource for InMemory {
     }
 
     fn legacy_key(&self, id: &str) -> Result<Arc<LegacyKey>, KeyError> {
-        // Legacy keys are left to the keyring itself, wherever it keeps them.
-        Err(KeyError::NotInMemory(id.to_owned()))
+        self.0.legacy(id, false)
+    }
+
+    fn proxy_key(&self, kek_uri: &str, wrapped: &str) -> Result<Arc<SecretBytes32>, KeyError> {
+        self.0.proxy(kek_uri, wrapped, false)
     }
 }
 

@@ -8,10 +8,10 @@ use std::time::SystemTime;
 use base64::Engine;
 
 pub use crate::Transition;
-use crate::document::{DocumentError, KekRef, KeyVersion, KeyringDocument};
+use crate::document::{DocumentError, KekRef, KeyVersion, KeyringDocument, LegacyKeyVersion};
 use crate::kek::{EncryptionContext, KekError, Keks};
 use crate::store::{self, StoreError};
-use crate::{KeyId, KeyState};
+use crate::{KeyState, SecretBytes32};
 
 /// Why a keyring operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -50,7 +50,7 @@ fn add_version(
 ) -> Result<KeyVersion, OpError> {
     let id = doc.next_id();
     let ctx = EncryptionContext::new(doc.name(), &id);
-    let (_dek, wrapped) = keks.provider_for(kek, &id)?.generate(kek, &ctx)?;
+    let (_dek, wrapped) = keks.provider_for(kek, id.as_str())?.generate(kek, &ctx)?;
     Ok(doc
         .add(id, now_rfc3339(), kek.clone(), b64(&wrapped))
         .clone())
@@ -119,20 +119,45 @@ fn add_and(
     })
 }
 
+/// Imports a key of the samples' `binary/encrypted` format under its
+/// `encryption-key-id` `id`, wrapped under `kek` (else the primary's KEK),
+/// decrypt-only. Returns it and the keyring as written.
+pub fn import_legacy(
+    path: &Path,
+    keks: &Keks,
+    kek: Option<&KekRef>,
+    id: &str,
+    key: &SecretBytes32,
+) -> Result<(LegacyKeyVersion, KeyringDocument), OpError> {
+    crate::document::check_legacy_id(id)?;
+    store::update(path, |doc| {
+        if doc.legacy(id).is_some() || doc.key(id).is_some() {
+            return Err(DocumentError::DuplicateLegacyId(id.to_owned()).into());
+        }
+        let kek = kek_for_new(doc, kek)?;
+        let ctx = EncryptionContext::legacy(doc.name(), id);
+        let wrapped = keks.provider_for(&kek, id)?.wrap(&kek, key, &ctx)?;
+        Ok::<_, OpError>(
+            doc.add_legacy(id, now_rfc3339(), kek, b64(&wrapped))?
+                .clone(),
+        )
+    })
+}
+
 /// Applies `transition` to key `id`. Returns the key's new state.
 pub fn transition(path: &Path, id: &str, transition: Transition) -> Result<KeyState, OpError> {
     let (state, _) = store::update(path, |doc| {
         doc.transition(id, transition)?;
-        Ok::<_, OpError>(doc.key(id).map(|k| k.state).unwrap_or(KeyState::Destroyed))
+        Ok::<_, OpError>(doc.state_of(id).unwrap_or(KeyState::Destroyed))
     })?;
     Ok(state)
 }
 
 /// Re-wraps every live data key under `to`. Within one provider the provider
 /// re-wraps without exposing the key (KMS ReEncrypt); across providers the key
-/// is unwrapped here and wrapped again. Payloads are untouched. Returns the ids
-/// rewrapped.
-pub fn rewrap(path: &Path, keks: &Keks, to: &KekRef) -> Result<Vec<KeyId>, OpError> {
+/// is unwrapped here and wrapped again. Legacy keys move too. Payloads are
+/// untouched. Returns the ids rewrapped.
+pub fn rewrap(path: &Path, keks: &Keks, to: &KekRef) -> Result<Vec<String>, OpError> {
     let (ids, _) = store::update(path, |doc| {
         let mut done = Vec::new();
         let versions: Vec<KeyVersion> = doc.keys().to_vec();
@@ -143,24 +168,48 @@ pub fn rewrap(path: &Path, keks: &Keks, to: &KekRef) -> Result<Vec<KeyId>, OpErr
             if &v.kek == to {
                 continue;
             }
-            let wrapped = base64::engine::general_purpose::STANDARD
-                .decode(wrapped_b64)
-                .map_err(|_| KekError::Unwrap {
-                    key_id: v.id.clone(),
-                    kek: v.kek.clone(),
-                })?;
             let ctx = EncryptionContext::new(doc.name(), &v.id);
-            let rewrapped = if v.kek.provider == to.provider {
-                keks.provider_for(to, &v.id)
-                    .and_then(|p| p.rewrap(&v.kek, &wrapped, to, &ctx))
-            } else {
-                keks.unwrap(&v.kek, &wrapped, &ctx)
-                    .and_then(|dek| keks.provider_for(to, &v.id)?.wrap(to, &dek, &ctx))
-            }?;
+            let rewrapped = rewrap_one(keks, &v.kek, wrapped_b64, to, &ctx)?;
             doc.set_wrapping(v.id.as_str(), to.clone(), b64(&rewrapped))?;
+            done.push(v.id.to_string());
+        }
+        let legacy: Vec<LegacyKeyVersion> = doc.legacy_keys().to_vec();
+        for v in legacy {
+            let Some(wrapped_b64) = &v.wrapped_key else {
+                continue;
+            };
+            if &v.kek == to {
+                continue;
+            }
+            let ctx = EncryptionContext::legacy(doc.name(), &v.id);
+            let rewrapped = rewrap_one(keks, &v.kek, wrapped_b64, to, &ctx)?;
+            doc.set_legacy_wrapping(&v.id, to.clone(), b64(&rewrapped))?;
             done.push(v.id.clone());
         }
         Ok::<_, OpError>(done)
     })?;
     Ok(ids)
+}
+
+/// Moves one wrapped key from `from` to `to` (see [`rewrap`]).
+fn rewrap_one(
+    keks: &Keks,
+    from: &KekRef,
+    wrapped_b64: &str,
+    to: &KekRef,
+    ctx: &EncryptionContext,
+) -> Result<Vec<u8>, KekError> {
+    let wrapped = base64::engine::general_purpose::STANDARD
+        .decode(wrapped_b64)
+        .map_err(|_| KekError::Unwrap {
+            key_id: ctx.key_id().to_owned(),
+            kek: from.clone(),
+        })?;
+    if from.provider == to.provider {
+        keks.provider_for(to, ctx.key_id())?
+            .rewrap(from, &wrapped, to, ctx)
+    } else {
+        keks.unwrap(from, &wrapped, ctx)
+            .and_then(|dek| keks.provider_for(to, ctx.key_id())?.wrap(to, &dek, ctx))
+    }
 }

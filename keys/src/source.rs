@@ -3,7 +3,7 @@
 use std::fmt;
 use std::sync::Arc;
 
-use crate::{DataKey, KeyError, KeyId, LegacyKey};
+use crate::{DataKey, KeyError, KeyId, LegacyKey, SecretBytes32};
 
 /// The lifecycle state of a key version.
 ///
@@ -15,6 +15,11 @@ use crate::{DataKey, KeyError, KeyId, LegacyKey};
 ///
 /// Only the primary encrypts. Pending, primary and retired keys decrypt.
 /// Disabled keys are refused (reversibly); destroyed keys are gone for good.
+///
+/// Legacy keys (imported with `tcodec keys import-legacy`, for payloads the
+/// samples' codec wrote) start `decrypt-only` and can only be disabled,
+/// enabled again (back to `decrypt-only`) and destroyed: tcodec never writes
+/// their format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 #[non_exhaustive]
@@ -29,6 +34,9 @@ pub enum KeyState {
     Disabled,
     /// Key material erased: payloads under it are unrecoverable.
     Destroyed,
+    /// A legacy key: decrypts the format it was imported for, never encrypts.
+    #[serde(rename = "decrypt-only")]
+    DecryptOnly,
 }
 
 /// A lifecycle change of one key version.
@@ -58,10 +66,16 @@ impl KeyState {
             (Transition::Promote, Pending | Retired | Primary) => Ok(Primary),
             (Transition::Promote, Disabled) => Err("enable it before promoting it"),
             (Transition::Promote, Destroyed) => Err("a destroyed key cannot encrypt"),
+            (Transition::Promote, DecryptOnly) => {
+                Err("a legacy key only decrypts: tcodec never writes its format")
+            }
+            (Transition::Retire, DecryptOnly) => {
+                Err("a legacy key never encrypts, so it has nothing to retire from")
+            }
             (Transition::Retire, Pending | Retired) => Ok(Retired),
             (Transition::Retire, Primary) => Err("promote another key first"),
             (Transition::Retire, Disabled) => Err("use enable to make it decrypt again"),
-            (Transition::Disable, Pending | Retired | Disabled) => Ok(Disabled),
+            (Transition::Disable, Pending | Retired | Disabled | DecryptOnly) => Ok(Disabled),
             (Transition::Disable, Primary) => Err("promote another key before disabling this one"),
             (Transition::Enable, Disabled) => Ok(Retired),
             (Transition::Enable, Destroyed) => Err("a destroyed key cannot be enabled"),
@@ -76,7 +90,10 @@ impl KeyState {
 
     /// Whether payloads under a key in this state may be decrypted.
     pub fn can_decrypt(self) -> bool {
-        matches!(self, Self::Pending | Self::Primary | Self::Retired)
+        matches!(
+            self,
+            Self::Pending | Self::Primary | Self::Retired | Self::DecryptOnly
+        )
     }
 
     /// The state's lowercase name, as used in keyring files and the CLI.
@@ -87,6 +104,7 @@ impl KeyState {
             Self::Retired => "retired",
             Self::Disabled => "disabled",
             Self::Destroyed => "destroyed",
+            Self::DecryptOnly => "decrypt-only",
         }
     }
 }
@@ -117,6 +135,17 @@ pub trait KeySource: Send + Sync + fmt::Debug {
     fn legacy_key(&self, id: &str) -> Result<Arc<LegacyKey>, KeyError> {
         Err(KeyError::Unknown(id.to_owned()))
     }
+
+    /// The data key of a temporal-proxy payload: `wrapped` (base64, as the
+    /// payload's `encryption-dek` carries it), wrapped by the KEK that
+    /// `kek_uri` names (its `encryption-key-id`). Only KEKs the deployment
+    /// allows are asked (see [`crate::kek::ForeignKek`]).
+    ///
+    /// The default has none.
+    fn proxy_key(&self, kek_uri: &str, wrapped: &str) -> Result<Arc<SecretBytes32>, KeyError> {
+        let _ = wrapped;
+        Err(KeyError::Unknown(kek_uri.to_owned()))
+    }
 }
 
 impl<T: KeySource + ?Sized> KeySource for Arc<T> {
@@ -130,5 +159,9 @@ impl<T: KeySource + ?Sized> KeySource for Arc<T> {
 
     fn legacy_key(&self, id: &str) -> Result<Arc<LegacyKey>, KeyError> {
         (**self).legacy_key(id)
+    }
+
+    fn proxy_key(&self, kek_uri: &str, wrapped: &str) -> Result<Arc<SecretBytes32>, KeyError> {
+        (**self).proxy_key(kek_uri, wrapped)
     }
 }

@@ -5,7 +5,7 @@ use std::path::Path;
 
 use anyhow::{Context, anyhow, bail};
 use serde_json::json;
-use tcodec_keys::document::{KekRef, KeyVersion, KeyringDocument};
+use tcodec_keys::document::{KekRef, KeyVersion, KeyringDocument, LegacyKeyVersion};
 use tcodec_keys::kek::local::LocalKek;
 use tcodec_keys::kek::{AWS_KMS, KekProvider, Keks};
 use tcodec_keys::ops::{self, Transition};
@@ -20,7 +20,10 @@ pub fn run(args: KeysArgs) -> anyhow::Result<()> {
         KeysCommand::Init { name, kek } => ctx.init(name, kek),
         KeysCommand::List => {
             let doc = store::read(ctx.path()?)?;
-            ctx.print_versions(&doc, doc.keys(), "")
+            ctx.print_versions(&doc, &rows(&doc), "")
+        }
+        KeysCommand::ImportLegacy { id, key_file, kek } => {
+            ctx.import_legacy(id, key_file, kek.as_deref())
         }
         KeysCommand::Add { kek } => ctx.add(kek.as_deref(), false),
         KeysCommand::Rotate { kek } => ctx.add(kek.as_deref(), true),
@@ -62,7 +65,7 @@ impl Ctx<'_> {
         let path = self.path()?;
         let doc = ops::init(path, name, &keks, &kek)
             .with_context(|| format!("cannot create keyring {}", path.display()))?;
-        self.print_versions(&doc, doc.keys(), "created")
+        self.print_versions(&doc, &rows(&doc), "created")
     }
 
     /// `add`, or `rotate` when `promote` is on.
@@ -75,7 +78,17 @@ impl Ctx<'_> {
         } else {
             ops::add(self.path()?, &keks, kek.as_ref())?
         };
-        self.print_versions(&doc, std::slice::from_ref(&version), "added")
+        self.print_versions(&doc, &[Row::key(&version)], "added")
+    }
+
+    fn import_legacy(&self, id: &str, key_file: &Path, kek: Option<&str>) -> anyhow::Result<()> {
+        let doc = store::read(self.path()?)?;
+        let keks = self.args.keys.keks(Some(&doc), kek)?;
+        let kek = kek.map(|k| kek_ref(&keks, k)).transpose()?;
+        let key = tcodec_keys::kek::local::read_key_file(key_file)
+            .map_err(|e| anyhow!("legacy key: {e}"))?;
+        let (version, doc) = ops::import_legacy(self.path()?, &keks, kek.as_ref(), id, &key)?;
+        self.print_versions(&doc, &[Row::legacy(&version)], "imported")
     }
 
     fn rewrap(&self, kek: &str) -> anyhow::Result<()> {
@@ -105,19 +118,23 @@ impl Ctx<'_> {
     fn print_versions(
         &self,
         doc: &KeyringDocument,
-        versions: &[KeyVersion],
+        versions: &[Row<'_>],
         verb: &str,
     ) -> anyhow::Result<()> {
         if self.args.json {
             let keys: Vec<_> = versions
                 .iter()
                 .map(|k| {
-                    json!({
-                        "id": k.id.as_str(),
+                    let mut row = json!({
+                        "id": k.id,
                         "state": k.state.as_str(),
                         "created": k.created,
                         "kek": k.kek.to_string(),
-                    })
+                    });
+                    if k.legacy {
+                        row["format"] = json!("binary/encrypted");
+                    }
+                    row
                 })
                 .collect();
             return println_json(&json!({
@@ -133,11 +150,57 @@ impl Ctx<'_> {
         }
         writeln!(out, "{:<12} {:<10} {:<21} KEK", "ID", "STATE", "CREATED")?;
         for k in versions {
-            let (id, state, created, kek) = (&k.id, &k.state, &k.created, &k.kek);
+            let (state, created, kek) = (&k.state, &k.created, &k.kek);
+            // Legacy ids are free text: shown quoted, escaped, and marked.
+            let id = if k.legacy {
+                format!("{:?} (legacy binary/encrypted)", k.id)
+            } else {
+                k.id.to_owned()
+            };
             writeln!(out, "{id:<12} {state:<10} {created:<21} {kek}")?;
         }
         Ok(())
     }
+}
+
+/// One line of `list`: a data key or a legacy key.
+struct Row<'a> {
+    id: &'a str,
+    state: tcodec_keys::KeyState,
+    created: &'a str,
+    kek: &'a KekRef,
+    legacy: bool,
+}
+
+impl<'a> Row<'a> {
+    fn key(k: &'a KeyVersion) -> Self {
+        Self {
+            id: k.id.as_str(),
+            state: k.state,
+            created: &k.created,
+            kek: &k.kek,
+            legacy: false,
+        }
+    }
+
+    fn legacy(k: &'a LegacyKeyVersion) -> Self {
+        Self {
+            id: &k.id,
+            state: k.state,
+            created: &k.created,
+            kek: &k.kek,
+            legacy: true,
+        }
+    }
+}
+
+/// Every key of `doc`, data keys first, then legacy keys.
+fn rows(doc: &KeyringDocument) -> Vec<Row<'_>> {
+    doc.keys()
+        .iter()
+        .map(Row::key)
+        .chain(doc.legacy_keys().iter().map(Row::legacy))
+        .collect()
 }
 
 /// Parses `--kek`: `local` or `aws-kms:<key>`.

@@ -223,7 +223,7 @@ impl AwsKmsKek {
     /// allowed entries are ever sent to KMS here, never the keyring's.
     fn permit(&self, kek: &KekRef, ctx: &EncryptionContext) -> Result<(), KekError> {
         let refused = || KekError::NotAllowed {
-            key_id: ctx.key_id().clone(),
+            key_id: ctx.key_id().to_owned(),
             kek: kek.clone(),
         };
         let allowed = &self.options.allowed_keys;
@@ -288,13 +288,13 @@ impl AwsKmsKek {
     ) -> KekError {
         match e {
             CallError::Refused => KekError::Unwrap {
-                key_id: ctx.key_id().clone(),
+                key_id: ctx.key_id().to_owned(),
                 kek: kek.clone(),
             },
             CallError::Service(source) => KekError::Service {
                 provider: PROVIDER,
                 operation,
-                key_id: ctx.key_id().clone(),
+                key_id: ctx.key_id().to_owned(),
                 source,
             },
         }

@@ -60,21 +60,7 @@ impl LocalKek {
     /// Parses a master key written as 64 hex digits or as base64 of 32 bytes
     /// (surrounding white space ignored).
     pub fn parse(text: &str) -> Result<Self, KekError> {
-        let text = text.trim();
-        let bytes: Zeroizing<Vec<u8>> = Zeroizing::new(
-            if text.len() == 64 && text.bytes().all(|b| b.is_ascii_hexdigit()) {
-                (0..32)
-                    .map(|i| u8::from_str_radix(&text[2 * i..2 * i + 2], 16).unwrap_or(0))
-                    .collect()
-            } else {
-                base64::engine::general_purpose::STANDARD
-                    .decode(text)
-                    .map_err(|_| KekError::MasterKey("not 64 hex digits or base64".into()))?
-            },
-        );
-        let master = SecretBytes32::from_slice(&bytes)
-            .ok_or_else(|| KekError::MasterKey(format!("must be 32 bytes, not {}", bytes.len())))?;
-        Ok(Self::new(&master))
+        Ok(Self::new(&parse_key(text).map_err(KekError::MasterKey)?))
     }
 
     /// Reads the master key from a file: 32 raw bytes, or hex or base64 text.
@@ -82,20 +68,8 @@ impl LocalKek {
     /// may access is refused (`chmod 600` it; in Kubernetes, mount the Secret
     /// with `defaultMode: 0400`).
     pub fn from_file(path: &Path) -> Result<Self, KekError> {
-        use std::io::Read;
-        let cannot =
-            |e: std::io::Error| KekError::MasterKey(format!("cannot read {}: {e}", path.display()));
-        let mut file = std::fs::File::open(path).map_err(cannot)?;
-        refuse_shared(path, &file)?;
-        let mut bytes = Zeroizing::new(Vec::with_capacity(128));
-        file.read_to_end(&mut bytes).map_err(cannot)?;
-        if let Some(master) = SecretBytes32::from_slice(&bytes) {
-            return Ok(Self::new(&master));
-        }
-        let text = std::str::from_utf8(&bytes).map_err(|_| {
-            KekError::MasterKey(format!("{} is not 32 bytes, hex or base64", path.display()))
-        })?;
-        Self::parse(text)
+        let master = read_key_file(path).map_err(KekError::MasterKey)?;
+        Ok(Self::new(&master))
     }
 
     /// Reads the master key from [`MASTER_KEY_ENV`], if set.
@@ -133,7 +107,7 @@ impl LocalKek {
     fn check(&self, kek: &KekRef, ctx: &EncryptionContext) -> Result<(), KekError> {
         if kek.provider != PROVIDER || kek.key != self.fingerprint {
             return Err(KekError::WrongMasterKey {
-                key_id: ctx.key_id().clone(),
+                key_id: ctx.key_id().to_owned(),
                 wrapped_by: kek.to_string(),
                 configured: self.fingerprint.clone(),
             });
@@ -225,7 +199,7 @@ impl KekProvider for LocalKek {
     ) -> Result<SecretBytes32, KekError> {
         self.check(kek, ctx)?;
         let refused = || KekError::Unwrap {
-            key_id: ctx.key_id().clone(),
+            key_id: ctx.key_id().to_owned(),
             kek: kek.clone(),
         };
         if wrapped.len() != WRAPPED_LEN || wrapped[0] != WRAP_VERSION {
@@ -252,26 +226,72 @@ impl KekProvider for LocalKek {
 
 /// Refuses a master key file whose group or others have any access to it.
 #[cfg(unix)]
-fn refuse_shared(path: &Path, file: &std::fs::File) -> Result<(), KekError> {
+fn refuse_shared(path: &Path, file: &std::fs::File) -> Result<(), String> {
     use std::os::unix::fs::PermissionsExt;
     let mode = file
         .metadata()
-        .map_err(|e| KekError::MasterKey(format!("cannot read {}: {e}", path.display())))?
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?
         .permissions()
         .mode();
     if mode & 0o077 != 0 {
-        return Err(KekError::MasterKey(format!(
+        return Err(format!(
             "{} is accessible to its group or others (mode {:04o}): `chmod 600` it",
             path.display(),
             mode & 0o7777
-        )));
+        ));
     }
     Ok(())
 }
 
 #[cfg(not(unix))]
-fn refuse_shared(_: &Path, _: &std::fs::File) -> Result<(), KekError> {
+fn refuse_shared(_: &Path, _: &std::fs::File) -> Result<(), String> {
     Ok(())
+}
+
+/// Parses a 256-bit key written as 64 hex digits or as base64 of 32 bytes
+/// (surrounding white space ignored).
+fn parse_key(text: &str) -> Result<SecretBytes32, String> {
+    let text = text.trim();
+    let bytes: Zeroizing<Vec<u8>> = Zeroizing::new(
+        if text.len() == 64 && text.bytes().all(|b| b.is_ascii_hexdigit()) {
+            (0..32)
+                .map(|i| u8::from_str_radix(&text[2 * i..2 * i + 2], 16).unwrap_or(0))
+                .collect()
+        } else {
+            base64::engine::general_purpose::STANDARD
+                .decode(text)
+                .map_err(|_| "not 64 hex digits or base64".to_owned())?
+        },
+    );
+    SecretBytes32::from_slice(&bytes)
+        .ok_or_else(|| format!("must be 32 bytes, not {}", bytes.len()))
+}
+
+/// Reads a 256-bit key from a file: 32 raw bytes (a 32-character text key
+/// as the samples write one, with or without a final newline), or 64 hex
+/// digits, or base64. On Unix a file its group or others may access is
+/// refused. Errors name the file, never its content.
+pub fn read_key_file(path: &Path) -> Result<SecretBytes32, String> {
+    use std::io::Read;
+    let cannot = |e: std::io::Error| format!("cannot read {}: {e}", path.display());
+    let mut file = std::fs::File::open(path).map_err(cannot)?;
+    refuse_shared(path, &file)?;
+    let mut bytes = Zeroizing::new(Vec::with_capacity(128));
+    file.by_ref()
+        .take(4096)
+        .read_to_end(&mut bytes)
+        .map_err(cannot)?;
+    let raw = bytes
+        .strip_suffix(b"\r\n")
+        .or_else(|| bytes.strip_suffix(b"\n"))
+        .filter(|b| b.len() == 32)
+        .unwrap_or(&bytes);
+    if let Some(key) = SecretBytes32::from_slice(raw) {
+        return Ok(key);
+    }
+    let text = std::str::from_utf8(&bytes)
+        .map_err(|_| format!("{} is not 32 bytes, hex or base64", path.display()))?;
+    parse_key(text).map_err(|e| format!("{}: {e}", path.display()))
 }
 
 impl fmt::Debug for LocalKek {

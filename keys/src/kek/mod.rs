@@ -14,43 +14,73 @@ use crate::{KeyId, SecretBytes32};
 
 #[cfg(feature = "aws-kms")]
 pub mod aws_kms;
+mod foreign;
 pub mod local;
 
+pub use foreign::ForeignKek;
+
 /// Binds a wrapped data key to the keyring and key id it belongs to.
+///
+/// tcodec's own wrappings name the keyring and the key (`tcodec:keyring`,
+/// `tcodec:key-id`, or `tcodec:legacy-key-id` for an imported legacy key),
+/// so a wrapped key copied to another keyring, key id or kind does not
+/// unwrap. Keys other tools wrapped (temporal-proxy's) carry whatever
+/// context their writer used, often none.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EncryptionContext {
-    keyring: String,
-    key_id: KeyId,
+    /// What errors name: the key id, or the KEK URI of a foreign key.
+    label: String,
+    pairs: BTreeMap<String, String>,
 }
 
 impl EncryptionContext {
     /// The context of key `key_id` in keyring `keyring`.
     pub fn new(keyring: &str, key_id: &KeyId) -> Self {
         Self {
-            keyring: keyring.to_owned(),
-            key_id: key_id.clone(),
+            label: key_id.to_string(),
+            pairs: BTreeMap::from([
+                ("tcodec:key-id".to_owned(), key_id.to_string()),
+                ("tcodec:keyring".to_owned(), keyring.to_owned()),
+            ]),
+        }
+    }
+
+    /// The context of legacy key `id` (an `encryption-key-id` imported with
+    /// `tcodec keys import-legacy`) in keyring `keyring`.
+    pub fn legacy(keyring: &str, id: &str) -> Self {
+        Self {
+            label: id.to_owned(),
+            pairs: BTreeMap::from([
+                ("tcodec:keyring".to_owned(), keyring.to_owned()),
+                ("tcodec:legacy-key-id".to_owned(), id.to_owned()),
+            ]),
+        }
+    }
+
+    /// The context another tool wrapped a key with, named `label` in errors.
+    pub fn foreign(label: &str, pairs: BTreeMap<String, String>) -> Self {
+        Self {
+            label: label.to_owned(),
+            pairs,
         }
     }
 
     /// The context as KMS encryption-context pairs.
     pub fn pairs(&self) -> BTreeMap<String, String> {
-        BTreeMap::from([
-            ("tcodec:key-id".to_owned(), self.key_id.to_string()),
-            ("tcodec:keyring".to_owned(), self.keyring.clone()),
-        ])
+        self.pairs.clone()
     }
 
-    /// The key id this context names.
-    pub fn key_id(&self) -> &KeyId {
-        &self.key_id
+    /// The key this context names, as errors show it.
+    pub fn key_id(&self) -> &str {
+        &self.label
     }
 
     /// The context as bytes, for AAD: `key=value` pairs sorted by key, each
-    /// ended by a newline. Neither keyring names nor key ids can hold a newline
-    /// or `=`, so the encoding is unambiguous.
+    /// ended by a newline. Keys hold no `=` and values no newline (keyring
+    /// names, key ids and legacy ids cannot), so the encoding is unambiguous.
     pub fn canonical_bytes(&self) -> Vec<u8> {
         let mut out = Vec::new();
-        for (k, v) in self.pairs() {
+        for (k, v) in &self.pairs {
             out.extend_from_slice(k.as_bytes());
             out.push(b'=');
             out.extend_from_slice(v.as_bytes());
@@ -71,7 +101,7 @@ pub enum KekError {
     )]
     NotConfigured {
         /// The key whose DEK was to be unwrapped.
-        key_id: KeyId,
+        key_id: String,
         /// The KEK the keyring names.
         kek: KekRef,
         /// The missing provider.
@@ -83,7 +113,7 @@ pub enum KekError {
     )]
     WrongMasterKey {
         /// The key whose DEK was to be unwrapped.
-        key_id: KeyId,
+        key_id: String,
         /// Fingerprint named in the keyring.
         wrapped_by: String,
         /// Fingerprint of the configured master key.
@@ -96,7 +126,7 @@ pub enum KekError {
     )]
     Unwrap {
         /// The key whose DEK was to be unwrapped.
-        key_id: KeyId,
+        key_id: String,
         /// The KEK used.
         kek: KekRef,
     },
@@ -108,7 +138,7 @@ pub enum KekError {
         /// The API operation.
         operation: &'static str,
         /// The key concerned.
-        key_id: KeyId,
+        key_id: String,
         /// What went wrong.
         #[source]
         source: Box<dyn std::error::Error + Send + Sync + 'static>,
@@ -121,9 +151,18 @@ pub enum KekError {
     )]
     NotAllowed {
         /// The key whose DEK was to be generated, wrapped or unwrapped.
-        key_id: KeyId,
+        key_id: String,
         /// The KEK the keyring names.
         kek: KekRef,
+    },
+    /// A foreign KEK URI (a temporal-proxy payload's `encryption-key-id`)
+    /// that tcodec cannot use.
+    #[error("cannot use KEK {uri}: {reason}")]
+    ForeignUri {
+        /// The URI, escaped.
+        uri: String,
+        /// Why.
+        reason: &'static str,
     },
     /// The master key could not be read or is not 32 bytes.
     #[error("local master key: {0}")]
@@ -211,13 +250,13 @@ impl Keks {
     }
 
     /// The provider that handles `kek`.
-    pub fn provider_for(&self, kek: &KekRef, key_id: &KeyId) -> Result<&dyn KekProvider, KekError> {
+    pub fn provider_for(&self, kek: &KekRef, key_id: &str) -> Result<&dyn KekProvider, KekError> {
         self.providers
             .iter()
             .find(|p| p.provider() == kek.provider)
             .map(|p| p.as_ref())
             .ok_or_else(|| KekError::NotConfigured {
-                key_id: key_id.clone(),
+                key_id: key_id.to_owned(),
                 kek: kek.clone(),
                 provider: kek.provider.clone(),
             })
@@ -287,8 +326,11 @@ impl KekSettings {
     }
 
     /// The providers `doc`'s keys need (see [`KekSettings::keks`]).
+    /// AWS KMS is also started when KMS keys are listed, so that
+    /// temporal-proxy payloads under them can be read with a keyring whose
+    /// own keys are local.
     pub fn keks_for(&self, doc: &crate::document::KeyringDocument) -> Result<Keks, KekError> {
-        self.keks(doc.uses_provider(AWS_KMS))
+        self.keks(doc.uses_provider(AWS_KMS) || !self.kms_keys.is_empty())
     }
 
     #[cfg(feature = "aws-kms")]
