@@ -10,7 +10,7 @@ use std::sync::Arc;
 use common::{HexPayload, key32};
 use serde::Deserialize;
 use tcodec::keys::{KeyError, LegacyKey, MemoryKeyring};
-use tcodec::{Codec, CodecError, CodecOptions, DecodePolicy};
+use tcodec::{Codec, CodecError, CodecOptions, DecodePolicy, Malformed};
 
 #[derive(Deserialize)]
 struct File {
@@ -58,6 +58,29 @@ fn legacy_payloads_decode_as_labelled() {
             ("ok", Ok(out)) => assert_eq!(out, vec![v.decoded.to_payload()], "{}", v.name),
             ("wrong_key" | "tampered", Err(CodecError::Decrypt { index: 0, key_id })) => {
                 assert_eq!(key_id, v.key_id, "{}", v.name)
+            }
+            (
+                expect @ ("truncated" | "unexpected_metadata" | "missing_key_id"),
+                Err(CodecError::MalformedForeign {
+                    index: 0,
+                    format,
+                    key_id,
+                    reason,
+                }),
+            ) => {
+                let want = match expect {
+                    "truncated" => Malformed::Truncated,
+                    "unexpected_metadata" => Malformed::UnexpectedMetadata,
+                    _ => Malformed::MissingKeyId,
+                };
+                assert_eq!(reason, want, "{}", v.name);
+                assert_eq!(format, "samples' binary/encrypted", "{}", v.name);
+                let named = if expect == "missing_key_id" {
+                    ""
+                } else {
+                    v.key_id.as_str()
+                };
+                assert_eq!(key_id, named, "{}", v.name);
             }
             (expect, got) => panic!("{}: expected {expect}, got {got:?}", v.name),
         }

@@ -6,11 +6,12 @@ This is a second implementation of FORMAT.md, written only from the spec and the
 SDK's `Payload` message. The Rust tests decode every vector it writes and re-seal the
 "ok" ones byte for byte, so the two implementations must agree.
 
-    generate.py            rewrite format-v1.json and legacy.json
+    generate.py            rewrite format-v1.json, legacy.json and temporal-proxy.json
     generate.py --check    fail if regenerating would change them
 
 Legacy vectors reproduce the official samples' codecs exactly: `binary/encrypted`
-(12-byte nonce, AES-256-GCM of the serialized Payload, no AAD) and Go's `binary/zlib`.
+(12-byte nonce, AES-256-GCM of the serialized Payload, no AAD) and Go's `binary/zlib`;
+temporal-proxy vectors its `binary/encrypted` with a KMS-wrapped data key.
 """
 
 import argparse
@@ -238,6 +239,57 @@ def legacy_vectors() -> list:
     tampered = encrypted(plain, nonce)
     tampered.data = tampered.data[:-1] + bytes([tampered.data[-1] ^ 0x80])
     add("legacy tampered tag", "tampered", tampered, plain)
+    truncated = encrypted(plain, nonce)
+    truncated.data = truncated.data[:27]
+    add("legacy truncated (shorter than nonce and tag)", "truncated", truncated, plain)
+    extra = encrypted(plain, nonce)
+    extra.metadata["encryption-algorithm"] = b"AES-256-GCM"
+    add("legacy with metadata the format lacks", "unexpected_metadata", extra, plain)
+    missing = encrypted(plain, nonce)
+    del missing.metadata["encryption-key-id"]
+    add("legacy without its encryption-key-id", "missing_key_id", missing, plain)
+    return out
+
+
+def proxy_vectors() -> list:
+    """temporal-proxy's payloads (its internal/proxy/encryption.go and pkg/crypto/dek.go, as
+    published): metadata encoding=binary/encrypted, encryption-key-id=<KEK URI>,
+    encryption-dek=<base64 KMS ciphertext of the data key>; data = 12-byte nonce || AES-256-GCM
+    of the serialized Payload (no AAD) under the data key. The KMS wrapping needs a live KMS, so
+    a vector gives the data key (`dek`) and the test wraps it with the KMS it runs against, under
+    the allowed KEK or (`kek: "not_allowed"`) under another, then adds both metadata entries."""
+    out = []
+    dek = bytes(range(0x80, 0xA0))
+    other = bytes(range(0xA0, 0xC0))
+    plain = inner("json/plain", b'{"customer":"Ada Lovelace","card":"4111 1111 1111 1111"}')
+    nonce = bytes(range(0x10, 0x1C))
+
+    def sealed(k: bytes = dek) -> bytes:
+        return nonce + AESGCM(k).encrypt(nonce, plain.SerializeToString(deterministic=True), None)
+
+    def add(name, expect, data, kek="allowed", extra=None):
+        metadata = {"encoding": b"binary/encrypted"}
+        metadata.update(extra or {})
+        out.append(
+            {
+                "name": name,
+                "expect": expect,
+                "dek": dek.hex(),
+                "kek": kek,
+                "payload": payload_json(Payload(metadata=metadata, data=data)),
+                "decoded": payload_json(plain),
+            }
+        )
+
+    add("temporal-proxy payload", "ok", sealed())
+    flipped = bytearray(sealed())
+    flipped[20] ^= 0x01
+    add("temporal-proxy tampered ciphertext", "tampered", bytes(flipped))
+    add("temporal-proxy data sealed under another data key", "wrong_key", sealed(other))
+    add("temporal-proxy KEK the deployment does not allow", "unknown_kek", sealed(), kek="not_allowed")
+    add("temporal-proxy truncated (shorter than nonce and tag)", "truncated", sealed()[:27])
+    add("temporal-proxy with metadata the format lacks", "unexpected_metadata", sealed(),
+        extra={"encryption-key-version": b"1"})
     return out
 
 
@@ -303,7 +355,15 @@ def main() -> int:
         "legacy.json": render(
             legacy_vectors(),
             "Official Temporal samples' binary/encrypted and binary/zlib payloads, made with "
-            "Python cryptography and zlib by generate.py. expect: ok | wrong_key | tampered.",
+            "Python cryptography and zlib by generate.py. expect: ok | wrong_key | tampered | "
+            "truncated | unexpected_metadata | missing_key_id.",
+        ),
+        "temporal-proxy.json": render(
+            proxy_vectors(),
+            "temporal-proxy's binary/encrypted payloads, made with Python cryptography by "
+            "generate.py. The test wraps `dek` with the KMS it runs against (kek: allowed | "
+            "not_allowed) and adds encryption-key-id (the KEK's awskms:// URI) and encryption-dek. "
+            "expect: ok | tampered | wrong_key | unknown_kek | truncated | unexpected_metadata.",
         ),
     }
     keys_dir = HERE.parent.parent.parent / "keys" / "tests" / "vectors"
