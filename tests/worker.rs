@@ -412,3 +412,118 @@ fn a_plaintext_failure_written_past_the_codec_is_refused_by_a_tcodec_client() {
     let text = tcodec::display_chain(err.as_ref());
     assert!(text.contains(FORGED), "{text}");
 }
+
+/// The `encoding` of every payload in a history (JSON from `temporal workflow
+/// show`), in order.
+fn encodings(history: &str) -> Vec<String> {
+    fn walk(v: &serde_json::Value, out: &mut Vec<String>) {
+        match v {
+            serde_json::Value::Object(map) => {
+                if let Some(e) = map
+                    .get("metadata")
+                    .and_then(|m| m.get("encoding"))
+                    .and_then(|e| e.as_str())
+                {
+                    let bytes = base64::engine::general_purpose::STANDARD.decode(e).unwrap();
+                    out.push(String::from_utf8(bytes).unwrap());
+                }
+                map.values().for_each(|v| walk(v, out));
+            }
+            serde_json::Value::Array(items) => items.iter().for_each(|i| walk(i, out)),
+            _ => {}
+        }
+    }
+    let mut out = Vec::new();
+    walk(&serde_json::from_str(history).unwrap(), &mut out);
+    out
+}
+
+#[test]
+fn a_workflow_a_samples_codec_worker_started_is_finished_by_a_tcodec_worker_given_the_old_key() {
+    let keys = Keys::new();
+    // The key the samples' codec used, as the samples keep it: 32 characters.
+    let key_file = keys.dir.path().join("samples.key");
+    std::fs::write(&key_file, "test-key-test-key-test-key-test!").unwrap();
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    let temporal = DevServer::start();
+
+    // A Python worker on the official SDK, with the samples' encryption
+    // codec, starts onboarding and runs it until it waits for the signal.
+    let status = std::process::Command::new(support::venv_bin("python"))
+        .arg(support::repo_root().join("tests/support/samples_worker.py"))
+        .args([&temporal.address, "migrated"])
+        .arg(&key_file)
+        .arg("samples-2024")
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let before = history(&temporal, "migrated", None);
+    assert!(
+        encodings(&before).iter().all(|e| e == "binary/encrypted"),
+        "{:?}",
+        encodings(&before)
+    );
+
+    // The old key goes into the keyring (decrypt-only); a tcodec worker
+    // whose decode policy allows the samples' format takes over.
+    let secret = tcodec_keys::kek::local::read_key_file(&key_file).unwrap();
+    tcodec_keys::ops::import_legacy(&keys.keyring, &Keys::keks(), None, "samples-2024", &secret)
+        .unwrap();
+    let _worker = Worker::start_allowing(
+        &temporal.address,
+        &keys.keyring,
+        &keys.settings(),
+        "binary/encrypted",
+    );
+    let starter = Starter::new(&temporal, &keys);
+    starter.signal("migrated");
+    let account = starter.result("migrated");
+    // The customer came from the Python starter's samples-format input, the
+    // address from tcodec's signal.
+    assert_eq!(account.holder, "Ada Lovelace");
+    assert_eq!(account.card_last4, "1111");
+    assert_eq!(account.address, CONFIRMED_ADDRESS);
+
+    // The history holds both formats, and nothing in plaintext.
+    let raw = history(&temporal, "migrated", None);
+    let found = encodings(&raw);
+    assert!(found.iter().any(|e| e == "binary/encrypted"), "{found:?}");
+    assert!(found.iter().any(|e| e == "binary/tcodec"), "{found:?}");
+    assert!(
+        found
+            .iter()
+            .all(|e| e == "binary/encrypted" || e == "binary/tcodec"),
+        "{found:?}"
+    );
+    for secret in SECRETS {
+        assert!(!holds(&raw, secret), "raw history holds {secret}");
+    }
+
+    // The codec server, allowing the samples' format for the namespace,
+    // decodes every payload of both kinds; the temporal CLI shows them.
+    let codec = CodecServer::start_with(
+        &keys.keyring,
+        &keys.master_key_file,
+        "decode_allow = [\"binary/encrypted\"]",
+    );
+    let decoded = history(&temporal, "migrated", Some(&codec.url));
+    let found = encodings(&decoded);
+    assert!(
+        found
+            .iter()
+            .all(|e| e != "binary/encrypted" && e != "binary/tcodec"),
+        "undecoded payloads: {found:?}"
+    );
+    for secret in SECRETS {
+        assert!(holds(&decoded, secret), "decoded history lacks {secret}");
+    }
+    assert!(holds(&decoded, "verified ada@example.com"));
+    // Without the exception, the samples' payloads stay as they are.
+    let strict = CodecServer::start(&keys.keyring, &keys.master_key_file);
+    let shown = history(&temporal, "migrated", Some(&strict.url));
+    assert!(encodings(&shown).iter().any(|e| e == "binary/encrypted"));
+    assert!(!holds(&shown, "12 Crescent Road"));
+}

@@ -32,6 +32,8 @@ fs.mkdirSync(shots, { recursive: true });
 const SECRETS = ['4111 1111 1111 1111', 'Ada Lovelace', '12 Crescent Road', 'ada@example.com'];
 const FAILURE = 'identity check for Ada Lovelace with card 4111 1111 1111 1111 timed out';
 const WORKFLOW = 'onboarding-ui';
+// Started by a Python worker with the samples' encryption codec, finished by tcodec's.
+const MIGRATED = 'migrated-ui';
 
 const work = fs.mkdtempSync(path.join(os.tmpdir(), 'tcodec-ui-'));
 const children = new Set();
@@ -106,6 +108,8 @@ async function startCodec(origins) {
     `master_key_file = ${JSON.stringify(path.join(work, 'master.key'))}`,
     '[namespaces.default]',
     `keyring = ${JSON.stringify(path.join(work, 'default.json'))}`,
+    // Histories from before the move to tcodec: the samples' format, under the imported key.
+    'decode_allow = ["binary/encrypted"]',
   ].join('\n'));
   const child = start(`codec-${Date.now()}`, bin('tcodec'), ['serve', '--config', config]);
   await waitFor('the codec server', async () => (await fetch(`http://127.0.0.1:${codecPort}/readyz`)).ok);
@@ -125,8 +129,8 @@ function audit(child) {
 }
 
 /** Opens the workflow's page; returns the page text once `ready` holds. */
-async function openWorkflow(page, ready) {
-  await page.goto(`${ui}/namespaces/default/workflows/${WORKFLOW}`);
+async function openWorkflow(page, ready, id = WORKFLOW) {
+  await page.goto(`${ui}/namespaces/default/workflows/${id}`);
   return waitFor('the workflow page', async () => {
     const text = await page.innerText('body');
     return ready(text) ? text : null;
@@ -156,9 +160,22 @@ before(async () => {
   }, 120_000);
   await waitFor('the Web UI', async () => (await fetch(ui)).ok);
 
-  const worker = start('worker', bin('onboarding-worker'), [], tcodecEnv());
-  const result = execFileSync(bin('onboarding-starter'), ['run', WORKFLOW], { env: { ...process.env, ...tcodecEnv() }, timeout: 120_000 });
+  // A team migrating from the samples' codec: a Python worker with it starts onboarding and
+  // stops at the signal; the old key is imported; tcodec's worker (allowing the samples'
+  // format) takes over.
+  const samplesKey = path.join(work, 'samples.key');
+  fs.writeFileSync(samplesKey, 'test-key-test-key-test-key-test!', { mode: 0o600 });
+  execFileSync(path.join(root, '.venv/bin/python'), [path.join(root, 'tests/support/samples_worker.py'),
+    temporalAddress, MIGRATED, samplesKey, 'samples-2024'], { timeout: 120_000 });
+  execFileSync(bin('tcodec'), ['keys', 'import-legacy', '--id', 'samples-2024', '--key-file', samplesKey],
+    { env: { ...process.env, ...tcodecEnv() } });
+
+  const worker = start('worker', bin('onboarding-worker'), [], { ...tcodecEnv(), TCODEC_DECODE_ALLOW: 'binary/encrypted' });
+  const starterEnv = { env: { ...process.env, ...tcodecEnv() }, timeout: 120_000 };
+  const result = execFileSync(bin('onboarding-starter'), ['run', WORKFLOW], starterEnv);
   assert.match(String(result), /Royal Crescent/);
+  execFileSync(bin('onboarding-starter'), ['signal', MIGRATED], starterEnv);
+  assert.match(String(execFileSync(bin('onboarding-starter'), ['result', MIGRATED], starterEnv)), /Ada Lovelace/);
   await stop(worker);
 
   browser = await chromium.launch({
@@ -209,6 +226,17 @@ test('the UI shows the decrypted input, result and failure, asking tcodec with X
   for (const line of decodes) assert.equal(line.namespace, 'default');
   const log = codec.log();
   for (const secret of SECRETS) assert.ok(!log.includes(secret), `the codec server's log holds ${secret}`);
+  await page.close();
+});
+
+test('the UI shows a migrated history decoded: the samples\' input and tcodec\'s result', async () => {
+  const page = await browser.newPage({ viewport: { width: 1400, height: 1000 } });
+  // The input (12 Crescent Road) was sealed by the samples' codec in Python; the result
+  // (Royal Crescent) by tcodec in Rust.
+  const text = await openWorkflow(page, (t) => t.includes('12 Crescent Road') && t.includes('Royal Crescent'), MIGRATED);
+  for (const secret of SECRETS) assert.ok(text.includes(secret), `the page lacks ${secret}`);
+  assert.ok(!text.includes('binary/encrypted'), 'a samples-format payload was left undecoded');
+  await page.screenshot({ path: path.join(shots, 'ui-migrated.png') });
   await page.close();
 });
 

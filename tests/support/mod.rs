@@ -75,6 +75,19 @@ pub struct Worker {
 
 impl Worker {
     pub fn start(address: &str, keyring: &Path, settings: &KekSettings) -> Self {
+        Self::start_allowing(address, keyring, settings, "")
+    }
+
+    /// Like [`Worker::start`], with a decode policy allowing `allow` (as
+    /// `TCODEC_DECODE_ALLOW` names it).
+    pub fn start_allowing(
+        address: &str,
+        keyring: &Path,
+        settings: &KekSettings,
+        allow: &str,
+    ) -> Self {
+        let options = tcodec::CodecOptions::default()
+            .with_decode_policy(tcodec_worker::decode_policy_from(allow));
         let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<(), String>>();
         let (stop, stop_rx) = oneshot::channel::<()>();
         let (address, keyring, settings) =
@@ -86,7 +99,8 @@ impl Worker {
                 .build()?;
             rt.block_on(async move {
                 let setup = async {
-                    let codec = tcodec_worker::WorkerCodec::open(&keyring, &settings)?;
+                    let codec =
+                        tcodec_worker::WorkerCodec::open_with(&keyring, &settings, options)?;
                     let runtime = temporalio_sdk::Runtime::from_current_tokio(Default::default())?;
                     let client =
                         tcodec_onboarding::connect(&address, "default", codec.data_converter())
@@ -145,8 +159,14 @@ pub struct CodecServer {
 
 impl CodecServer {
     pub fn start(keyring: &Path, master_key_file: &Path) -> Self {
+        Self::start_with(keyring, master_key_file, "")
+    }
+
+    /// Like [`CodecServer::start`], with `namespace` (TOML lines) added to
+    /// namespace `default`'s table.
+    pub fn start_with(keyring: &Path, master_key_file: &Path, namespace: &str) -> Self {
         let toml = format!(
-            "[kek]\nmaster_key_file = {:?}\n[namespaces.default]\nkeyring = {:?}\n",
+            "[kek]\nmaster_key_file = {:?}\n[namespaces.default]\nkeyring = {:?}\n{namespace}\n",
             master_key_file.display().to_string(),
             keyring.display().to_string()
         );
