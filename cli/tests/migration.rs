@@ -292,7 +292,7 @@ fn temporal_proxy_payloads_decode_through_kms_under_an_allowed_kek_only() {
                 ("encryption-dek", wrapped.as_bytes()),
             ],
         );
-        let input = batch(&[payload.clone()]);
+        let input = batch(std::slice::from_ref(&payload));
         let name = v["name"].as_str().unwrap();
         let key = uri(kek);
         match v["expect"].as_str().unwrap() {

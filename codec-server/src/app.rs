@@ -135,7 +135,9 @@ impl<'s> SharedKeks<'s> {
     }
 
     fn for_document(&self, doc: &tcodec_keys::document::KeyringDocument) -> Result<Keks, KekError> {
-        let kms = doc.uses_provider(AWS_KMS);
+        // Listed KMS keys start KMS too: temporal-proxy payloads under them
+        // are read through it, whatever KEK the keyring's own keys use.
+        let kms = doc.uses_provider(AWS_KMS) || !self.settings.kms_keys.is_empty();
         let cell = if kms {
             &self.with_kms
         } else {
