@@ -356,3 +356,78 @@ fn temporal_proxy_payloads_decode_through_kms_under_an_allowed_kek_only() {
     );
     assert!(err.contains("is not one this deployment may use"), "{err}");
 }
+
+#[test]
+fn the_codec_server_decodes_temporal_proxy_payloads_where_the_namespace_allows_them() {
+    use support::server::{ServeProcess, curl, curl_post};
+    let moto = Moto::start();
+    let dir = tempfile::tempdir().unwrap();
+    let t = local_keyring(dir.path());
+    let allowed = create_key_arn(&moto);
+    let other = create_key_arn(&moto);
+    let master_file = dir.path().join("master.key");
+    write_private(&master_file, MASTER_KEY.as_bytes());
+    let toml = format!(
+        "listen = \"127.0.0.1:0\"\n[kek]\nmaster_key_file = {:?}\nkms_endpoint = {:?}\n\
+         kms_region = \"us-east-1\"\nkms_keys = [{allowed:?}]\n\
+         [namespaces.payments]\nkeyring = {keyring:?}\ndecode_allow = [\"binary/encrypted\"]\n\
+         [namespaces.shown]\nkeyring = {keyring:?}\n",
+        master_file.display().to_string(),
+        moto.endpoint,
+        keyring = t.keyring.display().to_string(),
+    );
+    let server = ServeProcess::start(
+        &toml,
+        &[
+            ("AWS_ACCESS_KEY_ID", "testing"),
+            ("AWS_SECRET_ACCESS_KEY", "testing"),
+            ("AWS_EC2_METADATA_DISABLED", "true"),
+        ],
+    );
+    let v = &vectors("temporal-proxy.json")[0];
+    assert_eq!(v["expect"], "ok");
+    let proxy_payload = |arn: &str| {
+        let wrapped = kms_wrap(&moto, arn, v["dek"].as_str().unwrap());
+        let uri = format!("awskms:///{arn}?region=us-east-1");
+        payload_json(
+            &v["payload"],
+            &[
+                ("encryption-key-id", uri.as_bytes()),
+                ("encryption-dek", wrapped.as_bytes()),
+            ],
+        )
+    };
+    let good = proxy_payload(&allowed);
+    let decode = |namespace: &str, payloads: &[Value]| {
+        let args = curl_post(
+            &format!("{}/decode", server.url),
+            namespace,
+            &batch(payloads),
+        );
+        curl(&args.iter().map(String::as_str).collect::<Vec<_>>())
+    };
+
+    let (status, body) = decode("payments", std::slice::from_ref(&good));
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(texts(&body), [decoded_text(v)]);
+    // A namespace without the exception shows it as it is stored.
+    let (status, body) = decode("shown", std::slice::from_ref(&good));
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        serde_json::from_str::<Value>(&body).unwrap()["payloads"][0],
+        good
+    );
+    // Under a KMS key the deployment does not list: refused, naming the
+    // payload and the KEK, and nothing of the batch answered.
+    let (status, body) = decode("payments", &[good.clone(), proxy_payload(&other)]);
+    assert_eq!(status, 400, "{body}");
+    let answer: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(answer["error"]["code"], "key_refused");
+    let message = answer["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains(&format!("payload 1: cannot use key awskms:///{other}"))
+            && message.contains("not one this deployment may use"),
+        "{message}"
+    );
+    assert!(!body.contains("Ada Lovelace"), "{body}");
+}

@@ -491,7 +491,7 @@ impl Codec {
         let format = legacy::Encrypted::of(payload.metadata.keys().map(String::as_str));
         let raw_id = payload.metadata.get(legacy::METADATA_KEY_ID);
         let shown = raw_id
-            .map(|id| String::from_utf8_lossy(id).escape_debug().to_string())
+            .map(|id| String::from_utf8_lossy(id).into_owned())
             .unwrap_or_default();
         let malformed = |reason| CodecError::MalformedForeign {
             index,

@@ -54,7 +54,8 @@ pub enum CodecError {
         index: usize,
         /// The format it claims.
         format: &'static str,
-        /// The key id (or KEK URI) it names, escaped; empty when it names none.
+        /// The key id (or KEK URI) it names, as it came (logs escape it);
+        /// empty when it names none.
         key_id: String,
         /// What is wrong with it.
         reason: Malformed,

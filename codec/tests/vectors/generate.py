@@ -206,11 +206,11 @@ def legacy_vectors() -> list:
     key = bytes(range(0x40, 0x60))
     key_id = "test-key-id"
 
-    def encrypted(p: Payload, nonce: bytes, k: bytes = key) -> Payload:
+    def encrypted(p: Payload, nonce: bytes, k: bytes = key, named: str = key_id) -> Payload:
         # The samples' EncryptionCodec.encode, with the nonce fixed for reproducibility.
         data = nonce + AESGCM(k).encrypt(nonce, p.SerializeToString(deterministic=True), None)
         return Payload(
-            metadata={"encoding": b"binary/encrypted", "encryption-key-id": key_id.encode()}, data=data
+            metadata={"encoding": b"binary/encrypted", "encryption-key-id": named.encode()}, data=data
         )
 
     def zlibbed(p: Payload) -> Payload:
@@ -248,6 +248,7 @@ def legacy_vectors() -> list:
     missing = encrypted(plain, nonce)
     del missing.metadata["encryption-key-id"]
     add("legacy without its encryption-key-id", "missing_key_id", missing, plain)
+    add("legacy under a key id the keyring lacks", "unknown_key", encrypted(plain, nonce, named="retired-2023"), plain)
     return out
 
 
@@ -356,7 +357,8 @@ def main() -> int:
             legacy_vectors(),
             "Official Temporal samples' binary/encrypted and binary/zlib payloads, made with "
             "Python cryptography and zlib by generate.py. expect: ok | wrong_key | tampered | "
-            "truncated | unexpected_metadata | missing_key_id.",
+            "truncated | unexpected_metadata | missing_key_id | unknown_key (the payload names a key other "
+            "than key_id, which the test registers).",
         ),
         "temporal-proxy.json": render(
             proxy_vectors(),
