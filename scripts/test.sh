@@ -31,11 +31,16 @@ step "cargo clippy (all targets, warnings are errors)"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo clippy -p tcodec-benches --features worker-overhead --all-targets --locked -- -D warnings
 
-step "test vectors match their independent Python generator"
+step "test vectors match their independent Python generator, whose decoder passes the conformance runner"
 .venv/bin/python codec/tests/vectors/generate.py --check
+.venv/bin/python codec/tests/vectors/conformance.py -- .venv/bin/python codec/tests/vectors/generate.py --decode
 
 step "cargo test (workspace, incl. doctests)"
 cargo test --workspace --locked --no-fail-fast
+
+step "tcodec's decoder passes the format's conformance runner (codec/tests/vectors/README.md)"
+# cargo test built the example with the test profile.
+.venv/bin/python codec/tests/vectors/conformance.py -- target/debug/examples/conformance_decoder
 
 step "benchmarks compile and run once (timings are measured by benches, not here)"
 cargo bench -p tcodec-benches --locked -- --test

@@ -430,11 +430,14 @@ impl Codec {
             encoding: wire::ENCODING,
             reason,
         };
+        // FORMAT.md section 4.1 fixes this order: the header first (so a
+        // later version's payload is refused as such, whatever else it
+        // carries), then the outer payload's fields, then the key.
+        let (header, header_len) =
+            HeaderView::parse(data).map_err(|e| malformed(Malformed::Header(e)))?;
         if outer.external_payloads {
             return Err(malformed(Malformed::ExternalPayloads));
         }
-        let (header, header_len) =
-            HeaderView::parse(data).map_err(|e| malformed(Malformed::Header(e)))?;
         if !outer
             .metadata
             .only_keys(&[wire::METADATA_ENCODING, wire::METADATA_KEY_ID])

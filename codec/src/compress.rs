@@ -65,44 +65,50 @@ pub(crate) enum DecompressError {
     TooLarge,
 }
 
-/// Decompresses one or more zstd frames, refusing to produce more than `limit`
-/// bytes.
+/// The zstd frame magic number (RFC 8878 section 3.1.1), little-endian.
+const ZSTD_MAGIC: [u8; 4] = [0x28, 0xb5, 0x2f, 0xfd];
+
+/// Decompresses a tcodec plaintext (FORMAT.md section 4.3): exactly one
+/// standard zstd frame that records its content size and names no
+/// dictionary, with nothing after it; refuses a content size over `limit`
+/// before decompressing, and output that differs from the content size.
 pub(crate) fn zstd_decompress(src: &[u8], limit: usize) -> Result<Vec<u8>, DecompressError> {
-    match zstd::zstd_safe::get_frame_content_size(src) {
-        Ok(Some(size)) => {
-            let size = usize::try_from(size).map_err(|_| DecompressError::TooLarge)?;
-            if size > limit {
-                return Err(DecompressError::TooLarge);
-            }
-            // The frame header's size is a claim, not a fact: the output buffer
-            // is exactly that big, so more data is an error, not a reallocation.
-            let out = DECOMPRESSOR.with(|cell| {
-                let mut slot = cell.borrow_mut();
-                if slot.is_none() {
-                    *slot = Some(
-                        zstd::bulk::Decompressor::new().map_err(|_| DecompressError::Corrupt)?,
-                    );
-                }
-                match &mut *slot {
-                    Some(d) => d
-                        .decompress(src, size)
-                        .map_err(|_| DecompressError::Corrupt),
-                    None => Err(DecompressError::Corrupt),
-                }
-            })?;
-            if out.len() != size {
-                return Err(DecompressError::Corrupt);
-            }
-            Ok(out)
-        }
-        Ok(None) => {
-            // No size in the header: stream, stopping one byte past the limit.
-            let decoder =
-                zstd::stream::read::Decoder::new(src).map_err(|_| DecompressError::Corrupt)?;
-            read_limited(decoder, limit)
-        }
-        Err(_) => Err(DecompressError::Corrupt),
+    use zstd::zstd_safe;
+    if !src.starts_with(&ZSTD_MAGIC) {
+        return Err(DecompressError::Corrupt);
     }
+    // One frame, ending where the data ends.
+    if zstd_safe::find_frame_compressed_size(src) != Ok(src.len()) {
+        return Err(DecompressError::Corrupt);
+    }
+    if zstd_safe::get_dict_id_from_frame(src).is_some() {
+        return Err(DecompressError::Corrupt);
+    }
+    let size = match zstd_safe::get_frame_content_size(src) {
+        Ok(Some(size)) => usize::try_from(size).map_err(|_| DecompressError::TooLarge)?,
+        _ => return Err(DecompressError::Corrupt),
+    };
+    if size > limit {
+        return Err(DecompressError::TooLarge);
+    }
+    // The frame header's size is a claim, not a fact: the output buffer is
+    // exactly that big, so more data is an error, not a reallocation.
+    let out = DECOMPRESSOR.with(|cell| {
+        let mut slot = cell.borrow_mut();
+        if slot.is_none() {
+            *slot = Some(zstd::bulk::Decompressor::new().map_err(|_| DecompressError::Corrupt)?);
+        }
+        match &mut *slot {
+            Some(d) => d
+                .decompress(src, size)
+                .map_err(|_| DecompressError::Corrupt),
+            None => Err(DecompressError::Corrupt),
+        }
+    })?;
+    if out.len() != size {
+        return Err(DecompressError::Corrupt);
+    }
+    Ok(out)
 }
 
 /// Decompresses zlib data (the official samples' `binary/zlib`), refusing to
@@ -145,7 +151,7 @@ mod tests {
     }
 
     #[test]
-    fn zstd_without_content_size_streams_under_the_limit() {
+    fn zstd_without_content_size_is_refused() {
         let data = vec![0u8; 100_000];
         let mut encoder = zstd::stream::write::Encoder::new(Vec::new(), 3).unwrap();
         encoder.include_contentsize(false).unwrap();
@@ -155,10 +161,11 @@ mod tests {
             zstd::zstd_safe::get_frame_content_size(&packed),
             Ok(None)
         ));
-        assert_eq!(zstd_decompress(&packed, 100_000).unwrap(), data);
+        // FORMAT.md section 4.3: tcodec always records the size, so a frame
+        // without one was not written by an encoder of the format.
         assert_eq!(
-            zstd_decompress(&packed, 99_999),
-            Err(DecompressError::TooLarge)
+            zstd_decompress(&packed, 1 << 20),
+            Err(DecompressError::Corrupt)
         );
     }
 

@@ -163,6 +163,33 @@ impl CodecError {
         )
     }
 
+    /// The error's class, as FORMAT.md section 4.2 names it and the
+    /// conformance vectors label it: `truncated`, `unsupported_version`,
+    /// `unsupported_algorithm`, `unknown_flags`, `invalid_key_id`,
+    /// `external_payloads`, `unexpected_metadata`, `key_id_mismatch`,
+    /// `unknown_key`, `key_refused` (disabled or destroyed), `key_unavailable`,
+    /// `decrypt`, `compression`, `too_large`, `inner_payload`, `too_deep`;
+    /// and outside the format itself `not_sealed`, `malformed_foreign`,
+    /// `over_budget`, `deferred`, `seal`, `random`.
+    pub fn class(&self) -> &'static str {
+        match self {
+            Self::Malformed { reason, .. } => reason.class(),
+            Self::MalformedForeign { .. } => "malformed_foreign",
+            Self::Key { source, .. } => match source {
+                KeyError::Unknown(_) => "unknown_key",
+                KeyError::Unavailable { .. } | KeyError::NotInMemory(_) => "key_unavailable",
+                _ => "key_refused",
+            },
+            Self::Decrypt { .. } => "decrypt",
+            Self::TooLarge { .. } => "too_large",
+            Self::OverBudget { .. } => "over_budget",
+            Self::NotSealed { .. } => "not_sealed",
+            Self::Seal { .. } => "seal",
+            Self::Random => "random",
+            Self::Deferred { .. } => "deferred",
+        }
+    }
+
     /// The key id involved, where there is one.
     pub fn key_id(&self) -> Option<&str> {
         match self {
@@ -171,6 +198,26 @@ impl CodecError {
             | Self::Seal { key_id, .. }
             | Self::MalformedForeign { key_id, .. } => Some(key_id),
             _ => None,
+        }
+    }
+}
+
+impl Malformed {
+    /// The class FORMAT.md section 4.2 gives this failure (see [`CodecError::class`]).
+    pub fn class(&self) -> &'static str {
+        match self {
+            Self::Header(HeaderError::Truncated) | Self::Truncated => "truncated",
+            Self::Header(HeaderError::UnsupportedVersion(_)) => "unsupported_version",
+            Self::Header(HeaderError::UnsupportedAlgorithm(_)) => "unsupported_algorithm",
+            Self::Header(HeaderError::UnknownFlags(_)) => "unknown_flags",
+            Self::Header(HeaderError::InvalidKeyId) => "invalid_key_id",
+            Self::UnexpectedMetadata => "unexpected_metadata",
+            Self::KeyIdMismatch => "key_id_mismatch",
+            Self::MissingKeyId | Self::BadKeyText => "key_id_mismatch",
+            Self::ExternalPayloads => "external_payloads",
+            Self::Compression => "compression",
+            Self::InnerPayload => "inner_payload",
+            Self::TooDeep => "too_deep",
         }
     }
 }

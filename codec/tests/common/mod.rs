@@ -11,6 +11,14 @@ use tcodec::Payload;
 pub struct HexPayload {
     pub metadata: BTreeMap<String, String>,
     pub data: String,
+    #[serde(default)]
+    pub external_payloads: Vec<HexExternal>,
+}
+
+/// `ExternalPayloadDetails` as the vector files write it.
+#[derive(Deserialize, Clone)]
+pub struct HexExternal {
+    pub size_bytes: i64,
 }
 
 impl HexPayload {
@@ -22,7 +30,13 @@ impl HexPayload {
                 .map(|(k, v)| (k.clone(), hex::decode(v).unwrap()))
                 .collect(),
             data: hex::decode(&self.data).unwrap().into(),
-            external_payloads: Vec::new(),
+            external_payloads: self
+                .external_payloads
+                .iter()
+                .map(|e| tcodec::ExternalPayloadDetails {
+                    size_bytes: e.size_bytes,
+                })
+                .collect(),
         }
     }
 }
