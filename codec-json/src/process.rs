@@ -206,18 +206,10 @@ pub fn process(
         step.run(index, json, &mut parts, &mut out, limits.max_answer_bytes)?;
         // The estimate before writing keeps allocations bounded; this keeps
         // the limit exact (a passed-through payload's unknown fields).
-        if out.len() > limits.max_answer_bytes {
-            return Err(ProcessError::AnswerTooLarge {
-                limit: limits.max_answer_bytes,
-            });
-        }
+        within_answer(out.len(), limits.max_answer_bytes)?;
     }
     let body = out.finish(&request.extra)?;
-    if body.len() > limits.max_answer_bytes {
-        return Err(ProcessError::AnswerTooLarge {
-            limit: limits.max_answer_bytes,
-        });
-    }
+    within_answer(body.len(), limits.max_answer_bytes)?;
     Ok(Answer {
         body,
         payloads: count,
@@ -245,14 +237,8 @@ impl Step<'_> {
         max_answer: usize,
     ) -> Result<(), ProcessError> {
         // Refuses a payload whose answer would cross the limit, before writing it.
-        let fits = |out: &Writer, pairs: &mut dyn Iterator<Item = (&str, usize)>, data: usize| {
-            let projected = pairs.fold(answer_size(data) + 64, |sum, (k, v)| {
-                sum + k.len() + answer_size(v) + 8
-            });
-            if out.len().saturating_add(projected) > max_answer {
-                return Err(ProcessError::AnswerTooLarge { limit: max_answer });
-            }
-            Ok(())
+        let fits = |out: &Writer, projected: usize| {
+            within_answer(out.len().saturating_add(projected), max_answer)
         };
         let Parts {
             values,
@@ -283,8 +269,7 @@ impl Step<'_> {
                     None => encoder.insert(codec.encoder(*count)?),
                 };
                 let sealed = encoder.encode(index, &payload.to_payload(data))?;
-                let mut pairs = sealed.metadata.iter().map(|(k, v)| (k.as_str(), v.len()));
-                fits(out, &mut pairs, sealed.data.len())?;
+                fits(out, projected(&sealed.metadata, sealed.data.len()))?;
                 out.owned(&sealed)?;
             }
             Self::Decode(codec, decoder) => {
@@ -292,19 +277,17 @@ impl Step<'_> {
                 let encoding = metadata.iter().rev().find(|(k, _)| *k == ENCODING);
                 if !codec.decodes(encoding.map(|(_, v)| *v)) {
                     // Passed through as it came (its base64 was checked above).
-                    let mut pairs = metadata.iter().map(|(k, v)| (*k, v.len()));
-                    fits(out, &mut pairs, data.len())?;
+                    fits(out, projected(metadata.iter().copied(), data.len()))?;
                     return Ok(out.json(json)?);
                 }
                 match decoder.decode_in_place(index, payload, data)? {
                     Decoded::View(view) => {
-                        let mut pairs = view.metadata().iter().map(|(k, v)| (*k, v.len()));
-                        fits(out, &mut pairs, view.data().len())?;
+                        let metadata = view.metadata().iter().copied();
+                        fits(out, projected(metadata, view.data().len()))?;
                         out.payload(view.metadata().iter().copied(), view.data(), &[])?
                     }
                     Decoded::Owned(p) => {
-                        let mut pairs = p.metadata.iter().map(|(k, v)| (k.as_str(), v.len()));
-                        fits(out, &mut pairs, p.data.len())?;
+                        fits(out, projected(&p.metadata, p.data.len()))?;
                         out.owned(&p)?
                     }
                 }
@@ -312,6 +295,27 @@ impl Step<'_> {
         }
         Ok(())
     }
+}
+
+/// Refuses an answer of `len` bytes over `limit`.
+fn within_answer(len: usize, limit: usize) -> Result<(), ProcessError> {
+    if len > limit {
+        return Err(ProcessError::AnswerTooLarge { limit });
+    }
+    Ok(())
+}
+
+/// About what a payload of these metadata pairs and `data` bytes takes in
+/// the answer (base64 and JSON punctuation): an estimate made before writing.
+fn projected<K: AsRef<str>, V: AsRef<[u8]>>(
+    metadata: impl IntoIterator<Item = (K, V)>,
+    data: usize,
+) -> usize {
+    metadata
+        .into_iter()
+        .fold(answer_size(data) + 64, |sum, (k, v)| {
+            sum + k.as_ref().len() + answer_size(v.as_ref().len()) + 8
+        })
 }
 
 /// What `bytes` take in the answer, as base64.

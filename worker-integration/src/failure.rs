@@ -70,26 +70,36 @@ pub struct PlaintextFailure {
     pub kind: String,
 }
 
-/// Application failure types the SDK's core writes itself, in plaintext.
-fn written_by_core(kind: &str) -> bool {
-    const CORE: [&str; 4] = [
-        "WorkerShutdown",
-        "GrpcMessageTooLarge",
-        "RequestTooLarge",
-        "PayloadsTooLarge",
-    ];
-    // A failed signal or cancel of another workflow is typed by its cause.
-    let causes = (0..32).flat_map(|i| {
+/// Application failure types the SDK's core writes itself, in plaintext:
+/// its own, and a failed signal or cancel of another workflow, typed by its
+/// cause. Built once.
+static WRITTEN_BY_CORE: std::sync::LazyLock<std::collections::HashSet<String>> =
+    std::sync::LazyLock::new(|| {
+        let causes = (0..32).flat_map(|i| {
+            [
+                SignalExternalWorkflowExecutionFailedCause::try_from(i)
+                    .ok()
+                    .map(|c| c.to_string()),
+                CancelExternalWorkflowExecutionFailedCause::try_from(i)
+                    .ok()
+                    .map(|c| c.to_string()),
+            ]
+        });
         [
-            SignalExternalWorkflowExecutionFailedCause::try_from(i)
-                .ok()
-                .map(|c| c.to_string()),
-            CancelExternalWorkflowExecutionFailedCause::try_from(i)
-                .ok()
-                .map(|c| c.to_string()),
+            "WorkerShutdown",
+            "GrpcMessageTooLarge",
+            "RequestTooLarge",
+            "PayloadsTooLarge",
         ]
+        .into_iter()
+        .map(String::from)
+        .chain(causes.flatten())
+        .collect()
     });
-    CORE.contains(&kind) || causes.flatten().any(|cause| cause == kind)
+
+/// Whether the SDK's core writes application failures of type `kind` itself.
+fn written_by_core(kind: &str) -> bool {
+    WRITTEN_BY_CORE.contains(kind)
 }
 
 /// The first failure of the chain whose message should have come sealed and
