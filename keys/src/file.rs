@@ -272,21 +272,9 @@ impl FileKeyring {
         if !fetch {
             return Err(KeyError::NotInMemory(version.id.to_string()));
         }
-        let unavailable =
-            |source: Box<dyn std::error::Error + Send + Sync>| KeyError::Unavailable {
-                key_id: version.id.to_string(),
-                source,
-            };
-        let wrapped = base64::engine::general_purpose::STANDARD
-            .decode(wrapped_b64)
-            .map_err(|e| unavailable(Box::new(e)))?;
         let ctx = EncryptionContext::new(keyring, &version.id);
         // Unwrap outside the cache lock: a slow KMS must not stall cached keys.
-        let secret = self
-            .inner
-            .keks
-            .unwrap(&version.kek, &wrapped, &ctx)
-            .map_err(|e| unavailable(Box::new(e)))?;
+        let secret = self.unwrap_stored(&version.kek, wrapped_b64, &ctx)?;
         let key = Arc::new(DataKey::new(version.id.clone(), secret));
         lock(&self.inner.cache).insert(
             version.id.clone(),
@@ -326,23 +314,33 @@ impl FileKeyring {
         if !fetch {
             return Err(KeyError::NotInMemory(id.to_owned()));
         }
+        let ctx = EncryptionContext::legacy(self.document().name(), id);
+        let secret = self.unwrap_stored(&version.kek, wrapped_b64, &ctx)?;
+        let key = Arc::new(LegacyKey::new(id, secret));
+        lock(&self.inner.legacy).insert(id.to_owned(), (wrapped_b64.to_owned(), Arc::clone(&key)));
+        Ok(key)
+    }
+
+    /// Unwraps a key the keyring file stores (base64) under `kek` and `ctx`;
+    /// any failure makes the key unavailable, naming it.
+    fn unwrap_stored(
+        &self,
+        kek: &crate::document::KekRef,
+        wrapped_b64: &str,
+        ctx: &EncryptionContext,
+    ) -> Result<SecretBytes32, KeyError> {
         let unavailable =
             |source: Box<dyn std::error::Error + Send + Sync>| KeyError::Unavailable {
-                key_id: id.to_owned(),
+                key_id: ctx.key_id().to_owned(),
                 source,
             };
         let wrapped = base64::engine::general_purpose::STANDARD
             .decode(wrapped_b64)
             .map_err(|e| unavailable(Box::new(e)))?;
-        let ctx = EncryptionContext::legacy(self.document().name(), id);
-        let secret = self
-            .inner
+        self.inner
             .keks
-            .unwrap(&version.kek, &wrapped, &ctx)
-            .map_err(|e| unavailable(Box::new(e)))?;
-        let key = Arc::new(LegacyKey::new(id, secret));
-        lock(&self.inner.legacy).insert(id.to_owned(), (wrapped_b64.to_owned(), Arc::clone(&key)));
-        Ok(key)
+            .unwrap(kek, &wrapped, ctx)
+            .map_err(|e| unavailable(Box::new(e)))
     }
 
     /// A temporal-proxy data key; with `fetch` false, only if in memory.
