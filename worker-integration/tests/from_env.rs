@@ -39,19 +39,23 @@ fn run(kms_keys: Option<&str>) -> String {
     )
     .unwrap();
     let mut cmd = Command::new(std::env::current_exe().unwrap());
-    cmd.args(["--exact", "from_env_reads_the_kms_allow_list", "--nocapture"])
-        .env(CHILD, "1")
-        .env("TCODEC_KEYRING", &keyring)
-        .env_remove("TCODEC_KMS_KEYS")
-        .env_remove("TCODEC_MASTER_KEY")
-        .env_remove("TCODEC_MASTER_KEY_FILE")
-        // Nothing listens here: a KMS call fails at once.
-        .env("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
-        .env("AWS_REGION", "us-east-1")
-        .env("AWS_ACCESS_KEY_ID", "testing")
-        .env("AWS_SECRET_ACCESS_KEY", "testing")
-        .env("AWS_EC2_METADATA_DISABLED", "true")
-        .env("AWS_MAX_ATTEMPTS", "1");
+    cmd.args([
+        "--exact",
+        "from_env_reads_the_kms_allow_list",
+        "--nocapture",
+    ])
+    .env(CHILD, "1")
+    .env("TCODEC_KEYRING", &keyring)
+    .env_remove("TCODEC_KMS_KEYS")
+    .env_remove("TCODEC_MASTER_KEY")
+    .env_remove("TCODEC_MASTER_KEY_FILE")
+    // Nothing listens here: a KMS call fails at once.
+    .env("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
+    .env("AWS_REGION", "us-east-1")
+    .env("AWS_ACCESS_KEY_ID", "testing")
+    .env("AWS_SECRET_ACCESS_KEY", "testing")
+    .env("AWS_EC2_METADATA_DISABLED", "true")
+    .env("AWS_MAX_ATTEMPTS", "1");
     if let Some(keys) = kms_keys {
         cmd.env("TCODEC_KMS_KEYS", keys);
     }
