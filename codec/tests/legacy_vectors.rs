@@ -156,3 +156,33 @@ fn legacy_formats_are_refused_unless_the_policy_allows_them() {
         );
     }
 }
+
+/// FORMAT.md section 4.5: every layer a decoder opens counts toward the 4,
+/// legacy ones too.
+#[test]
+fn legacy_layers_count_toward_the_layer_limit() {
+    let zlib = vectors()
+        .into_iter()
+        .find(|v| v.name == "go zlib codec")
+        .unwrap();
+    let mut ring = MemoryKeyring::new();
+    ring.insert(
+        tcodec::keys::KeyId::new("k1").unwrap(),
+        key32(&zlib.key),
+        tcodec::keys::KeyState::Primary,
+    );
+    let codec = Codec::with_options(
+        Arc::new(ring),
+        CodecOptions::default().with_decode_policy(DecodePolicy::strict().allow_zlib()),
+    );
+    let mut layers = vec![zlib.payload.to_payload()];
+    // The zlib layer and three tcodec layers: four, decoded.
+    for _ in 0..3 {
+        layers = codec.encode(&layers).unwrap();
+    }
+    assert_eq!(codec.decode(&layers).unwrap(), vec![zlib.decoded.to_payload()]);
+    // One more tcodec layer makes the zlib layer the fifth.
+    let deeper = codec.encode(&layers).unwrap();
+    let err = codec.decode(&deeper).unwrap_err();
+    assert_eq!(err.class(), "too_deep", "{err}");
+}
