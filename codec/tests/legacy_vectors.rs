@@ -180,7 +180,10 @@ fn legacy_layers_count_toward_the_layer_limit() {
     for _ in 0..3 {
         layers = codec.encode(&layers).unwrap();
     }
-    assert_eq!(codec.decode(&layers).unwrap(), vec![zlib.decoded.to_payload()]);
+    assert_eq!(
+        codec.decode(&layers).unwrap(),
+        vec![zlib.decoded.to_payload()]
+    );
     // One more tcodec layer makes the zlib layer the fifth.
     let deeper = codec.encode(&layers).unwrap();
     let err = codec.decode(&deeper).unwrap_err();
