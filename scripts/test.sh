@@ -38,6 +38,13 @@ step "test vectors match their independent Python generator, whose decoder passe
 step "cargo test (workspace, incl. doctests)"
 cargo test --workspace --locked --no-fail-fast
 
+step "the Python package (bindings/python): built by maturin into .venv, tested with pytest"
+# In the workspace's target dir, with the test profile's settings under the name "wheel" (Cargo.toml).
+rm -rf target/wheels
+.venv/bin/maturin build --quiet -m bindings/python/Cargo.toml --profile wheel -i .venv/bin/python -o target/wheels
+.venv/bin/python -m pip install -q --force-reinstall --no-deps target/wheels/tcodec-*.whl
+.venv/bin/python -m pytest -q -p no:cacheprovider bindings/python/tests
+
 step "tcodec's decoder passes the format's conformance runner (codec/tests/vectors/README.md)"
 # cargo test built the example with the test profile.
 .venv/bin/python codec/tests/vectors/conformance.py -- target/debug/examples/conformance_decoder

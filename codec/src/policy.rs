@@ -101,6 +101,23 @@ impl DecodePolicy {
             .fold(self, |policy, name| policy.allow(name.as_ref()))
     }
 
+    /// The strict policy with the exceptions a comma-separated list names, as
+    /// `TCODEC_DECODE_ALLOW` takes them (workers in every language): plaintext
+    /// encodings (`json/plain`, …, `*` for any), `binary/encrypted`,
+    /// `binary/zlib`. Blank items are ignored; an empty list is strict.
+    ///
+    /// ```
+    /// use tcodec::DecodePolicy;
+    /// assert_eq!(
+    ///     DecodePolicy::from_allow_list("json/plain, binary/zlib"),
+    ///     DecodePolicy::strict().allow_plaintext("json/plain").allow_zlib()
+    /// );
+    /// assert_eq!(DecodePolicy::from_allow_list(""), DecodePolicy::strict());
+    /// ```
+    pub fn from_allow_list(list: &str) -> Self {
+        Self::strict().allow_each(list.split(',').map(str::trim).filter(|i| !i.is_empty()))
+    }
+
     /// Whether a plaintext payload of `encoding` passes.
     pub(crate) fn allows_plaintext(&self, encoding: Option<&[u8]>) -> bool {
         match &self.plaintext {

@@ -45,16 +45,7 @@ pub fn data_converter(codec: Arc<Codec>) -> DataConverter {
 /// assert_eq!(tcodec_worker::decode_policy_from(""), DecodePolicy::strict());
 /// ```
 pub fn decode_policy_from(list: &str) -> DecodePolicy {
-    DecodePolicy::strict().allow_each(list_from(list))
-}
-
-/// The non-empty, trimmed items of a comma-separated environment value.
-fn list_from(list: &str) -> Vec<String> {
-    list.split(',')
-        .map(str::trim)
-        .filter(|item| !item.is_empty())
-        .map(str::to_owned)
-        .collect()
+    DecodePolicy::from_allow_list(list)
 }
 
 /// Why a worker's codec could not be set up.
@@ -126,11 +117,7 @@ impl WorkerCodec {
         let path = std::env::var_os("TCODEC_KEYRING")
             .map(PathBuf::from)
             .ok_or(WorkerCodecError::NoKeyring)?;
-        let settings = KekSettings {
-            master_key_file: std::env::var_os("TCODEC_MASTER_KEY_FILE").map(PathBuf::from),
-            kms_keys: list_from(&std::env::var("TCODEC_KMS_KEYS").unwrap_or_default()),
-            ..KekSettings::default()
-        };
+        let settings = KekSettings::from_env();
         let allow = std::env::var("TCODEC_DECODE_ALLOW").unwrap_or_default();
         let options = CodecOptions::default().with_decode_policy(decode_policy_from(&allow));
         Self::open_with(path, &settings, options)

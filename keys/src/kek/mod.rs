@@ -306,7 +306,31 @@ pub struct KekSettings {
     pub kms_keys: Vec<String>,
 }
 
+/// The environment variable naming, comma separated, the KMS keys keyrings
+/// may use ([`KekSettings::kms_keys`]).
+pub const KMS_KEYS_ENV: &str = "TCODEC_KMS_KEYS";
+/// The environment variable naming the local master key's file.
+pub const MASTER_KEY_FILE_ENV: &str = "TCODEC_MASTER_KEY_FILE";
+
 impl KekSettings {
+    /// The settings workers take from the environment, in every language:
+    /// `TCODEC_MASTER_KEY_FILE` (else `TCODEC_MASTER_KEY`, read when the
+    /// providers are made), `TCODEC_KMS_KEYS` (comma separated); KMS endpoint
+    /// and region come from the AWS configuration chain.
+    pub fn from_env() -> Self {
+        let kms_keys = std::env::var(KMS_KEYS_ENV).unwrap_or_default();
+        Self {
+            master_key_file: std::env::var_os(MASTER_KEY_FILE_ENV).map(std::path::PathBuf::from),
+            kms_keys: kms_keys
+                .split(',')
+                .map(str::trim)
+                .filter(|k| !k.is_empty())
+                .map(str::to_owned)
+                .collect(),
+            ..Self::default()
+        }
+    }
+
     /// The providers: the local master key when one is configured, and AWS KMS
     /// when `aws_kms` is asked for (starting it costs a runtime thread, so only
     /// keyrings that name it get it).

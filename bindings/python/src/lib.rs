@@ -1,0 +1,227 @@
+//! `tcodec._native`: the Rust codec, keyring and KEKs for Python workers.
+//!
+//! The Python package (`bindings/python/python/tcodec`) wraps this module:
+//! `tcodec.Keyring`, `tcodec.Codec`, and `tcodec.temporal.PayloadCodec` for
+//! the Temporal Python SDK. Payloads cross the boundary serialized
+//! (`temporal.api.common.v1.Payload` bytes), a whole batch at once, and the
+//! codec runs with the GIL released.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use prost::Message;
+use pyo3::create_exception;
+use pyo3::exceptions::PyException;
+use pyo3::prelude::*;
+use pyo3::types::PyBytes;
+use tcodec::{Codec as RustCodec, CodecOptions, Compression, DecodePolicy, Payload};
+use tcodec_keys::kek::KekSettings;
+use tcodec_keys::{FileKeyring, Watcher, display_chain};
+
+create_exception!(
+    _native,
+    CodecError,
+    PyException,
+    "A batch could not be encoded or decoded, or a keyring not opened. The message names the payload's index and the key id, never key material or payload contents."
+);
+
+/// How often a keyring file is checked for changes: the Rust worker's interval.
+const KEYRING_POLL: Duration = Duration::from_secs(2);
+
+fn error(e: &dyn std::error::Error) -> PyErr {
+    CodecError::new_err(display_chain(e))
+}
+
+/// A keyring file, reloaded when it changes, with its KEKs.
+#[pyclass(frozen, module = "tcodec._native")]
+struct Keyring {
+    ring: FileKeyring,
+    _watcher: Arc<Watcher>,
+}
+
+impl Keyring {
+    fn with(path: PathBuf, settings: &KekSettings) -> PyResult<Self> {
+        let ring = FileKeyring::open_with_settings(&path, settings).map_err(|e| error(&e))?;
+        let watcher = ring.watch(KEYRING_POLL);
+        Ok(Self {
+            ring,
+            _watcher: Arc::new(watcher),
+        })
+    }
+}
+
+#[pymethods]
+impl Keyring {
+    /// Opens the keyring file at `path`. KEKs: the local master key from
+    /// `master_key_file` (else `TCODEC_MASTER_KEY`), AWS KMS through the AWS
+    /// configuration chain (or `kms_endpoint`, `kms_region`), allowed only for
+    /// the KMS keys `kms_keys` lists.
+    #[staticmethod]
+    #[pyo3(signature = (path, *, master_key_file=None, kms_keys=None, kms_endpoint=None, kms_region=None))]
+    fn open(
+        path: PathBuf,
+        master_key_file: Option<PathBuf>,
+        kms_keys: Option<Vec<String>>,
+        kms_endpoint: Option<String>,
+        kms_region: Option<String>,
+    ) -> PyResult<Self> {
+        let settings = KekSettings {
+            master_key_file,
+            kms_endpoint,
+            kms_region,
+            kms_keys: kms_keys.unwrap_or_default(),
+        };
+        Self::with(path, &settings)
+    }
+
+    /// Opens the keyring the environment names, as the Rust worker does:
+    /// `TCODEC_KEYRING`, `TCODEC_MASTER_KEY_FILE` or `TCODEC_MASTER_KEY`,
+    /// `TCODEC_KMS_KEYS`, and the AWS configuration chain.
+    #[staticmethod]
+    fn from_env() -> PyResult<Self> {
+        let path = std::env::var_os("TCODEC_KEYRING")
+            .map(PathBuf::from)
+            .ok_or_else(|| {
+                CodecError::new_err("no keyring: set TCODEC_KEYRING to the keyring file's path")
+            })?;
+        Self::with(path, &KekSettings::from_env())
+    }
+
+    /// The keyring's name.
+    #[getter]
+    fn name(&self) -> String {
+        self.ring.document().name().to_owned()
+    }
+
+    /// The keyring document's revision in use.
+    #[getter]
+    fn revision(&self) -> u64 {
+        self.ring.document().revision()
+    }
+
+    /// The id of the key that encrypts new payloads.
+    #[getter]
+    fn primary(&self) -> Option<String> {
+        self.ring.document().primary().map(|k| k.id.to_string())
+    }
+
+    /// Re-reads the file if it changed; returns whether it did. (A watcher
+    /// also does this every 2 seconds.)
+    fn reload(&self) -> PyResult<bool> {
+        self.ring.reload().map_err(|e| error(&e))
+    }
+
+    fn __repr__(&self) -> String {
+        let doc = self.ring.document();
+        format!(
+            "Keyring(path={:?}, name={:?}, revision={})",
+            self.ring.path().display().to_string(),
+            doc.name(),
+            doc.revision()
+        )
+    }
+}
+
+/// The codec over a keyring: encode and decode batches of serialized payloads.
+#[pyclass(frozen, module = "tcodec._native")]
+struct Codec {
+    codec: Arc<RustCodec>,
+    keyring: Py<Keyring>,
+}
+
+fn parse(index: usize, bytes: &[u8]) -> PyResult<Payload> {
+    Payload::decode(bytes).map_err(|_| {
+        CodecError::new_err(format!("payload {index}: not a serialized Payload message"))
+    })
+}
+
+#[pymethods]
+impl Codec {
+    /// A codec over `keyring`. `decode_allow` names the decode policy's
+    /// exceptions as `TCODEC_DECODE_ALLOW` does (comma separated: plaintext
+    /// encodings, `*`, `binary/encrypted`, `binary/zlib`); empty, the default,
+    /// refuses every payload tcodec did not seal. `compression` turns zstd off
+    /// where a length side channel matters.
+    #[new]
+    #[pyo3(signature = (keyring, *, decode_allow="", compression=true))]
+    fn new(keyring: Py<Keyring>, decode_allow: &str, compression: bool) -> Self {
+        let mut options =
+            CodecOptions::default().with_decode_policy(DecodePolicy::from_allow_list(decode_allow));
+        if !compression {
+            options = options.with_compression(Compression::Off);
+        }
+        let ring = keyring.get().ring.clone();
+        Self {
+            codec: Arc::new(RustCodec::with_options(Arc::new(ring), options)),
+            keyring,
+        }
+    }
+
+    /// The codec the environment names: [`Keyring::from_env`] and
+    /// `TCODEC_DECODE_ALLOW`.
+    #[staticmethod]
+    fn from_env(py: Python<'_>) -> PyResult<Self> {
+        let keyring = Py::new(py, Keyring::from_env()?)?;
+        let allow = std::env::var("TCODEC_DECODE_ALLOW").unwrap_or_default();
+        Ok(Self::new(keyring, &allow, true))
+    }
+
+    /// The keyring.
+    #[getter]
+    fn keyring(&self, py: Python<'_>) -> Py<Keyring> {
+        self.keyring.clone_ref(py)
+    }
+
+    /// Seals a batch of serialized payloads; returns the sealed payloads,
+    /// serialized, in order.
+    fn encode<'py>(
+        &self,
+        py: Python<'py>,
+        payloads: Vec<Bound<'py, PyBytes>>,
+    ) -> PyResult<Vec<Bound<'py, PyBytes>>> {
+        self.run(py, payloads, |codec, batch| codec.encode(batch))
+    }
+
+    /// Decodes a batch of serialized payloads; returns them decoded,
+    /// serialized, in order. All or nothing: the first failing payload fails
+    /// the batch, naming its index.
+    fn decode<'py>(
+        &self,
+        py: Python<'py>,
+        payloads: Vec<Bound<'py, PyBytes>>,
+    ) -> PyResult<Vec<Bound<'py, PyBytes>>> {
+        self.run(py, payloads, |codec, batch| codec.decode(batch))
+    }
+}
+
+impl Codec {
+    fn run<'py>(
+        &self,
+        py: Python<'py>,
+        payloads: Vec<Bound<'py, PyBytes>>,
+        op: impl FnOnce(&RustCodec, &[Payload]) -> Result<Vec<Payload>, tcodec::CodecError> + Send,
+    ) -> PyResult<Vec<Bound<'py, PyBytes>>> {
+        let codec = Arc::clone(&self.codec);
+        let payloads: Vec<Vec<u8>> = payloads.iter().map(|b| b.as_bytes().to_vec()).collect();
+        // Parsing, the codec (and any KMS call) and serializing run without the GIL.
+        let out: PyResult<Vec<Vec<u8>>> = py.detach(move || {
+            let batch = payloads
+                .iter()
+                .enumerate()
+                .map(|(i, b)| parse(i, b))
+                .collect::<PyResult<Vec<_>>>()?;
+            let done = op(&codec, &batch).map_err(|e| error(&e))?;
+            Ok(done.iter().map(Message::encode_to_vec).collect())
+        });
+        Ok(out?.iter().map(|b| PyBytes::new(py, b)).collect())
+    }
+}
+
+#[pymodule]
+fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<Keyring>()?;
+    m.add_class::<Codec>()?;
+    m.add("CodecError", m.py().get_type::<CodecError>())?;
+    Ok(())
+}

@@ -1,0 +1,151 @@
+"""The Python package against the real keyring file, the `tcodec` CLI (built by cargo) and
+the Temporal Python SDK's converter: what a Python worker sends, every tcodec reader opens,
+and the other way round."""
+
+import asyncio
+import base64
+import json
+import os
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import temporalio.converter
+from temporalio.api.common.v1 import Payload
+
+import tcodec
+
+ROOT = Path(__file__).resolve().parents[3]
+TCODEC = ROOT / "target" / "debug" / "tcodec"
+MASTER_KEY = "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f"
+SECRET = "Ada Lovelace, card 4111 1111 1111 1111"
+
+
+def cli(env, *args, stdin=None):
+    assert TCODEC.exists(), f"{TCODEC} is missing: cargo build -p tcodec-cli"
+    out = subprocess.run([str(TCODEC), *args], env=env, input=stdin, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    return out.stdout
+
+
+@pytest.fixture
+def keyring(tmp_path):
+    master = tmp_path / "master.key"
+    master.write_text(MASTER_KEY)
+    master.chmod(0o600)
+    path = tmp_path / "keyring.json"
+    env = {"PATH": os.environ["PATH"], "TCODEC_KEYRING": str(path), "TCODEC_MASTER_KEY_FILE": str(master)}
+    cli(env, "keys", "init", "--name", "payments", "--kek", "local")
+    return path, master, env
+
+
+def json_payload(value) -> Payload:
+    return temporalio.converter.DataConverter.default.payload_converter.to_payloads([value])[0]
+
+
+def codec_of(keyring, **kw):
+    path, master, _ = keyring
+    return tcodec.Codec(tcodec.Keyring.open(path, master_key_file=master), **kw)
+
+
+def run(coro):
+    return asyncio.run(coro)
+
+
+def test_sealed_payloads_hide_everything_and_round_trip(keyring):
+    payload_codec = tcodec.temporal.PayloadCodec(codec_of(keyring))
+    payloads = [json_payload({"customer": SECRET}), json_payload("x" * 4000)]
+    sealed = run(payload_codec.encode(payloads))
+    for p in sealed:
+        assert set(p.metadata) == {"encoding", "tcodec-key-id"}
+        assert p.metadata["encoding"] == b"binary/tcodec"
+        assert p.metadata["tcodec-key-id"] == b"k1"
+        assert b"Ada" not in p.SerializeToString() and b"json/plain" not in p.SerializeToString()
+    assert run(payload_codec.decode(sealed)) == payloads
+
+
+def test_the_rust_cli_reads_what_python_sealed_and_python_reads_what_the_cli_sealed(keyring):
+    _, _, env = keyring
+    codec = codec_of(keyring)
+    sealed = [Payload.FromString(b) for b in codec.encode([json_payload(SECRET).SerializeToString()])]
+    body = {"payloads": [{"metadata": {k: base64.b64encode(v).decode() for k, v in p.metadata.items()},
+                          "data": base64.b64encode(p.data).decode()} for p in sealed]}
+    decoded = json.loads(cli(env, "decode", stdin=json.dumps(body)))
+    assert base64.b64decode(decoded["payloads"][0]["data"]).decode() == json.dumps(SECRET)
+
+    plain = {"payloads": [{"metadata": {"encoding": base64.b64encode(b"json/plain").decode()},
+                           "data": base64.b64encode(b'"from rust"').decode()}]}
+    by_rust = json.loads(cli(env, "encode", stdin=json.dumps(plain)))["payloads"][0]
+    payload = Payload(metadata={k: base64.b64decode(v) for k, v in by_rust["metadata"].items()},
+                      data=base64.b64decode(by_rust["data"]))
+    out = Payload.FromString(codec.decode([payload.SerializeToString()])[0])
+    assert out.data == b'"from rust"'
+
+
+def test_unsealed_payloads_are_refused_unless_the_policy_allows_them(keyring):
+    plain = json_payload("forged by whoever runs the server")
+    sealed = codec_of(keyring).encode([json_payload("fine").SerializeToString()])
+    with pytest.raises(tcodec.CodecError) as err:
+        codec_of(keyring).decode([sealed[0], plain.SerializeToString()])
+    message = str(err.value)
+    assert "payload 1" in message and "json/plain" in message and "TCODEC_DECODE_ALLOW" in message
+    assert "forged" not in message
+    allowed = codec_of(keyring, decode_allow="json/plain").decode([plain.SerializeToString()])
+    assert Payload.FromString(allowed[0]) == plain
+
+
+def test_errors_name_the_payload_and_key_never_key_material(keyring, tmp_path, monkeypatch):
+    path, _, _ = keyring
+    sealed = codec_of(keyring).encode([json_payload(SECRET).SerializeToString()])
+    other = tmp_path / "other.key"
+    other.write_text("ff" * 32)
+    other.chmod(0o600)
+    with pytest.raises(tcodec.CodecError) as err:
+        tcodec.Codec(tcodec.Keyring.open(path, master_key_file=other)).decode(sealed)
+    message = str(err.value)
+    assert "payload 0" in message and "k1" in message
+    assert MASTER_KEY not in message and "ffff" not in message and "Ada" not in message
+    with pytest.raises(tcodec.CodecError, match="payload 0: not a serialized Payload"):
+        codec_of(keyring).decode([b"\xff\xff\xff"])
+    monkeypatch.delenv("TCODEC_KEYRING", raising=False)
+    with pytest.raises(tcodec.CodecError, match="no keyring"):
+        tcodec.Codec.from_env()
+
+
+def test_a_rotation_is_picked_up_without_reopening(keyring):
+    _, _, env = keyring
+    codec = codec_of(keyring)
+    assert codec.keyring.primary == "k1"
+    cli(env, "keys", "rotate")
+    deadline = time.monotonic() + 30
+    while codec.keyring.primary != "k2":  # the watcher checks the file every 2 s
+        assert time.monotonic() < deadline, "the rotation was never picked up"
+        time.sleep(0.05)
+    sealed = Payload.FromString(codec.encode([json_payload("after").SerializeToString()])[0])
+    assert sealed.metadata["tcodec-key-id"] == b"k2"
+
+
+def test_from_env_uses_the_workers_variables(keyring, monkeypatch):
+    path, master, _ = keyring
+    monkeypatch.setenv("TCODEC_KEYRING", str(path))
+    monkeypatch.setenv("TCODEC_MASTER_KEY_FILE", str(master))
+    monkeypatch.setenv("TCODEC_DECODE_ALLOW", "json/plain")
+    codec = tcodec.Codec.from_env()
+    assert codec.keyring.name == "payments"
+    plain = json_payload("migrating").SerializeToString()
+    assert codec.decode([plain]) == [plain]
+
+
+def test_the_data_converter_seals_failure_messages(keyring):
+    converter = tcodec.temporal.data_converter(codec_of(keyring))
+    from temporalio.api.failure.v1 import Failure
+    from temporalio.exceptions import ApplicationError
+
+    failure = Failure()
+    run(converter.encode_failure(ApplicationError(f"declined for {SECRET}"), failure))
+    assert "Ada" not in failure.SerializeToString().decode("latin-1")
+    assert failure.message == "Encoded failure"
+    assert failure.encoded_attributes.metadata["encoding"] == b"binary/tcodec"
+    error = run(converter.decode_failure(failure))
+    assert SECRET in str(error)
