@@ -5,10 +5,7 @@ and the other way round."""
 import asyncio
 import base64
 import json
-import os
-import subprocess
 import time
-from pathlib import Path
 
 import pytest
 import temporalio.converter
@@ -16,28 +13,7 @@ from temporalio.api.common.v1 import Payload
 
 import tcodec
 
-ROOT = Path(__file__).resolve().parents[3]
-TCODEC = ROOT / "target" / "debug" / "tcodec"
-MASTER_KEY = "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f"
-SECRET = "Ada Lovelace, card 4111 1111 1111 1111"
-
-
-def cli(env, *args, stdin=None):
-    assert TCODEC.exists(), f"{TCODEC} is missing: cargo build -p tcodec-cli"
-    out = subprocess.run([str(TCODEC), *args], env=env, input=stdin, capture_output=True, text=True)
-    assert out.returncode == 0, out.stderr
-    return out.stdout
-
-
-@pytest.fixture
-def keyring(tmp_path):
-    master = tmp_path / "master.key"
-    master.write_text(MASTER_KEY)
-    master.chmod(0o600)
-    path = tmp_path / "keyring.json"
-    env = {"PATH": os.environ["PATH"], "TCODEC_KEYRING": str(path), "TCODEC_MASTER_KEY_FILE": str(master)}
-    cli(env, "keys", "init", "--name", "payments", "--kek", "local")
-    return path, master, env
+from conftest import MASTER_KEY, SECRET, cli
 
 
 def json_payload(value) -> Payload:

@@ -5,7 +5,6 @@ the server stores holds only tcodec-sealed payloads, failure messages included."
 import asyncio
 import base64
 import json
-import os
 import socket
 import subprocess
 import time
@@ -21,7 +20,7 @@ from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
 import tcodec
 
-from test_codec import MASTER_KEY, SECRET, cli
+from conftest import SECRET
 
 ROOT = Path(__file__).resolve().parents[3]
 TEMPORAL = ROOT / ".venv" / "bin" / "temporal"
@@ -75,13 +74,8 @@ class Approve:
             retry_policy=RetryPolicy(initial_interval=timedelta(milliseconds=100)))
 
 
-def test_a_python_worker_with_tcodec_leaves_only_ciphertext_on_the_server(dev_server, tmp_path):
-    master = tmp_path / "master.key"
-    master.write_text(MASTER_KEY)
-    master.chmod(0o600)
-    keyring = tmp_path / "keyring.json"
-    env = {"PATH": os.environ["PATH"], "TCODEC_KEYRING": str(keyring), "TCODEC_MASTER_KEY_FILE": str(master)}
-    cli(env, "keys", "init", "--name", "payments", "--kek", "local")
+def test_a_python_worker_with_tcodec_leaves_only_ciphertext_on_the_server(dev_server, keyring):
+    keyring, master, _ = keyring
     converter = tcodec.temporal.data_converter(tcodec.Codec(tcodec.Keyring.open(keyring, master_key_file=master)))
     workflow_id = f"approve-{uuid.uuid4()}"
 
