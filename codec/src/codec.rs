@@ -493,13 +493,13 @@ impl Codec {
     ) -> Result<Vec<u8>, CodecError> {
         let format = legacy::Encrypted::of(payload.metadata.keys().map(String::as_str));
         let raw_id = payload.metadata.get(legacy::METADATA_KEY_ID);
-        let shown = raw_id
-            .map(|id| String::from_utf8_lossy(id).into_owned())
-            .unwrap_or_default();
+        // The key id as errors show it, made only when there is an error.
         let malformed = |reason| CodecError::MalformedForeign {
             index,
             format: format.name(),
-            key_id: shown.clone(),
+            key_id: raw_id
+                .map(|id| String::from_utf8_lossy(id).into_owned())
+                .unwrap_or_default(),
             reason,
         };
         let key_id = raw_id
