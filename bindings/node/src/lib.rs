@@ -1,0 +1,235 @@
+//! The native half of `@tcodec/temporal`: tcodec's Rust codec, keyring and
+//! KEKs for TypeScript workers, as a Node-API module.
+//!
+//! The package's JavaScript (`bindings/node/index.js`) wraps it: `Keyring`,
+//! `Codec`, and a `PayloadCodec` and data converter for the Temporal
+//! TypeScript SDK. A batch crosses the boundary once, as one serialized
+//! `temporal.api.common.v1.Payloads` message, and is parsed, encoded or
+//! decoded and serialized on libuv's thread pool, off the event loop.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use napi::bindgen_prelude::{AsyncTask, Buffer};
+use napi::{Env, Error, Result, Task};
+use napi_derive::napi;
+use prost::Message;
+use tcodec::{Codec as RustCodec, CodecOptions, Compression, DecodePolicy, Payload};
+use tcodec_keys::kek::KekSettings;
+use tcodec_keys::{FileKeyring, Watcher, display_chain};
+
+/// How often a keyring file is checked for changes: the Rust worker's interval.
+const KEYRING_POLL: Duration = Duration::from_secs(2);
+
+/// The code every error of this module carries (`err.code` in JavaScript),
+/// which the package turns into its `CodecError`.
+const ERROR_CODE: &str = "TCODEC_ERROR";
+
+fn error(message: impl Into<String>) -> Error {
+    Error::new(
+        napi::Status::GenericFailure,
+        format!("{ERROR_CODE}: {}", message.into()),
+    )
+}
+
+/// A keyring file, reloaded when it changes, with its KEKs.
+#[napi]
+pub struct Keyring {
+    ring: FileKeyring,
+    _watcher: Arc<Watcher>,
+}
+
+/// Where a keyring's KEKs come from; every field optional.
+#[napi(object)]
+pub struct KeyringOptions {
+    /// The local master key's file (else `TCODEC_MASTER_KEY`).
+    pub master_key_file: Option<String>,
+    /// The AWS KMS keys (ARNs, ids, aliases) keyrings may name; none, no KMS.
+    pub kms_keys: Option<Vec<String>>,
+    /// A KMS endpoint in place of AWS's (a test server, a VPC endpoint).
+    pub kms_endpoint: Option<String>,
+    /// The KMS region, in place of the AWS configuration chain's.
+    pub kms_region: Option<String>,
+}
+
+impl Keyring {
+    fn with(path: PathBuf, settings: &KekSettings) -> Result<Self> {
+        let ring = FileKeyring::open_with_settings(&path, settings)
+            .map_err(|e| error(display_chain(&e)))?;
+        let watcher = ring.watch(KEYRING_POLL);
+        Ok(Self {
+            ring,
+            _watcher: Arc::new(watcher),
+        })
+    }
+}
+
+#[napi]
+impl Keyring {
+    /// Opens the keyring file at `path` with the KEKs `options` name.
+    #[napi(factory)]
+    pub fn open(path: String, options: Option<KeyringOptions>) -> Result<Self> {
+        let options = options.unwrap_or(KeyringOptions {
+            master_key_file: None,
+            kms_keys: None,
+            kms_endpoint: None,
+            kms_region: None,
+        });
+        let settings = KekSettings {
+            master_key_file: options.master_key_file.map(PathBuf::from),
+            kms_endpoint: options.kms_endpoint,
+            kms_region: options.kms_region,
+            kms_keys: options.kms_keys.unwrap_or_default(),
+        };
+        Self::with(PathBuf::from(path), &settings)
+    }
+
+    /// Opens the keyring the environment names, as the Rust worker does:
+    /// `TCODEC_KEYRING`, `TCODEC_MASTER_KEY_FILE` or `TCODEC_MASTER_KEY`,
+    /// `TCODEC_KMS_KEYS`, and the AWS configuration chain.
+    #[napi(factory)]
+    pub fn from_env() -> Result<Self> {
+        let path = std::env::var_os("TCODEC_KEYRING")
+            .map(PathBuf::from)
+            .ok_or_else(|| error("no keyring: set TCODEC_KEYRING to the keyring file's path"))?;
+        Self::with(path, &KekSettings::from_env())
+    }
+
+    /// The keyring's name.
+    #[napi(getter)]
+    pub fn name(&self) -> String {
+        self.ring.document().name().to_owned()
+    }
+
+    /// The keyring document's revision in use.
+    #[napi(getter)]
+    pub fn revision(&self) -> u32 {
+        u32::try_from(self.ring.document().revision()).unwrap_or(u32::MAX)
+    }
+
+    /// The id of the key that encrypts new payloads.
+    #[napi(getter)]
+    pub fn primary(&self) -> Option<String> {
+        self.ring.document().primary().map(|k| k.id.to_string())
+    }
+
+    /// The file's path.
+    #[napi(getter)]
+    pub fn path(&self) -> String {
+        self.ring.path().display().to_string()
+    }
+
+    /// Re-reads the file if it changed; returns whether it did. (A watcher
+    /// also does this every 2 seconds.)
+    #[napi]
+    pub fn reload(&self) -> Result<bool> {
+        self.ring.reload().map_err(|e| error(display_chain(&e)))
+    }
+}
+
+/// Options of a [`Codec`].
+#[napi(object)]
+pub struct CodecSettings {
+    /// The decode policy's exceptions, as `TCODEC_DECODE_ALLOW` names them
+    /// (comma separated); empty, the default, refuses every payload tcodec
+    /// did not seal.
+    pub decode_allow: Option<String>,
+    /// `false` turns zstd off where a length side channel matters.
+    pub compression: Option<bool>,
+}
+
+/// The codec over a keyring: encodes and decodes batches.
+#[napi]
+pub struct Codec {
+    codec: Arc<RustCodec>,
+}
+
+#[napi]
+impl Codec {
+    /// A codec over `keyring`.
+    #[napi(constructor)]
+    pub fn new(keyring: &Keyring, settings: Option<CodecSettings>) -> Self {
+        let (allow, compression) = settings
+            .map(|s| (s.decode_allow.unwrap_or_default(), s.compression))
+            .unwrap_or_default();
+        let mut options =
+            CodecOptions::default().with_decode_policy(DecodePolicy::from_allow_list(&allow));
+        if compression == Some(false) {
+            options = options.with_compression(Compression::Off);
+        }
+        Self {
+            codec: Arc::new(RustCodec::with_options(
+                Arc::new(keyring.ring.clone()),
+                options,
+            )),
+        }
+    }
+
+    /// Seals a batch: `payloads` is a serialized `Payloads` message; the
+    /// promise gives the sealed batch, serialized, in order.
+    #[napi(ts_return_type = "Promise<Buffer>")]
+    pub fn encode(&self, payloads: Buffer) -> AsyncTask<Batch> {
+        self.batch(payloads, Op::Encode)
+    }
+
+    /// Decodes a batch (a serialized `Payloads` message); the promise gives
+    /// it decoded, serialized, in order. All or nothing: the first failing
+    /// payload rejects the batch, naming its index.
+    #[napi(ts_return_type = "Promise<Buffer>")]
+    pub fn decode(&self, payloads: Buffer) -> AsyncTask<Batch> {
+        self.batch(payloads, Op::Decode)
+    }
+}
+
+impl Codec {
+    fn batch(&self, payloads: Buffer, op: Op) -> AsyncTask<Batch> {
+        AsyncTask::new(Batch {
+            codec: Arc::clone(&self.codec),
+            // The JavaScript buffer is copied here, on the event loop: the
+            // work that follows runs on another thread.
+            input: payloads.to_vec(),
+            op,
+        })
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Op {
+    Encode,
+    Decode,
+}
+
+/// One batch's work on libuv's thread pool.
+pub struct Batch {
+    codec: Arc<RustCodec>,
+    input: Vec<u8>,
+    op: Op,
+}
+
+/// `temporal.api.common.v1.Payloads`: one field, the repeated payloads.
+#[derive(Clone, PartialEq, Message)]
+struct Payloads {
+    #[prost(message, repeated, tag = "1")]
+    payloads: Vec<Payload>,
+}
+
+impl Task for Batch {
+    type Output = Vec<u8>;
+    type JsValue = Buffer;
+
+    fn compute(&mut self) -> Result<Vec<u8>> {
+        let batch = Payloads::decode(self.input.as_slice())
+            .map_err(|_| error("the batch is not a serialized Payloads message"))?;
+        let done = match self.op {
+            Op::Encode => self.codec.encode(&batch.payloads),
+            Op::Decode => self.codec.decode(&batch.payloads),
+        }
+        .map_err(|e| error(display_chain(&e)))?;
+        Ok(Payloads { payloads: done }.encode_to_vec())
+    }
+
+    fn resolve(&mut self, _env: Env, output: Vec<u8>) -> Result<Buffer> {
+        Ok(Buffer::from(output))
+    }
+}

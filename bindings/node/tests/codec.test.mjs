@@ -1,0 +1,165 @@
+// @tcodec/temporal against the real keyring file, the `tcodec` CLI (built by cargo) and the
+// Temporal TypeScript SDK's converter: what a TypeScript worker sends, every tcodec reader
+// opens, and the other way round.
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { execFileSync } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { test } from 'node:test';
+
+import { ApplicationFailure } from '@temporalio/common';
+import proto from '@temporalio/proto';
+import { encodeErrorToFailure, decodeOptionalFailureToOptionalError } from '@temporalio/common/lib/internal-non-workflow/codec-helpers.js';
+import { loadDataConverter } from '@temporalio/common/lib/internal-non-workflow/data-converter-helpers.js';
+import { Codec, CodecError, Keyring, PayloadCodec, dataConverter } from '@tcodec/temporal';
+
+import { MASTER_KEY, ROOT, SECRET, cli, jsonPayload, makeKeyring, until } from './support.mjs';
+
+const codecOf = (ring, options) => new Codec(Keyring.open(ring.path, { masterKeyFile: ring.master }), options);
+const text = (bytes) => Buffer.from(bytes).toString('latin1');
+const b64 = (bytes) => Buffer.from(bytes).toString('base64');
+
+test('sealed payloads hide everything and round-trip', async () => {
+  const ring = makeKeyring();
+  const codec = new PayloadCodec(codecOf(ring));
+  const payloads = [jsonPayload({ customer: SECRET }), jsonPayload('x'.repeat(4000))];
+  const sealed = await codec.encode(payloads);
+  assert.equal(sealed.length, 2);
+  for (const p of sealed) {
+    assert.deepEqual(Object.keys(p.metadata).sort(), ['encoding', 'tcodec-key-id']);
+    assert.equal(text(p.metadata.encoding), 'binary/tcodec');
+    assert.equal(text(p.metadata['tcodec-key-id']), 'k1');
+    assert.ok(!text(p.data).includes('Ada') && !text(p.data).includes('json/plain'));
+  }
+  assert.ok(sealed[1].data.length < 200, 'the repetitive payload was compressed');
+  const opened = await codec.decode(sealed);
+  assert.deepEqual(opened.map((p) => text(p.data)), payloads.map((p) => text(p.data)));
+  assert.deepEqual(opened.map((p) => text(p.metadata.encoding)), ['json/plain', 'json/plain']);
+  assert.deepEqual(await codec.encode([]), []);
+});
+
+test('the Rust CLI reads what Node sealed, and Node reads what the CLI sealed', async () => {
+  const ring = makeKeyring();
+  const codec = codecOf(ring);
+  const [sealed] = await codec.encode([jsonPayload(SECRET)]);
+  const body = {
+    payloads: [{
+      metadata: Object.fromEntries(Object.entries(sealed.metadata).map(([k, v]) => [k, b64(v)])),
+      data: b64(sealed.data),
+    }],
+  };
+  const decoded = JSON.parse(cli(ring.env, ['decode'], JSON.stringify(body)));
+  assert.equal(Buffer.from(decoded.payloads[0].data, 'base64').toString(), JSON.stringify(SECRET));
+
+  const plain = { payloads: [{ metadata: { encoding: b64('json/plain') }, data: b64('"from rust"') }] };
+  const byRust = JSON.parse(cli(ring.env, ['encode'], JSON.stringify(plain))).payloads[0];
+  const [out] = await codec.decode([{
+    metadata: Object.fromEntries(Object.entries(byRust.metadata).map(([k, v]) => [k, Buffer.from(v, 'base64')])),
+    data: Buffer.from(byRust.data, 'base64'),
+  }]);
+  assert.equal(text(out.data), '"from rust"');
+});
+
+test('unsealed payloads are refused unless the decode policy allows them', async () => {
+  const ring = makeKeyring();
+  const plain = jsonPayload('forged by whoever runs the server');
+  const [sealed] = await codecOf(ring).encode([jsonPayload('fine')]);
+  await assert.rejects(codecOf(ring).decode([sealed, plain]), (err) => {
+    assert.ok(err instanceof CodecError, String(err));
+    assert.match(err.message, /payload 1/);
+    assert.match(err.message, /json\/plain/);
+    assert.match(err.message, /TCODEC_DECODE_ALLOW/);
+    assert.ok(!err.message.includes('forged') && !err.message.includes('TCODEC_ERROR'));
+    return true;
+  });
+  const [allowed] = await codecOf(ring, { decodeAllow: 'json/plain' }).decode([plain]);
+  assert.equal(text(allowed.data), text(plain.data));
+});
+
+test('errors name the payload and the key, never key material', async () => {
+  const ring = makeKeyring();
+  const sealed = await codecOf(ring).encode([jsonPayload(SECRET)]);
+  const other = join(ring.dir, 'other.key');
+  writeFileSync(other, 'ff'.repeat(32), { mode: 0o600 });
+  await assert.rejects(new Codec(Keyring.open(ring.path, { masterKeyFile: other })).decode(sealed), (err) => {
+    assert.ok(err instanceof CodecError);
+    assert.match(err.message, /payload 0/);
+    assert.match(err.message, /k1/);
+    for (const secret of [MASTER_KEY, 'ffff', 'Ada']) {
+      assert.ok(!err.message.includes(secret), err.message);
+    }
+    return true;
+  });
+  await assert.rejects(codecOf(ring).decode([{ metadata: { encoding: Buffer.from('binary/tcodec') }, data: Buffer.from([1, 2]) }]),
+    (err) => err instanceof CodecError && /payload 0/.test(err.message));
+  assert.throws(() => Keyring.open(join(ring.dir, 'missing.json'), { masterKeyFile: ring.master }),
+    (err) => err instanceof CodecError && err.message.includes('missing.json'));
+  const shared = join(ring.dir, 'shared.key');
+  writeFileSync(shared, MASTER_KEY, { mode: 0o644 });
+  assert.throws(() => Keyring.open(ring.path, { masterKeyFile: shared }),
+    (err) => err instanceof CodecError && !err.message.includes(MASTER_KEY));
+  assert.throws(() => new Codec({}), TypeError);
+});
+
+test('a rotation reaches an open codec without reopening it', async () => {
+  const ring = makeKeyring();
+  const codec = codecOf(ring);
+  assert.equal(codec.keyring.primary, 'k1');
+  cli(ring.env, ['keys', 'rotate']);
+  await until('the watcher to take the new revision', () => codec.keyring.primary === 'k2');
+  const [sealed] = await codec.encode([jsonPayload('after')]);
+  assert.equal(text(sealed.metadata['tcodec-key-id']), 'k2');
+});
+
+test('fromEnv reads the Rust worker\'s variables', async () => {
+  const ring = makeKeyring();
+  const saved = { ...process.env };
+  try {
+    delete process.env.TCODEC_KEYRING;
+    assert.throws(() => Codec.fromEnv(), (err) => err instanceof CodecError && /no keyring/.test(err.message));
+    Object.assign(process.env, { TCODEC_KEYRING: ring.path, TCODEC_MASTER_KEY_FILE: ring.master, TCODEC_DECODE_ALLOW: 'json/plain' });
+    const codec = Codec.fromEnv();
+    assert.equal(codec.keyring.name, 'payments');
+    const [out] = await codec.decode([jsonPayload('migrating')]);
+    assert.equal(text(out.data), '"migrating"');
+  } finally {
+    process.env = saved;
+  }
+});
+
+test('the data converter seals failure messages and stack traces', async () => {
+  const ring = makeKeyring();
+  const converter = loadDataConverter(dataConverter(codecOf(ring)));
+  const failure = await encodeErrorToFailure(converter, ApplicationFailure.nonRetryable(`declined for ${SECRET}`));
+  assert.equal(failure.message, 'Encoded failure');
+  assert.equal(failure.stackTrace, '');
+  assert.equal(text(failure.encodedAttributes.metadata.encoding), 'binary/tcodec');
+  assert.ok(!text(proto.temporal.api.failure.v1.Failure.encode(failure).finish()).includes('Ada'));
+  const error = await decodeOptionalFailureToOptionalError(converter, failure);
+  assert.ok(error.message.includes(SECRET));
+});
+
+test('the codec works off the event loop', async () => {
+  const ring = makeKeyring();
+  const codec = codecOf(ring);
+  // 64 incompressible payloads of 256 KiB: milliseconds of work on libuv's pool, during which
+  // the event loop goes on (a codec working on the loop would resolve before the check phase).
+  const payloads = Array.from({ length: 64 }, () => ({ metadata: { encoding: Buffer.from('binary/plain') }, data: randomBytes(256 * 1024) }));
+  let turned = false;
+  setImmediate(() => { turned = true; });
+  const sealed = await codec.encode(payloads);
+  assert.ok(turned, 'the event loop did not turn while the batch was encoded');
+  turned = false;
+  setImmediate(() => { turned = true; });
+  const opened = await codec.decode(sealed);
+  assert.ok(turned, 'the event loop did not turn while the batch was decoded');
+  assert.ok(opened.every((p, i) => Buffer.compare(p.data, payloads[i].data) === 0));
+});
+
+// --skipLibCheck: the SDK's own declarations need @types/ms; ours are checked where used.
+test('the package\'s types compile against the SDK\'s PayloadCodec and DataConverter (tsc)', () => {
+  const tsc = join(ROOT, 'node_modules/.bin/tsc');
+  execFileSync(tsc, ['--noEmit', '--strict', '--skipLibCheck', '--module', 'nodenext', '--moduleResolution', 'nodenext',
+    '--target', 'es2022', join(ROOT, 'bindings/node/tests/types.ts')], { cwd: ROOT, encoding: 'utf8' });
+});
