@@ -37,7 +37,14 @@ step "test vectors match their independent Python generator, whose decoder passe
 .venv/bin/python codec/tests/vectors/conformance.py -- .venv/bin/python codec/tests/vectors/generate.py --decode
 
 step "cargo test (workspace, incl. doctests)"
-cargo test --workspace --locked --no-fail-fast
+# The bindings' crates have no Rust tests: maturin and @napi-rs/cli build them below.
+bindings="--exclude tcodec-python --exclude tcodec-node"
+cargo test --workspace --locked --no-fail-fast $bindings
+# Every binary, for the tests below (the three-language workflow runs the reference worker,
+# the browser test the demo's binaries). The worker-overhead benchmark sits behind a feature
+# (it needs the Temporal SDK); built with the test profile, whose SDK build is already made.
+cargo build --workspace --all-targets --profile test --locked $bindings
+cargo build -p tcodec-benches --features worker-overhead --bin worker-overhead --profile test --locked
 
 step "the Python package (bindings/python): built by maturin into .venv"
 # In the workspace's target dir, with the test profile's settings under the name "bindings"
@@ -63,10 +70,6 @@ step "benchmarks compile and run once (timings are measured by benches, not here
 cargo bench -p tcodec-benches --locked -- --test
 
 step "the Temporal Web UI decrypts through tcodec, in Chromium (node --test tests/browser/)"
-cargo build --workspace --all-targets --profile test --locked
-# The worker-overhead benchmark sits behind a feature (it needs the Temporal SDK); built
-# here with the test profile, whose SDK build the end-to-end tests already made.
-cargo build -p tcodec-benches --features worker-overhead --bin worker-overhead --profile test --locked
 node --test tests/browser/
 
 step "fuzz targets run 60 s each without a crash (./scripts/fuzz.sh)"

@@ -1,14 +1,19 @@
-"""What the Python package's tests share: the `tcodec` CLI cargo built, and a keyring under a
-local master key made with it."""
+"""What the Python package's tests share: the `tcodec` CLI cargo built, a keyring under a local
+master key made with it, and the Temporal dev server (`temporal server start-dev` from the venv)."""
 
+import base64
+import json
 import os
+import socket
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[3]
 TCODEC = ROOT / "target" / "debug" / "tcodec"
+TEMPORAL = ROOT / ".venv" / "bin" / "temporal"
 MASTER_KEY = "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f"
 SECRET = "Ada Lovelace, card 4111 1111 1111 1111"
 
@@ -31,3 +36,63 @@ def keyring(tmp_path):
     return path, master, env
 
 
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def dev_server(tmp_path_factory):
+    port = free_port()
+    log = tmp_path_factory.mktemp("temporal") / "server.log"
+    with open(log, "w") as out:
+        server = subprocess.Popen(
+            [str(TEMPORAL), "server", "start-dev", "--ip", "127.0.0.1", "--port", str(port),
+             "--headless", "--http-port", str(free_port()), "--metrics-port", str(free_port()),
+             "--log-level", "warn"],
+            stdout=out, stderr=subprocess.STDOUT)
+    address = f"127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    while subprocess.run([str(TEMPORAL), "operator", "namespace", "describe", "--namespace", "default",
+                          "--address", address], capture_output=True).returncode != 0:
+        assert server.poll() is None, log.read_text()
+        assert time.monotonic() < deadline, "the dev server did not start"
+        time.sleep(0.2)
+    yield address
+    server.terminate()
+    server.wait(timeout=30)
+
+
+def show(address, workflow_id, codec_endpoint=None) -> dict:
+    """The workflow's history as `temporal workflow show --output json` prints it: as the server
+    stores it, or decoded through the codec server at `codec_endpoint`."""
+    args = [str(TEMPORAL), "workflow", "show", "--workflow-id", workflow_id, "--address", address, "--output", "json"]
+    if codec_endpoint:
+        args += ["--codec-endpoint", codec_endpoint]
+    return json.loads(subprocess.run(args, capture_output=True, text=True, check=True).stdout)
+
+
+def payload_strings(history):
+    """Every payload encoding in `history`, and every string in it (base64 ones also decoded)."""
+    encodings, texts = [], []
+
+    def walk(v):
+        if isinstance(v, dict):
+            enc = v.get("metadata", {}).get("encoding") if isinstance(v.get("metadata"), dict) else None
+            if enc:
+                encodings.append(base64.b64decode(enc).decode())
+            for x in v.values():
+                walk(x)
+        elif isinstance(v, list):
+            for x in v:
+                walk(x)
+        elif isinstance(v, str):
+            texts.append(v)
+            try:
+                texts.append(base64.b64decode(v, validate=True).decode("latin-1"))
+            except Exception:
+                pass
+
+    walk(history)
+    return encodings, texts
