@@ -68,6 +68,7 @@ step "tcodec's decoder passes the format's conformance runner (codec/tests/vecto
 
 step "benchmarks compile and run once (timings are measured by benches, not here)"
 cargo bench -p tcodec-benches --locked -- --test
+benches/bindings/run.sh --quick
 
 step "the Temporal Web UI decrypts through tcodec, in Chromium (node --test tests/browser/)"
 node --test tests/browser/

@@ -127,6 +127,9 @@ impl Keyring {
 #[pyclass(frozen, module = "tcodec._native")]
 struct Codec {
     codec: Arc<RustCodec>,
+    /// The same codec over the keyring's in-memory view: it never waits on a
+    /// KMS, so a small batch can run on the caller's thread (see `try_encode`).
+    inline: Arc<RustCodec>,
     keyring: Py<Keyring>,
 }
 
@@ -153,6 +156,10 @@ impl Codec {
         }
         let ring = keyring.get().ring.clone();
         Self {
+            inline: Arc::new(RustCodec::with_options(
+                Arc::new(ring.in_memory()),
+                options.clone(),
+            )),
             codec: Arc::new(RustCodec::with_options(Arc::new(ring), options)),
             keyring,
         }
@@ -193,29 +200,87 @@ impl Codec {
     ) -> PyResult<Vec<Bound<'py, PyBytes>>> {
         self.run(py, payloads, |codec, batch| codec.decode(batch))
     }
+
+    /// Like `encode`, with the keys already in memory only: `None` when the
+    /// batch needs a key unwrapped (a KMS call), which `encode` would wait
+    /// for. Cheap enough to call on an event loop for a small batch.
+    fn try_encode<'py>(
+        &self,
+        py: Python<'py>,
+        payloads: Vec<Bound<'py, PyBytes>>,
+    ) -> PyResult<Option<Vec<Bound<'py, PyBytes>>>> {
+        self.run_inline(py, payloads, |codec, batch| codec.encode(batch))
+    }
+
+    /// Like `decode`, with the keys already in memory only: `None` when the
+    /// batch needs a key unwrapped, which `decode` would wait for.
+    fn try_decode<'py>(
+        &self,
+        py: Python<'py>,
+        payloads: Vec<Bound<'py, PyBytes>>,
+    ) -> PyResult<Option<Vec<Bound<'py, PyBytes>>>> {
+        self.run_inline(py, payloads, |codec, batch| codec.decode(batch))
+    }
 }
+
+type Op = fn(&RustCodec, &[Payload]) -> Result<Vec<Payload>, tcodec::CodecError>;
 
 impl Codec {
     fn run<'py>(
         &self,
         py: Python<'py>,
         payloads: Vec<Bound<'py, PyBytes>>,
-        op: impl FnOnce(&RustCodec, &[Payload]) -> Result<Vec<Payload>, tcodec::CodecError> + Send,
+        op: Op,
     ) -> PyResult<Vec<Bound<'py, PyBytes>>> {
-        let codec = Arc::clone(&self.codec);
-        let payloads: Vec<Vec<u8>> = payloads.iter().map(|b| b.as_bytes().to_vec()).collect();
-        // Parsing, the codec (and any KMS call) and serializing run without the GIL.
-        let out: PyResult<Vec<Vec<u8>>> = py.detach(move || {
-            let batch = payloads
-                .iter()
-                .enumerate()
-                .map(|(i, b)| parse(i, b))
-                .collect::<PyResult<Vec<_>>>()?;
-            let done = op(&codec, &batch).map_err(|e| error(&e))?;
-            Ok(done.iter().map(Message::encode_to_vec).collect())
-        });
-        Ok(out?.iter().map(|b| PyBytes::new(py, b)).collect())
+        let done = batch(py, &self.codec, &payloads, op)?.map_err(|e| error(&e))?;
+        serialize(py, &done)
     }
+
+    fn run_inline<'py>(
+        &self,
+        py: Python<'py>,
+        payloads: Vec<Bound<'py, PyBytes>>,
+        op: Op,
+    ) -> PyResult<Option<Vec<Bound<'py, PyBytes>>>> {
+        match batch(py, &self.inline, &payloads, op)? {
+            Ok(done) => serialize(py, &done).map(Some),
+            Err(e) if e.is_deferred() => Ok(None),
+            Err(e) => Err(error(&e)),
+        }
+    }
+}
+
+/// Parses and runs `op` without the GIL (the codec, and any KMS call,
+/// included). The outer error is a payload that does not parse.
+fn batch(
+    py: Python<'_>,
+    codec: &Arc<RustCodec>,
+    payloads: &[Bound<'_, PyBytes>],
+    op: Op,
+) -> PyResult<Result<Vec<Payload>, tcodec::CodecError>> {
+    let codec = Arc::clone(codec);
+    let payloads: Vec<&[u8]> = payloads.iter().map(|b| b.as_bytes()).collect();
+    py.detach(move || {
+        let batch = payloads
+            .iter()
+            .enumerate()
+            .map(|(i, b)| parse(i, b))
+            .collect::<PyResult<Vec<_>>>()?;
+        Ok(op(&codec, &batch))
+    })
+}
+
+/// Serializes each payload straight into a new Python `bytes` (no copy in
+/// between).
+fn serialize<'py>(py: Python<'py>, done: &[Payload]) -> PyResult<Vec<Bound<'py, PyBytes>>> {
+    done.iter()
+        .map(|p| {
+            PyBytes::new_with(py, p.encoded_len(), |mut buf: &mut [u8]| {
+                p.encode(&mut buf)
+                    .map_err(|e| CodecError::new_err(format!("cannot serialize a payload: {e}")))
+            })
+        })
+        .collect()
 }
 
 #[pymodule]

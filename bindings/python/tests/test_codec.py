@@ -125,3 +125,20 @@ def test_the_data_converter_seals_failure_messages(keyring):
     assert failure.encoded_attributes.metadata["encoding"] == b"binary/tcodec"
     error = run(converter.decode_failure(failure))
     assert SECRET in str(error)
+
+
+def test_small_batches_run_inline_once_their_key_is_in_memory(keyring):
+    sealed = codec_of(keyring).encode([json_payload(SECRET).SerializeToString()])
+    fresh = codec_of(keyring)
+    # A key never unwrapped would need the KEK (a KMS call): the inline path declines.
+    assert fresh.try_decode(sealed) is None
+    opened = fresh.decode(sealed)
+    assert fresh.try_decode(sealed) == opened
+    assert Payload.FromString(fresh.try_encode([opened[0]])[0]).metadata["tcodec-key-id"] == b"k1"
+    with pytest.raises(tcodec.CodecError, match="payload 0"):
+        fresh.try_decode([b"\x12\x01x"])
+    # The PayloadCodec takes either path; both give the same payloads back.
+    payloads = [json_payload({"n": i, "who": SECRET}) for i in range(3)]
+    for inline_bytes in (0, tcodec.temporal.INLINE_BYTES):
+        payload_codec = tcodec.temporal.PayloadCodec(codec_of(keyring), inline_bytes=inline_bytes)
+        assert run(payload_codec.decode(run(payload_codec.encode(payloads)))) == payloads

@@ -12,26 +12,39 @@ from temporalio.api.common.v1 import Payload
 from tcodec._native import Codec
 
 
+#: Batches up to this many serialized bytes run on the event loop's thread (with the GIL
+#: released) when their keys are in memory: microseconds of work, less than a hop to the
+#: executor costs. Larger batches, and any that needs a key unwrapped (a KMS call), go to the
+#: loop's executor.
+INLINE_BYTES = 256 * 1024
+
+
 class PayloadCodec(temporalio.converter.PayloadCodec):
     """Seals every payload the SDK sends and opens what it receives, in Rust, a batch at a
-    time, off the event loop (the GIL is released while the codec runs). A payload tcodec
-    did not seal is refused unless the codec's decode policy allows it."""
+    time, with the GIL released: small batches whose keys are in memory on the event loop's
+    thread, the rest on its executor (`inline_bytes` sets the bound; 0 sends every batch to the
+    executor). A payload tcodec did not seal is refused unless the codec's decode policy allows
+    it."""
 
-    def __init__(self, codec: Codec) -> None:
+    def __init__(self, codec: Codec, *, inline_bytes: int = INLINE_BYTES) -> None:
         self.codec = codec
+        self.inline_bytes = inline_bytes
 
     async def encode(self, payloads: Sequence[Payload]) -> List[Payload]:
-        return await self._run(self.codec.encode, payloads)
+        return await self._run(self.codec.try_encode, self.codec.encode, payloads)
 
     async def decode(self, payloads: Sequence[Payload]) -> List[Payload]:
-        return await self._run(self.codec.decode, payloads)
+        return await self._run(self.codec.try_decode, self.codec.decode, payloads)
 
-    @staticmethod
-    async def _run(op, payloads: Sequence[Payload]) -> List[Payload]:
+    async def _run(self, inline, op, payloads: Sequence[Payload]) -> List[Payload]:
         if not payloads:
             return []
         serialized = [p.SerializeToString() for p in payloads]
-        out = await asyncio.get_running_loop().run_in_executor(None, op, serialized)
+        out = None
+        if sum(map(len, serialized)) <= self.inline_bytes:
+            out = inline(serialized)
+        if out is None:
+            out = await asyncio.get_running_loop().run_in_executor(None, op, serialized)
         return [Payload.FromString(b) for b in out]
 
 
