@@ -186,9 +186,11 @@ impl Codec {
     fn batch(&self, payloads: Buffer, op: Op) -> AsyncTask<Batch> {
         AsyncTask::new(Batch {
             codec: Arc::clone(&self.codec),
-            // The JavaScript buffer is copied here, on the event loop: the
-            // work that follows runs on another thread.
-            input: payloads.to_vec(),
+            // Read in place on the pool's thread, not copied: the package's
+            // JavaScript makes this buffer for the call and never touches it
+            // again (napi's Buffer keeps it alive and releases it on the
+            // JavaScript thread).
+            input: payloads,
             op,
         })
     }
@@ -203,7 +205,7 @@ enum Op {
 /// One batch's work on libuv's thread pool.
 pub struct Batch {
     codec: Arc<RustCodec>,
-    input: Vec<u8>,
+    input: Buffer,
     op: Op,
 }
 
@@ -219,11 +221,12 @@ impl Task for Batch {
     type JsValue = Buffer;
 
     fn compute(&mut self) -> Result<Vec<u8>> {
-        let batch = Payloads::decode(self.input.as_slice())
+        let batch = Payloads::decode(&self.input[..])
             .map_err(|_| error("the batch is not a serialized Payloads message"))?;
         let done = match self.op {
             Op::Encode => self.codec.encode(&batch.payloads),
-            Op::Decode => self.codec.decode(&batch.payloads),
+            // The parsed batch is ours: sealed data is opened where it lies.
+            Op::Decode => self.codec.decode_owned(batch.payloads),
         }
         .map_err(|e| error(display_chain(&e)))?;
         Ok(Payloads { payloads: done }.encode_to_vec())

@@ -187,7 +187,7 @@ impl Codec {
         py: Python<'py>,
         payloads: Vec<Bound<'py, PyBytes>>,
     ) -> PyResult<Vec<Bound<'py, PyBytes>>> {
-        self.run(py, payloads, |codec, batch| codec.encode(batch))
+        self.run(py, payloads, |codec, batch| codec.encode(&batch))
     }
 
     /// Decodes a batch of serialized payloads; returns them decoded,
@@ -198,7 +198,7 @@ impl Codec {
         py: Python<'py>,
         payloads: Vec<Bound<'py, PyBytes>>,
     ) -> PyResult<Vec<Bound<'py, PyBytes>>> {
-        self.run(py, payloads, |codec, batch| codec.decode(batch))
+        self.run(py, payloads, |codec, batch| codec.decode_owned(batch))
     }
 
     /// Like `encode`, with the keys already in memory only: `None` when the
@@ -209,7 +209,7 @@ impl Codec {
         py: Python<'py>,
         payloads: Vec<Bound<'py, PyBytes>>,
     ) -> PyResult<Option<Vec<Bound<'py, PyBytes>>>> {
-        self.run_inline(py, payloads, |codec, batch| codec.encode(batch))
+        self.run_inline(py, payloads, |codec, batch| codec.encode(&batch))
     }
 
     /// Like `decode`, with the keys already in memory only: `None` when the
@@ -219,11 +219,13 @@ impl Codec {
         py: Python<'py>,
         payloads: Vec<Bound<'py, PyBytes>>,
     ) -> PyResult<Option<Vec<Bound<'py, PyBytes>>>> {
-        self.run_inline(py, payloads, |codec, batch| codec.decode(batch))
+        self.run_inline(py, payloads, |codec, batch| codec.decode_owned(batch))
     }
 }
 
-type Op = fn(&RustCodec, &[Payload]) -> Result<Vec<Payload>, tcodec::CodecError>;
+/// A batch's work; decoding takes the parsed batch over, so sealed data is
+/// opened where it lies (`Codec::decode_owned`).
+type Op = fn(&RustCodec, Vec<Payload>) -> Result<Vec<Payload>, tcodec::CodecError>;
 
 impl Codec {
     fn run<'py>(
@@ -266,7 +268,7 @@ fn batch(
             .enumerate()
             .map(|(i, b)| parse(i, b))
             .collect::<PyResult<Vec<_>>>()?;
-        Ok(op(&codec, &batch))
+        Ok(op(&codec, batch))
     })
 }
 
