@@ -4,7 +4,8 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { execFileSync } from 'node:child_process';
-import { writeFileSync } from 'node:fs';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 
@@ -14,7 +15,21 @@ import { encodeErrorToFailure, decodeOptionalFailureToOptionalError } from '@tem
 import { loadDataConverter } from '@temporalio/common/lib/internal-non-workflow/data-converter-helpers.js';
 import { Codec, CodecError, Keyring, PayloadCodec, dataConverter } from '@tcodec/temporal';
 
-import { MASTER_KEY, ROOT, SECRET, cli, jsonPayload, makeKeyring, until } from './support.mjs';
+import { MASTER_KEY, ROOT, SECRET, cli, jsonPayload, makeKeyring, startMoto, until } from './support.mjs';
+
+// Sets (or, for undefined, removes) environment variables in place, so that the native module
+// sees them; returns what puts the old values back.
+function setEnv(vars) {
+  const old = Object.fromEntries(Object.keys(vars).map((k) => [k, process.env[k]]));
+  const apply = (values) => {
+    for (const [k, v] of Object.entries(values)) {
+      if (v === undefined) delete process.env[k];
+      else process.env[k] = v;
+    }
+  };
+  apply(vars);
+  return () => apply(old);
+}
 
 const codecOf = (ring, options) => new Codec(Keyring.open(ring.path, { masterKeyFile: ring.master }), options);
 const text = (bytes) => Buffer.from(bytes).toString('latin1');
@@ -102,6 +117,30 @@ test('errors name the payload and the key, never key material', async () => {
   assert.throws(() => new Codec({}), TypeError);
 });
 
+test('a KMS keyring opens only for the KMS keys the deployment lists', async (t) => {
+  const moto = await startMoto();
+  t.after(() => moto.stop());
+  t.after(setEnv(moto.aws));
+  const path = join(mkdtempSync(join(tmpdir(), 'tcodec-node-kms-')), 'keyring.json');
+  const env = { PATH: process.env.PATH, TCODEC_KEYRING: path, TCODEC_KMS_KEYS: moto.keyId, ...moto.aws };
+  cli(env, ['keys', 'init', '--name', 'payments', '--kek', `aws-kms:${moto.keyId}`]);
+  const kms = (kmsKeys) => new Codec(Keyring.open(path, { kmsKeys, kmsEndpoint: moto.endpoint, kmsRegion: 'us-east-1' }));
+  const [sealed] = await kms([moto.keyId]).encode([jsonPayload(SECRET)]);
+  assert.equal(text(sealed.metadata['tcodec-key-id']), 'k1');
+  const body = { payloads: [{ metadata: Object.fromEntries(Object.entries(sealed.metadata).map(([k, v]) => [k, b64(v)])), data: b64(sealed.data) }] };
+  const decoded = JSON.parse(cli(env, ['decode'], JSON.stringify(body)));
+  assert.equal(Buffer.from(decoded.payloads[0].data, 'base64').toString(), JSON.stringify(SECRET));
+  // Listed nowhere: refused before the key is unwrapped, and the message says what to set.
+  await assert.rejects(kms([]).decode([sealed]), (err) => {
+    assert.ok(err instanceof CodecError);
+    assert.match(err.message, /payload 0/);
+    assert.match(err.message, /not one of the KMS keys allowed here/);
+    assert.match(err.message, /TCODEC_KMS_KEYS/);
+    assert.ok(!err.message.includes('Ada'));
+    return true;
+  });
+});
+
 test('a rotation reaches an open codec without reopening it', async () => {
   const ring = makeKeyring();
   const codec = codecOf(ring);
@@ -112,20 +151,15 @@ test('a rotation reaches an open codec without reopening it', async () => {
   assert.equal(text(sealed.metadata['tcodec-key-id']), 'k2');
 });
 
-test('fromEnv reads the Rust worker\'s variables', async () => {
+test('fromEnv reads the Rust worker\'s variables', async (t) => {
   const ring = makeKeyring();
-  const saved = { ...process.env };
-  try {
-    delete process.env.TCODEC_KEYRING;
-    assert.throws(() => Codec.fromEnv(), (err) => err instanceof CodecError && /no keyring/.test(err.message));
-    Object.assign(process.env, { TCODEC_KEYRING: ring.path, TCODEC_MASTER_KEY_FILE: ring.master, TCODEC_DECODE_ALLOW: 'json/plain' });
-    const codec = Codec.fromEnv();
-    assert.equal(codec.keyring.name, 'payments');
-    const [out] = await codec.decode([jsonPayload('migrating')]);
-    assert.equal(text(out.data), '"migrating"');
-  } finally {
-    process.env = saved;
-  }
+  t.after(setEnv({ TCODEC_KEYRING: undefined, TCODEC_MASTER_KEY_FILE: undefined, TCODEC_DECODE_ALLOW: undefined }));
+  assert.throws(() => Codec.fromEnv(), (err) => err instanceof CodecError && /no keyring/.test(err.message));
+  setEnv({ TCODEC_KEYRING: ring.path, TCODEC_MASTER_KEY_FILE: ring.master, TCODEC_DECODE_ALLOW: 'json/plain' });
+  const codec = Codec.fromEnv();
+  assert.equal(codec.keyring.name, 'payments');
+  const [out] = await codec.decode([jsonPayload('migrating')]);
+  assert.equal(text(out.data), '"migrating"');
 });
 
 test('the data converter seals failure messages and stack traces', async () => {

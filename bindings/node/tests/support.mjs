@@ -48,3 +48,37 @@ export async function until(what, check, seconds = 30) {
     await new Promise((r) => setTimeout(r, 20));
   }
 }
+
+/** A real KMS-protocol server (`moto_server` from the venv) on loopback with one KMS key:
+ * { endpoint, keyId, aws (its AWS environment), stop() }. */
+export async function startMoto() {
+  const { spawn } = await import('node:child_process');
+  const net = await import('node:net');
+  const port = await new Promise((resolvePort) => {
+    const probe = net.createServer().listen(0, '127.0.0.1', () => {
+      const { port: p } = probe.address();
+      probe.close(() => resolvePort(p));
+    });
+  });
+  const home = mkdtempSync(join(tmpdir(), 'tcodec-moto-'));
+  // In its own directory: its request recorder writes a file there.
+  const server = spawn(join(ROOT, '.venv/bin/moto_server'), ['-H', '127.0.0.1', '-p', String(port)], { cwd: home, stdio: 'ignore' });
+  let exited = null;
+  server.on('exit', (code) => { exited = code; });
+  const endpoint = `http://127.0.0.1:${port}`;
+  const connects = () => new Promise((ok) => {
+    const socket = net.connect(port, '127.0.0.1', () => { socket.destroy(); ok(true); });
+    socket.on('error', () => ok(false));
+  });
+  const deadline = Date.now() + 60_000;
+  while (!(await connects())) {
+    if (exited !== null) throw new Error(`moto_server exited (${exited})`);
+    if (Date.now() > deadline) throw new Error('moto_server did not start');
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  const aws = { AWS_ACCESS_KEY_ID: 'testing', AWS_SECRET_ACCESS_KEY: 'testing', AWS_REGION: 'us-east-1', AWS_ENDPOINT_URL: endpoint };
+  const keyId = execFileSync(join(ROOT, '.venv/bin/python'), ['-c',
+    `import boto3; print(boto3.client('kms', endpoint_url='${endpoint}', region_name='us-east-1', aws_access_key_id='testing', aws_secret_access_key='testing').create_key()['KeyMetadata']['KeyId'])`],
+  { encoding: 'utf8' }).trim();
+  return { endpoint, keyId, aws, stop: () => server.kill() };
+}

@@ -96,3 +96,36 @@ def payload_strings(history):
 
     walk(history)
     return encodings, texts
+
+
+@pytest.fixture(scope="session")
+def moto(tmp_path_factory):
+    """A real KMS-protocol server (`moto_server` from the venv) on loopback, and a KMS key in
+    it: (endpoint, key id, the AWS environment for it)."""
+    import boto3
+
+    port = free_port()
+    home = tmp_path_factory.mktemp("moto")
+    log = home / "moto.log"
+    with open(log, "w") as out:
+        # In its own directory: its request recorder writes a file there.
+        server = subprocess.Popen([str(ROOT / ".venv" / "bin" / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
+                                  cwd=home, stdout=subprocess.DEVNULL, stderr=out)
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            break
+        except OSError:
+            assert server.poll() is None, log.read_text()
+            assert time.monotonic() < deadline, "moto_server did not start"
+            time.sleep(0.05)
+    endpoint = f"http://127.0.0.1:{port}"
+    aws = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_REGION": "us-east-1",
+           "AWS_ENDPOINT_URL": endpoint}
+    kms = boto3.client("kms", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="testing",
+                       aws_secret_access_key="testing")
+    key_id = kms.create_key()["KeyMetadata"]["KeyId"]
+    yield endpoint, key_id, aws
+    server.terminate()
+    server.wait(timeout=30)

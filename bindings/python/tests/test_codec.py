@@ -5,6 +5,7 @@ and the other way round."""
 import asyncio
 import base64
 import json
+import os
 import time
 
 import pytest
@@ -142,3 +143,28 @@ def test_small_batches_run_inline_once_their_key_is_in_memory(keyring):
     for inline_bytes in (0, tcodec.temporal.INLINE_BYTES):
         payload_codec = tcodec.temporal.PayloadCodec(codec_of(keyring), inline_bytes=inline_bytes)
         assert run(payload_codec.decode(run(payload_codec.encode(payloads)))) == payloads
+
+
+def test_a_kms_keyring_opens_only_for_the_kms_keys_the_deployment_lists(moto, tmp_path, monkeypatch):
+    endpoint, key_id, aws = moto
+    for name, value in aws.items():
+        monkeypatch.setenv(name, value)
+    path = tmp_path / "keyring.json"
+    env = {"PATH": os.environ["PATH"], "TCODEC_KEYRING": str(path), "TCODEC_KMS_KEYS": key_id, **aws}
+    cli(env, "keys", "init", "--name", "payments", "--kek", f"aws-kms:{key_id}")
+    codec = tcodec.Codec(tcodec.Keyring.open(path, kms_keys=[key_id], kms_endpoint=endpoint, kms_region="us-east-1"))
+    sealed = codec.encode([json_payload(SECRET).SerializeToString()])
+    assert Payload.FromString(sealed[0]).metadata["tcodec-key-id"] == b"k1"
+    body = {"payloads": [{"metadata": {k: base64.b64encode(v).decode() for k, v in Payload.FromString(sealed[0]).metadata.items()},
+                          "data": base64.b64encode(Payload.FromString(sealed[0]).data).decode()}]}
+    decoded = json.loads(cli(env, "decode", stdin=json.dumps(body)))
+    assert base64.b64decode(decoded["payloads"][0]["data"]).decode() == json.dumps(SECRET)
+    # The same keyring where the deployment lists no KMS key, or another one: refused before
+    # its key is unwrapped, and the message says what to set.
+    for listed, says in (([], "not one of the KMS keys allowed here"), (["alias/other"], "alias/other is not found")):
+        with pytest.raises(tcodec.CodecError) as err:
+            tcodec.Codec(tcodec.Keyring.open(path, kms_keys=listed, kms_endpoint=endpoint,
+                                             kms_region="us-east-1")).decode(sealed)
+        message = str(err.value)
+        assert "payload 0" in message and "k1" in message and says in message, message
+        assert SECRET not in message
