@@ -25,9 +25,6 @@ use crate::escaped::Escaped;
 use crate::handlers::{self, AppError};
 use crate::metrics::Metrics;
 
-/// How often keyring files are checked for changes.
-const KEYRING_POLL: Duration = Duration::from_secs(2);
-
 /// One namespace the server answers for.
 pub struct Namespace {
     /// The namespace's codec, over its keyring.
@@ -59,7 +56,7 @@ impl Namespace {
             }
         })?;
         let options = options.clone().with_decode_policy(config.decode_policy());
-        let watcher = keyring.watch(KEYRING_POLL);
+        let watcher = keyring.watch(tcodec_keys::WATCH_INTERVAL);
         Ok(Self {
             inline_codec: Codec::with_options(
                 Arc::new(keyring.in_memory()),

@@ -14,6 +14,19 @@ use crate::kek::{EncryptionContext, ForeignKek, KekError, KekSettings, Keks};
 use crate::store::{self, StoreError};
 use crate::{DataKey, KeyError, KeyId, KeySource, KeyState, LegacyKey, SecretBytes32};
 
+/// How often workers and codec servers check their keyring file for changes
+/// ([`FileKeyring::watch`]): in every language, a `tcodec keys add`,
+/// `promote` or `rotate` reaches them within this interval.
+pub const WATCH_INTERVAL: Duration = Duration::from_secs(2);
+
+/// The environment variable naming the keyring file, in every language.
+pub const KEYRING_ENV: &str = "TCODEC_KEYRING";
+
+/// The keyring file's path from the environment ([`KEYRING_ENV`]), if set.
+pub fn keyring_path_from_env() -> Option<PathBuf> {
+    std::env::var_os(KEYRING_ENV).map(PathBuf::from)
+}
+
 /// What identifies one version of the file on disk, cheaply.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Stamp {

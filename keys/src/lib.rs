@@ -13,7 +13,9 @@ mod source;
 pub mod store;
 
 pub use error::{KeyError, display_chain};
-pub use file::{FileKeyring, InMemory, Watcher};
+pub use file::{
+    FileKeyring, InMemory, KEYRING_ENV, WATCH_INTERVAL, Watcher, keyring_path_from_env,
+};
 pub use key::{DataKey, LegacyKey, SecretBytes32};
 pub use key_id::{InvalidKeyId, KeyId};
 pub use memory::MemoryKeyring;

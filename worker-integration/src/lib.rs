@@ -1,7 +1,7 @@
 #![doc = include_str!("../README.md")]
 #![forbid(unsafe_code)]
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -20,8 +20,10 @@ pub use failure::{
 };
 pub use payload_codec::{CodecFailure, PayloadCodec, from_sdk, to_sdk};
 
-/// How often a worker checks its keyring file for changes.
-pub const KEYRING_POLL: Duration = Duration::from_secs(2);
+/// How often a worker checks its keyring file for changes
+/// ([`tcodec_keys::WATCH_INTERVAL`], shared with the codec server and the
+/// Python and Node packages).
+pub const KEYRING_POLL: Duration = tcodec_keys::WATCH_INTERVAL;
 
 /// A `DataConverter` whose codec is tcodec and whose failure converter
 /// encrypts failure messages and stack traces.
@@ -114,9 +116,7 @@ impl WorkerCodec {
     /// separated (see [`decode_policy_from`]); by default the worker refuses
     /// every payload tcodec did not seal.
     pub fn from_env() -> Result<Self, WorkerCodecError> {
-        let path = std::env::var_os("TCODEC_KEYRING")
-            .map(PathBuf::from)
-            .ok_or(WorkerCodecError::NoKeyring)?;
+        let path = tcodec_keys::keyring_path_from_env().ok_or(WorkerCodecError::NoKeyring)?;
         let settings = KekSettings::from_env();
         let allow = std::env::var("TCODEC_DECODE_ALLOW").unwrap_or_default();
         let options = CodecOptions::default().with_decode_policy(decode_policy_from(&allow));

@@ -9,7 +9,6 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
 
 use napi::bindgen_prelude::{AsyncTask, Buffer};
 use napi::{Env, Error, Result, Task};
@@ -17,10 +16,7 @@ use napi_derive::napi;
 use prost::Message;
 use tcodec::{Codec as RustCodec, CodecOptions, Compression, DecodePolicy, Payload};
 use tcodec_keys::kek::KekSettings;
-use tcodec_keys::{FileKeyring, Watcher, display_chain};
-
-/// How often a keyring file is checked for changes: the Rust worker's interval.
-const KEYRING_POLL: Duration = Duration::from_secs(2);
+use tcodec_keys::{FileKeyring, WATCH_INTERVAL, Watcher, display_chain, keyring_path_from_env};
 
 /// The code every error of this module carries (`err.code` in JavaScript),
 /// which the package turns into its `CodecError`.
@@ -42,6 +38,7 @@ pub struct Keyring {
 
 /// Where a keyring's KEKs come from; every field optional.
 #[napi(object)]
+#[derive(Default)]
 pub struct KeyringOptions {
     /// The local master key's file (else `TCODEC_MASTER_KEY`).
     pub master_key_file: Option<String>,
@@ -57,7 +54,7 @@ impl Keyring {
     fn with(path: PathBuf, settings: &KekSettings) -> Result<Self> {
         let ring = FileKeyring::open_with_settings(&path, settings)
             .map_err(|e| error(display_chain(&e)))?;
-        let watcher = ring.watch(KEYRING_POLL);
+        let watcher = ring.watch(WATCH_INTERVAL);
         Ok(Self {
             ring,
             _watcher: Arc::new(watcher),
@@ -70,12 +67,7 @@ impl Keyring {
     /// Opens the keyring file at `path` with the KEKs `options` name.
     #[napi(factory)]
     pub fn open(path: String, options: Option<KeyringOptions>) -> Result<Self> {
-        let options = options.unwrap_or(KeyringOptions {
-            master_key_file: None,
-            kms_keys: None,
-            kms_endpoint: None,
-            kms_region: None,
-        });
+        let options = options.unwrap_or_default();
         let settings = KekSettings {
             master_key_file: options.master_key_file.map(PathBuf::from),
             kms_endpoint: options.kms_endpoint,
@@ -90,8 +82,7 @@ impl Keyring {
     /// `TCODEC_KMS_KEYS`, and the AWS configuration chain.
     #[napi(factory)]
     pub fn from_env() -> Result<Self> {
-        let path = std::env::var_os("TCODEC_KEYRING")
-            .map(PathBuf::from)
+        let path = keyring_path_from_env()
             .ok_or_else(|| error("no keyring: set TCODEC_KEYRING to the keyring file's path"))?;
         Self::with(path, &KekSettings::from_env())
     }

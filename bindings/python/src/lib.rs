@@ -8,7 +8,6 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
 
 use prost::Message;
 use pyo3::create_exception;
@@ -17,7 +16,7 @@ use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 use tcodec::{Codec as RustCodec, CodecOptions, Compression, DecodePolicy, Payload};
 use tcodec_keys::kek::KekSettings;
-use tcodec_keys::{FileKeyring, Watcher, display_chain};
+use tcodec_keys::{FileKeyring, WATCH_INTERVAL, Watcher, display_chain, keyring_path_from_env};
 
 create_exception!(
     _native,
@@ -25,9 +24,6 @@ create_exception!(
     PyException,
     "A batch could not be encoded or decoded, or a keyring not opened. The message names the payload's index and the key id, never key material or payload contents."
 );
-
-/// How often a keyring file is checked for changes: the Rust worker's interval.
-const KEYRING_POLL: Duration = Duration::from_secs(2);
 
 fn error(e: &dyn std::error::Error) -> PyErr {
     CodecError::new_err(display_chain(e))
@@ -43,7 +39,7 @@ struct Keyring {
 impl Keyring {
     fn with(path: PathBuf, settings: &KekSettings) -> PyResult<Self> {
         let ring = FileKeyring::open_with_settings(&path, settings).map_err(|e| error(&e))?;
-        let watcher = ring.watch(KEYRING_POLL);
+        let watcher = ring.watch(WATCH_INTERVAL);
         Ok(Self {
             ring,
             _watcher: Arc::new(watcher),
@@ -80,11 +76,9 @@ impl Keyring {
     /// `TCODEC_KMS_KEYS`, and the AWS configuration chain.
     #[staticmethod]
     fn from_env() -> PyResult<Self> {
-        let path = std::env::var_os("TCODEC_KEYRING")
-            .map(PathBuf::from)
-            .ok_or_else(|| {
-                CodecError::new_err("no keyring: set TCODEC_KEYRING to the keyring file's path")
-            })?;
+        let path = keyring_path_from_env().ok_or_else(|| {
+            CodecError::new_err("no keyring: set TCODEC_KEYRING to the keyring file's path")
+        })?;
         Self::with(path, &KekSettings::from_env())
     }
 
@@ -256,11 +250,10 @@ impl Codec {
 /// included). The outer error is a payload that does not parse.
 fn batch(
     py: Python<'_>,
-    codec: &Arc<RustCodec>,
+    codec: &RustCodec,
     payloads: &[Bound<'_, PyBytes>],
     op: Op,
 ) -> PyResult<Result<Vec<Payload>, tcodec::CodecError>> {
-    let codec = Arc::clone(codec);
     let payloads: Vec<&[u8]> = payloads.iter().map(|b| b.as_bytes()).collect();
     py.detach(move || {
         let batch = payloads
@@ -268,7 +261,7 @@ fn batch(
             .enumerate()
             .map(|(i, b)| parse(i, b))
             .collect::<PyResult<Vec<_>>>()?;
-        Ok(op(&codec, batch))
+        Ok(op(codec, batch))
     })
 }
 
