@@ -7,5 +7,8 @@ mod process;
 mod writer;
 
 pub use model::{ExternalJson, PayloadJson, PayloadsJson, Str};
-pub use process::{Answer, Direction, Limits, PayloadError, ProcessError, process};
+pub use process::{
+    Answer, Direction, Limits, PayloadError, ProcessError, References, Storage, Stored, process,
+    process_with, references,
+};
 pub use writer::WriteError;

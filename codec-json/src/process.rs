@@ -4,10 +4,14 @@
 //! that checks a payload's JSON), hand the parts to the codec, and write what
 //! comes back straight into the answer.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use tcodec::{Codec, CodecError, Decoded, Decoder, Encoder, ExternalPayloadDetails, PayloadParts};
+use tcodec::storage::{self, Reference, S3Location, StorageConfig, StorageError};
+use tcodec::{
+    Codec, CodecError, Decoded, Decoder, Encoder, ExternalPayloadDetails, Payload, PayloadParts,
+};
 
 use crate::base64;
 use crate::model::{PayloadJson, PayloadsJson};
@@ -86,6 +90,45 @@ pub struct Answer {
     pub body: Vec<u8>,
     /// How many payloads it holds (as many as the request did).
     pub payloads: usize,
+    /// `/encode` with storage: the sealed payloads the body refers to, each
+    /// serialized, with where it goes. The caller stores them all before it
+    /// answers.
+    pub stored: Vec<Stored>,
+}
+
+/// A sealed payload `/encode` replaced by a reference: the caller stores it.
+#[derive(Debug)]
+pub struct Stored {
+    /// The index of the payload in the request.
+    pub index: usize,
+    /// Where it goes.
+    pub location: S3Location,
+    /// The serialized sealed payload.
+    pub object: Vec<u8>,
+}
+
+/// What `/decode` does with External Storage references.
+#[derive(Debug, Default)]
+pub enum References {
+    /// Hands them back as they came (`?preserveStorageRefs=true`, and
+    /// `tcodec decode`).
+    #[default]
+    Keep,
+    /// Refuses them: nothing here can fetch them.
+    Refuse,
+    /// Decodes, in each one's place, the payload fetched for it, by index
+    /// ([`references`] lists them).
+    Fetched(BTreeMap<usize, Payload>),
+}
+
+/// External Storage for one request.
+#[derive(Debug, Default)]
+pub struct Storage<'a> {
+    /// Decoding: what happens to references.
+    pub references: References,
+    /// Encoding: sealed payloads of at least its threshold become references
+    /// to objects in its bucket ([`Answer::stored`]).
+    pub store: Option<&'a StorageConfig>,
 }
 
 /// Why [`process`] failed.
@@ -124,6 +167,10 @@ pub enum ProcessError {
     /// request.
     #[error(transparent)]
     Codec(#[from] CodecError),
+    /// A payload is an External Storage reference that cannot be followed;
+    /// the error names it by its index.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
     /// The answer could not be written.
     #[error(transparent)]
     Write(#[from] WriteError),
@@ -179,6 +226,53 @@ pub fn process(
     body: &[u8],
     limits: &Limits<'_>,
 ) -> Result<Answer, ProcessError> {
+    process_with(codec, direction, body, limits, Storage::default())
+}
+
+/// How many payloads a request body holds, and its External Storage
+/// references by index: what [`References::Fetched`] needs fetched. A
+/// reference that is not one this build reads is an error naming its index.
+pub fn references(
+    body: &[u8],
+    max_payloads: usize,
+) -> Result<(usize, Vec<(usize, Reference)>), ProcessError> {
+    let request = PayloadsJson::parse_at_most(body, max_payloads)
+        .map_err(|e| ProcessError::Json(json_error(&e)))?
+        .ok_or(ProcessError::TooManyPayloads {
+            limit: max_payloads,
+        })?;
+    let mut parts = Parts::default();
+    let mut found = Vec::new();
+    for (index, json) in request.payloads.iter().enumerate() {
+        parts.read(index, json)?;
+        let metadata: Vec<(&str, &[u8])> = pairs(json, &parts.values, &parts.ends).collect();
+        if storage::is_reference(metadata.iter().copied()) {
+            let reference = Reference::parse(
+                index,
+                metadata.iter().copied(),
+                &parts.data,
+                &parts.external,
+            )?;
+            found.push((index, reference));
+        }
+    }
+    Ok((request.payloads.len(), found))
+}
+
+/// [`process`] with External Storage: references fetched, refused or kept
+/// when decoding, large sealed payloads stored when encoding.
+pub fn process_with(
+    codec: &Codec,
+    direction: Direction,
+    body: &[u8],
+    limits: &Limits<'_>,
+    storage: Storage<'_>,
+) -> Result<Answer, ProcessError> {
+    let Storage {
+        mut references,
+        store,
+    } = storage;
+    let mut stored = Vec::new();
     let request = PayloadsJson::parse_at_most(body, limits.max_payloads)
         .map_err(|e| ProcessError::Json(json_error(&e)))?
         .ok_or(ProcessError::TooManyPayloads {
@@ -188,10 +282,12 @@ pub fn process(
     let mut out = Writer::new(body.len().min(limits.max_answer_bytes));
     let mut step = match direction {
         // An empty request needs no key: the encoder is made for the first payload.
-        Direction::Encode => Step::Encode(codec, count, None),
-        Direction::Decode => {
-            Step::Decode(codec, codec.decoder().with_budget(limits.max_decoded_bytes))
-        }
+        Direction::Encode => Step::Encode(codec, count, None, store, &mut stored),
+        Direction::Decode => Step::Decode(
+            codec,
+            codec.decoder().with_budget(limits.max_decoded_bytes),
+            &mut references,
+        ),
     };
     let mut parts = Parts::default();
     for (index, json) in request.payloads.iter().enumerate() {
@@ -208,11 +304,13 @@ pub fn process(
         // the limit exact (a passed-through payload's unknown fields).
         within_answer(out.len(), limits.max_answer_bytes)?;
     }
+    drop(step);
     let body = out.finish(&request.extra)?;
     within_answer(body.len(), limits.max_answer_bytes)?;
     Ok(Answer {
         body,
         payloads: count,
+        stored,
     })
 }
 
@@ -221,10 +319,17 @@ pub fn process(
 // pool) is no cost worth a box.
 #[allow(clippy::large_enum_variant)]
 enum Step<'c> {
-    /// The codec, how many payloads the request holds, and the encoder once
-    /// there is a payload to seal.
-    Encode(&'c Codec, usize, Option<Encoder<'c>>),
-    Decode(&'c Codec, Decoder<'c>),
+    /// The codec, how many payloads the request holds, the encoder once
+    /// there is a payload to seal, where large ones go, and what went there.
+    Encode(
+        &'c Codec,
+        usize,
+        Option<Encoder<'c>>,
+        Option<&'c StorageConfig>,
+        &'c mut Vec<Stored>,
+    ),
+    /// The codec, its decoder, and what happens to references.
+    Decode(&'c Codec, Decoder<'c>, &'c mut References),
 }
 
 impl Step<'_> {
@@ -263,16 +368,46 @@ impl Step<'_> {
             external_payloads: external,
         };
         match self {
-            Self::Encode(codec, count, encoder) => {
+            Self::Encode(codec, count, encoder, store, stored) => {
                 let encoder = match encoder {
                     Some(encoder) => encoder,
                     None => encoder.insert(codec.encoder(*count)?),
                 };
                 let sealed = encoder.encode(index, &payload.to_payload(data))?;
+                if let Some(config) = store {
+                    let object = storage::object_bytes(&sealed);
+                    if object.len() >= config.threshold {
+                        let location = config.locate(&object);
+                        let reference = location
+                            .reference(&config.driver_name, object.len())
+                            .to_payload();
+                        out.owned(&reference)?;
+                        stored.push(Stored {
+                            index,
+                            location,
+                            object,
+                        });
+                        return Ok(());
+                    }
+                }
                 fits(out, projected(&sealed.metadata, sealed.data.len()))?;
                 out.owned(&sealed)?;
             }
-            Self::Decode(codec, decoder) => {
+            Self::Decode(codec, decoder, references) => {
+                if storage::is_reference(metadata.iter().copied()) {
+                    let fetched = match references {
+                        References::Keep => {
+                            fits(out, projected(metadata.iter().copied(), data.len()))?;
+                            return Ok(out.json(json)?);
+                        }
+                        References::Refuse => None,
+                        References::Fetched(fetched) => fetched.remove(&index),
+                    };
+                    let fetched = fetched.ok_or(StorageError::NotConfigured { index })?;
+                    let decoded = decoder.decode_payload(index, fetched)?;
+                    fits(out, projected(&decoded.metadata, decoded.data.len()))?;
+                    return Ok(out.owned(&decoded)?);
+                }
                 // As in a map, the last of repeated keys counts.
                 let encoding = metadata.iter().rev().find(|(k, _)| *k == ENCODING);
                 if !codec.decodes(encoding.map(|(_, v)| *v)) {

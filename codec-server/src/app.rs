@@ -13,6 +13,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use rustls::crypto::CryptoProvider;
+use tcodec::storage::s3::S3Store;
 use tcodec::{Codec, CodecOptions};
 use tcodec_keys::kek::{AWS_KMS, KekError, KekSettings, Keks};
 use tcodec_keys::{FileKeyring, Watcher};
@@ -37,6 +38,8 @@ pub struct Namespace {
     pub keyring: FileKeyring,
     /// Access rules.
     pub config: NamespaceConfig,
+    /// External Storage, if configured.
+    pub storage: Option<S3Store>,
     /// Keeps the keyring's file watcher running.
     pub _watcher: Option<Watcher>,
 }
@@ -48,6 +51,7 @@ impl Namespace {
         config: &NamespaceConfig,
         keks: impl FnOnce(&tcodec_keys::document::KeyringDocument) -> Result<Keks, KekError>,
         options: &CodecOptions,
+        limits: &LimitsConfig,
     ) -> Result<Self, ServerError> {
         let keyring = FileKeyring::open_with(&config.keyring, keks).map_err(|source| {
             ServerError::Keyring {
@@ -65,6 +69,10 @@ impl Namespace {
             codec: Arc::new(Codec::with_options(Arc::new(keyring.clone()), options)),
             keyring,
             config: config.clone(),
+            storage: config
+                .storage
+                .as_ref()
+                .map(|s| S3Store::new(s.storage_config(name, limits), s.s3_options())),
             _watcher: Some(watcher),
         })
     }
@@ -100,7 +108,13 @@ impl AppState {
         let shared = SharedKeks::new(&config.kek);
         let mut namespaces = BTreeMap::new();
         for (name, ns) in &config.namespaces {
-            let namespace = Namespace::open(name, ns, |doc| shared.for_document(doc), &options)?;
+            let namespace = Namespace::open(
+                name,
+                ns,
+                |doc| shared.for_document(doc),
+                &options,
+                &config.limits,
+            )?;
             namespaces.insert(name.clone(), namespace);
         }
         Ok(Self {

@@ -28,6 +28,10 @@
 //! keyring = "/etc/tcodec/payments.json"
 //! allowed_emails = ["ada@example.com"]           # optional: who may decode
 //! encode_emails = ["deploy-bot@example.com"]      # optional: who may encode (and decode)
+//!
+//! [namespaces.payments.storage]                   # optional: External Storage (S3)
+//! bucket = "payments-temporal-payloads"
+//! region = "eu-west-1"
 //! ```
 
 use std::collections::BTreeMap;
@@ -423,6 +427,114 @@ pub struct NamespaceConfig {
     /// Default none. Plaintext payloads are always shown as they are.
     #[serde(default)]
     pub decode_allow: Vec<String>,
+    /// External Storage: where payloads too large for the history are, and
+    /// the only place references are followed to.
+    #[serde(default)]
+    pub storage: Option<StorageSettings>,
+}
+
+/// `[namespaces.<name>.storage]`: one S3 bucket.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StorageSettings {
+    /// The bucket. References naming any other are refused.
+    pub bucket: String,
+    /// Object keys read and written start with this. Default
+    /// `v0/ns/<namespace>/`, where the official S3 drivers write the
+    /// namespace's payloads.
+    #[serde(default)]
+    pub prefix: Option<String>,
+    /// The S3 endpoint URL, if not AWS's (path-style addressing).
+    #[serde(default)]
+    pub endpoint: Option<String>,
+    /// The region; default the AWS chain's, else us-east-1.
+    #[serde(default)]
+    pub region: Option<String>,
+    /// `/encode` stores sealed payloads of at least this many bytes
+    /// (default 256 KiB, the SDKs' threshold).
+    #[serde(default = "default_threshold")]
+    pub threshold_bytes: usize,
+    /// The driver name references carry (default `aws.s3driver`).
+    #[serde(default = "default_driver_name")]
+    pub driver_name: String,
+    /// The largest object fetched (default: `limits.max_body_bytes`).
+    #[serde(default)]
+    pub max_object_bytes: Option<usize>,
+    /// Per-request timeout, in milliseconds (default 10 000).
+    #[serde(default = "default_storage_timeout_ms")]
+    pub timeout_ms: u64,
+}
+
+fn default_threshold() -> usize {
+    tcodec::storage::DEFAULT_THRESHOLD
+}
+fn default_driver_name() -> String {
+    tcodec::storage::S3_DRIVER.to_owned()
+}
+fn default_storage_timeout_ms() -> u64 {
+    10_000
+}
+
+impl StorageSettings {
+    /// The storage configuration of namespace `name` under `limits`.
+    pub fn storage_config(
+        &self,
+        name: &str,
+        limits: &LimitsConfig,
+    ) -> tcodec::storage::StorageConfig {
+        let mut config = tcodec::storage::StorageConfig::new(self.bucket.clone(), name);
+        if let Some(prefix) = &self.prefix {
+            config.prefix = prefix.clone();
+        }
+        config.driver_name = self.driver_name.clone();
+        config.threshold = self.threshold_bytes;
+        config.max_object_bytes = self.max_object_bytes.unwrap_or(limits.max_body_bytes);
+        config
+    }
+
+    /// How to reach the bucket.
+    pub fn s3_options(&self) -> tcodec::storage::s3::S3Options {
+        tcodec::storage::s3::S3Options {
+            endpoint: self.endpoint.clone(),
+            region: self.region.clone(),
+            timeout: Some(Duration::from_millis(self.timeout_ms)),
+        }
+    }
+
+    fn validate(&self, name: &str) -> Result<(), ConfigError> {
+        let field = |f: &str| format!("namespaces.{name}.storage.{f}");
+        let bucket_ok = (3..=63).contains(&self.bucket.len())
+            && self
+                .bucket
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.');
+        if !bucket_ok {
+            return Err(invalid(
+                field("bucket"),
+                "an S3 bucket name: 3 to 63 lower-case letters, digits, '-' and '.'",
+            ));
+        }
+        if let Some(prefix) = &self.prefix
+            && (prefix.chars().any(char::is_control) || prefix.len() > 512)
+        {
+            return Err(invalid(
+                field("prefix"),
+                "no control characters, at most 512 bytes",
+            ));
+        }
+        if let Some(url) = &self.endpoint
+            && !(url.starts_with("https://") || url.starts_with("http://"))
+        {
+            return Err(invalid(field("endpoint"), "an http:// or https:// URL"));
+        }
+        if self.driver_name.is_empty() {
+            return Err(invalid(field("driver_name"), "must not be empty"));
+        }
+        if self.timeout_ms == 0 {
+            return Err(invalid(field("timeout_ms"), "must be positive"));
+        }
+        Ok(())
+    }
 }
 
 impl NamespaceConfig {
@@ -513,6 +625,9 @@ impl Config {
                     format!("namespaces.{name}.decode_allow"),
                     format!("{other:?}: name {ENCODING_ENCRYPTED} and/or {ENCODING_ZLIB}"),
                 ));
+            }
+            if let Some(storage) = &ns.storage {
+                storage.validate(name)?;
             }
         }
         self.validate_cors()?;

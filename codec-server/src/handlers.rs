@@ -1,6 +1,7 @@
 //! The endpoints: `POST …/encode` and `POST …/decode` under any path prefix,
 //! `/healthz`, `/readyz`, `/metrics`; and the one error answer they all use.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -9,9 +10,15 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
+use futures::stream::{self, StreamExt, TryStreamExt};
 use serde_json::json;
+use tcodec::Payload;
+use tcodec::storage::s3::S3Store;
+use tcodec::storage::{S3Location, StorageConfig, StorageError};
 use tcodec::{CodecError, display_chain as chain};
-use tcodec_json::{Direction, Limits, ProcessError, process};
+use tcodec_json::{
+    Direction, Limits, ProcessError, References, Storage, Stored, process, process_with, references,
+};
 use tcodec_keys::KeyError;
 
 use crate::app::{AppState, Namespace};
@@ -79,6 +86,7 @@ impl From<ProcessError> for AppError {
     fn from(e: ProcessError) -> Self {
         match e {
             ProcessError::Codec(e) => codec_error(&e),
+            ProcessError::Storage(e) => storage_error(&e),
             ProcessError::Json(e) => AppError::new(
                 StatusCode::BAD_REQUEST,
                 "malformed_json",
@@ -124,6 +132,73 @@ fn codec_error(e: &CodecError) -> AppError {
         _ => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
     };
     AppError::new(status, code, chain(e))
+}
+
+fn storage_error(e: &StorageError) -> AppError {
+    let (status, code) = match e {
+        StorageError::NotConfigured { .. } => (StatusCode::BAD_REQUEST, "storage_not_configured"),
+        StorageError::Malformed { .. } => (StatusCode::BAD_REQUEST, "malformed_reference"),
+        StorageError::Refused { .. } => (StatusCode::BAD_REQUEST, "reference_refused"),
+        StorageError::Missing { .. } => (StatusCode::NOT_FOUND, "stored_payload_missing"),
+        StorageError::Tampered { .. } => (StatusCode::BAD_REQUEST, "stored_payload_invalid"),
+        StorageError::TooLarge { .. } => {
+            (StatusCode::PAYLOAD_TOO_LARGE, "stored_payload_too_large")
+        }
+        StorageError::Unavailable { .. } => {
+            (StatusCode::SERVICE_UNAVAILABLE, "storage_unavailable")
+        }
+        StorageError::Failed { .. } => (StatusCode::BAD_GATEWAY, "storage_failed"),
+        _ => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+    };
+    AppError::new(status, code, e.to_string())
+}
+
+/// The codec endpoints, named by a path's last segment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Endpoint {
+    /// `/encode`: seal, and store what is over the threshold.
+    Encode,
+    /// `/decode`: open, and fetch what references name (unless asked to
+    /// preserve them).
+    Decode,
+    /// `/download`: fetch what references name and open it; references only.
+    Download,
+}
+
+impl Endpoint {
+    fn from_path(path: &str) -> Option<Self> {
+        match path.rsplit('/').next() {
+            Some("encode") => Some(Self::Encode),
+            Some("decode") => Some(Self::Decode),
+            Some("download") => Some(Self::Download),
+            _ => None,
+        }
+    }
+
+    /// `encode`, `decode` or `download`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Encode => "encode",
+            Self::Decode => "decode",
+            Self::Download => "download",
+        }
+    }
+
+    /// Which way its payloads go.
+    pub fn direction(self) -> Direction {
+        match self {
+            Self::Encode => Direction::Encode,
+            Self::Decode | Self::Download => Direction::Decode,
+        }
+    }
+}
+
+/// Whether the query asks `/decode` to hand references back as they are.
+fn preserves_storage_refs(query: Option<&str>) -> bool {
+    query.unwrap_or("").split('&').any(|pair| {
+        pair.split_once('=')
+            .is_some_and(|(k, v)| k == "preserveStorageRefs" && v.eq_ignore_ascii_case("true"))
+    })
 }
 
 /// `/readyz`: the cached readiness report ([`crate::readiness`]), as a
@@ -173,8 +248,8 @@ impl Outcome {
     }
 }
 
-/// `POST …/encode` and `POST …/decode`, the endpoint named by the path's last
-/// segment. The request timeout is applied here rather than by tower-http's
+/// `POST …/encode`, `POST …/decode` and `POST …/download`, the endpoint named
+/// by the path's last segment. The request timeout is applied here rather than by tower-http's
 /// timeout layer so that a request that runs out of time still gets its JSON
 /// error, its audit line and its metrics.
 pub async fn codec_endpoint(
@@ -183,14 +258,12 @@ pub async fn codec_endpoint(
     request: Request,
 ) -> Response {
     let started = Instant::now();
-    let direction = match request.uri().path().rsplit('/').next() {
-        Some("encode") => Direction::Encode,
-        Some("decode") => Direction::Decode,
-        _ => {
-            state.metrics.request("other", 404, None);
-            return AppError::not_found().into_response();
-        }
+    let Some(endpoint) = Endpoint::from_path(request.uri().path()) else {
+        state.metrics.request("other", 404, None);
+        return AppError::not_found().into_response();
     };
+    let direction = endpoint.direction();
+    let preserve = endpoint == Endpoint::Decode && preserves_storage_refs(request.uri().query());
     let _in_flight = state.metrics.in_flight();
     let peer = peer.map(|Extension(p)| p);
     let namespace = request
@@ -199,7 +272,14 @@ pub async fn codec_endpoint(
         .and_then(|v| v.to_str().ok())
         .unwrap_or("")
         .to_owned();
-    let work = handle(&state, direction, &namespace, peer.as_ref(), request);
+    let work = handle(
+        &state,
+        endpoint,
+        preserve,
+        &namespace,
+        peer.as_ref(),
+        request,
+    );
     let outcome = match tokio::time::timeout(state.limits.request_timeout(), work).await {
         Ok(outcome) => outcome,
         Err(_) => Outcome::failed(
@@ -217,11 +297,11 @@ pub async fn codec_endpoint(
         Err(e) => e.status,
     };
     state.metrics.request(
-        direction.as_str(),
+        endpoint.as_str(),
         status.as_u16(),
         Some((direction, latency)),
     );
-    audit(&outcome, &namespace, direction, status, latency);
+    audit(&outcome, &namespace, endpoint, status, latency);
     match outcome.result {
         Ok(body) => ([(header::CONTENT_TYPE, "application/json")], body).into_response(),
         Err(e) => e.into_response(),
@@ -232,7 +312,7 @@ pub async fn codec_endpoint(
 fn audit(
     outcome: &Outcome,
     namespace: &str,
-    direction: Direction,
+    endpoint: Endpoint,
     status: StatusCode,
     latency: Duration,
 ) {
@@ -242,7 +322,7 @@ fn audit(
         .as_ref()
         .map(|i| i.method.as_str())
         .unwrap_or("-");
-    let (endpoint, payloads, status) = (direction.as_str(), outcome.payloads, status.as_u16());
+    let (endpoint, payloads, status) = (endpoint.as_str(), outcome.payloads, status.as_u16());
     let latency_ms = latency.as_secs_f64() * 1e3;
     match &outcome.result {
         Ok(_) => tracing::info!(
@@ -263,7 +343,8 @@ fn audit(
 /// Authenticates, authorizes and answers one codec request.
 async fn handle(
     state: &AppState,
-    direction: Direction,
+    endpoint: Endpoint,
+    preserve: bool,
     namespace: &str,
     peer: Option<&PeerInfo>,
     request: Request,
@@ -282,8 +363,14 @@ async fn handle(
             return Outcome::failed(error, None);
         }
     };
-    let result = match authorize(state, direction, namespace, &identity) {
-        Ok(ns) => answer(state, ns, direction, body).await,
+    let request = Asked {
+        endpoint,
+        preserve,
+        namespace,
+        who: &identity,
+    };
+    let result = match authorize(state, endpoint.direction(), namespace, &identity) {
+        Ok(ns) => answer(state, ns, &request, body).await,
         Err(e) => Err(e),
     };
     let payloads = result.as_ref().map(|(_, n)| *n).unwrap_or(0);
@@ -332,6 +419,14 @@ fn authorize<'s>(
     Ok(ns)
 }
 
+/// What a request asks, once authenticated.
+struct Asked<'a> {
+    endpoint: Endpoint,
+    preserve: bool,
+    namespace: &'a str,
+    who: &'a Identity,
+}
+
 /// Reads the body (up to the limit) and runs the codec over it.
 ///
 /// A small request (what the UI and CLI send) is answered right here when its
@@ -347,9 +442,10 @@ fn authorize<'s>(
 async fn answer(
     state: &AppState,
     ns: &Namespace,
-    direction: Direction,
+    asked: &Asked<'_>,
     body: Body,
 ) -> Result<(Vec<u8>, usize), AppError> {
+    let direction = asked.endpoint.direction();
     let max_body = state.limits.max_body_bytes;
     let bytes = axum::body::to_bytes(body, max_body).await.map_err(|_| {
         AppError::new(
@@ -364,7 +460,10 @@ async fn answer(
         max_answer_bytes: state.limits.max_answer_bytes(),
         cancelled: None,
     };
-    let inline = if bytes.len() <= INLINE_MAX_BODY {
+    let (references, store) = storage_step(state, ns, asked, &bytes).await?;
+    let storing = store.is_some();
+    let fetched = matches!(references, References::Fetched(_));
+    let inline = if bytes.len() <= INLINE_MAX_BODY && !storing && !fetched {
         match process(&ns.inline_codec, direction, &bytes, &limits) {
             Err(ProcessError::Codec(e)) if e.is_deferred() => None,
             outcome => Some(outcome),
@@ -388,7 +487,11 @@ async fn answer(
                     cancelled: Some(&cancelled),
                     ..limits
                 };
-                let outcome = process(&codec, direction, &bytes, &limits);
+                let storage = Storage {
+                    references,
+                    store: store.as_ref(),
+                };
+                let outcome = process_with(&codec, direction, &bytes, &limits, storage);
                 if let Err(ProcessError::Cancelled { done, of }) = &outcome {
                     tracing::info!(
                         done,
@@ -404,6 +507,7 @@ async fn answer(
     };
     match outcome {
         Ok(answer) => {
+            store_all(state, ns, asked, answer.stored).await?;
             state.metrics.payloads(direction, answer.payloads);
             Ok((answer.body, answer.payloads))
         }
@@ -413,5 +517,161 @@ async fn answer(
             Err(error)
         }
         Err(e) => Err(AppError::from(e)),
+    }
+}
+
+/// External Storage requests run at once for one request, at most.
+const STORAGE_CONCURRENCY: usize = 4;
+
+/// What External Storage does for this request: `/encode` stores (the
+/// configuration, if the namespace has one); `/decode` (unless preserving)
+/// and `/download` fetch every reference the request holds, each permitted
+/// by the namespace's configuration before the first request leaves.
+async fn storage_step(
+    state: &AppState,
+    ns: &Namespace,
+    asked: &Asked<'_>,
+    body: &[u8],
+) -> Result<(References, Option<StorageConfig>), AppError> {
+    match asked.endpoint {
+        Endpoint::Encode => {
+            return Ok((
+                References::Keep,
+                ns.storage.as_ref().map(|s| s.config().clone()),
+            ));
+        }
+        Endpoint::Decode if asked.preserve => return Ok((References::Keep, None)),
+        Endpoint::Decode | Endpoint::Download => {}
+    }
+    let (count, found) = references(body, state.limits.max_payloads)?;
+    if asked.endpoint == Endpoint::Download {
+        let first_other = (0..count).find(|i| found.get(*i).is_none_or(|(at, _)| at != i));
+        if let Some(index) = first_other {
+            return Err(AppError::new(
+                StatusCode::BAD_REQUEST,
+                "not_a_reference",
+                format!(
+                    "payload {index}: is not an External Storage reference; /download takes references only"
+                ),
+            ));
+        }
+        if count == 0 {
+            return Err(AppError::new(
+                StatusCode::BAD_REQUEST,
+                "not_a_reference",
+                "/download takes one or more External Storage references",
+            ));
+        }
+    }
+    if found.is_empty() {
+        return Ok((References::Keep, None));
+    }
+    let failed = |e: StorageError| {
+        let error = storage_error(&e);
+        state.metrics.failure(error.code);
+        error
+    };
+    let Some(store) = &ns.storage else {
+        return Err(failed(StorageError::NotConfigured { index: found[0].0 }));
+    };
+    let locations = found
+        .iter()
+        .map(|(index, reference)| store.permit(*index, reference).map(|l| (*index, l)))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(failed)?;
+    let fetched = stream::iter(locations)
+        .map(|(index, location)| fetch_one(state, store, asked, index, location))
+        .buffered(STORAGE_CONCURRENCY)
+        .try_collect::<BTreeMap<usize, Payload>>()
+        .await
+        .map_err(failed)?;
+    Ok((References::Fetched(fetched), None))
+}
+
+/// Fetches one stored payload, with its metrics and audit line.
+async fn fetch_one(
+    state: &AppState,
+    store: &S3Store,
+    asked: &Asked<'_>,
+    index: usize,
+    location: S3Location,
+) -> Result<(usize, Payload), StorageError> {
+    let started = Instant::now();
+    let result = store.fetch(index, &location).await;
+    let bytes = result.as_ref().map(|(_, n)| *n).unwrap_or(0);
+    let outcome = result.as_ref().map(|_| ()).map_err(storage_error);
+    storage_audit(state, asked, "fetch", &location, bytes, started, &outcome);
+    result.map(|(payload, _)| (index, payload))
+}
+
+/// Stores what `/encode` replaced by references, all before the answer
+/// goes: a failure fails the request (the references would name nothing).
+async fn store_all(
+    state: &AppState,
+    ns: &Namespace,
+    asked: &Asked<'_>,
+    stored: Vec<Stored>,
+) -> Result<(), AppError> {
+    let Some(store) = &ns.storage else {
+        return Ok(());
+    };
+    stream::iter(stored)
+        .map(|item| async move {
+            let started = Instant::now();
+            let bytes = item.object.len();
+            let result = store
+                .put(item.index, &item.location, item.object.into())
+                .await
+                .map_err(|e| storage_error(&e));
+            storage_audit(
+                state,
+                asked,
+                "store",
+                &item.location,
+                bytes,
+                started,
+                &result,
+            );
+            result
+        })
+        .buffer_unordered(STORAGE_CONCURRENCY)
+        .try_collect::<()>()
+        .await
+        .inspect_err(|e| state.metrics.failure(e.code))
+}
+
+/// The metrics and the audit line of one External Storage operation.
+fn storage_audit(
+    state: &AppState,
+    asked: &Asked<'_>,
+    operation: &'static str,
+    location: &S3Location,
+    bytes: usize,
+    started: Instant,
+    outcome: &Result<(), AppError>,
+) {
+    let latency_ms = started.elapsed().as_secs_f64() * 1e3;
+    let (user, auth) = (Escaped(&asked.who.user), asked.who.method.as_str());
+    let (namespace, endpoint) = (Escaped(asked.namespace), asked.endpoint.as_str());
+    let (bucket, key) = (Escaped(&location.bucket), Escaped(&location.key));
+    match outcome {
+        Ok(()) => {
+            state.metrics.storage(operation, "ok", bytes);
+            tracing::info!(
+                target: "tcodec::audit",
+                user = %user, auth, namespace = %namespace, endpoint, operation,
+                bucket = %bucket, key = %key, bytes, latency_ms,
+                "stored payload {operation}"
+            );
+        }
+        Err(e) => {
+            state.metrics.storage(operation, e.code, 0);
+            tracing::warn!(
+                target: "tcodec::audit",
+                user = %user, auth, namespace = %namespace, endpoint, operation,
+                bucket = %bucket, key = %key, code = e.code, error = %Escaped(&e.message), latency_ms,
+                "stored payload {operation} failed"
+            );
+        }
     }
 }

@@ -35,6 +35,9 @@ impl Histogram {
     }
 }
 
+/// An External Storage operation and its outcome.
+type StorageLabels = (&'static str, &'static str);
+
 /// The server's counters.
 #[derive(Default)]
 pub struct Metrics {
@@ -49,6 +52,8 @@ pub struct Metrics {
     work: [AtomicU64; 2],
     /// Codec work running on blocking threads now.
     blocking: std::sync::Arc<AtomicU64>,
+    /// External Storage operations by (operation, outcome), and their bytes.
+    storage: Mutex<BTreeMap<StorageLabels, (u64, u64)>>,
 }
 
 /// The slot of a direction's counters.
@@ -94,6 +99,15 @@ impl Metrics {
     pub fn blocking_work(&self) -> BlockingWork {
         self.blocking.fetch_add(1, Ordering::Relaxed);
         BlockingWork(std::sync::Arc::clone(&self.blocking))
+    }
+
+    /// Counts an External Storage operation (`fetch` or `store`) by outcome
+    /// (`ok` or an error code), with the bytes it moved.
+    pub fn storage(&self, operation: &'static str, outcome: &'static str, bytes: usize) {
+        let mut map = lock(&self.storage);
+        let entry = map.entry((operation, outcome)).or_default();
+        entry.0 += 1;
+        entry.1 += bytes as u64;
     }
 
     /// Counts a CORS preflight.
@@ -152,6 +166,25 @@ impl Metrics {
             "counter",
             "Failed encode/decode requests by reason.",
             failures,
+        );
+        let storage = lock(&self.storage).clone();
+        family(
+            &mut out,
+            "tcodec_storage_operations_total",
+            "counter",
+            "External Storage fetches and stores by outcome.",
+            storage.iter().map(|((op, outcome), (n, _))| {
+                format!("{{operation=\"{op}\",outcome=\"{outcome}\"}} {n}")
+            }),
+        );
+        family(
+            &mut out,
+            "tcodec_storage_bytes_total",
+            "counter",
+            "Bytes of objects fetched from and stored in External Storage.",
+            storage.iter().map(|((op, outcome), (_, bytes))| {
+                format!("{{operation=\"{op}\",outcome=\"{outcome}\"}} {bytes}")
+            }),
         );
         family(
             &mut out,

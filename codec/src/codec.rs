@@ -836,6 +836,20 @@ impl Decoder<'_> {
     }
 }
 
+impl Decoder<'_> {
+    /// Decodes a whole payload the caller holds, the one at `index` in the
+    /// batch (a payload fetched from External Storage), under this decoder's
+    /// budget and ciphers: as [`Codec::decode_owned`] would.
+    pub fn decode_payload(
+        &mut self,
+        index: usize,
+        payload: Payload,
+    ) -> Result<Payload, CodecError> {
+        self.codec
+            .decode_layers(index, Cow::Owned(payload), &mut self.batch, 0)
+    }
+}
+
 impl fmt::Debug for Decoder<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Decoder")

@@ -7,6 +7,7 @@ mod error;
 pub mod legacy;
 mod payload;
 mod policy;
+pub mod storage;
 pub mod view;
 pub mod wire;
 pub mod xaes;

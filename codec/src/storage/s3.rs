@@ -1,0 +1,227 @@
+//! Amazon S3 (or an S3-compatible store) under a [`StorageConfig`]: fetch
+//! what a reference names, once the configuration permits it, and store
+//! sealed payloads under keys their SHA-256 derives.
+
+use std::time::Duration;
+
+use aws_sdk_s3::Client;
+use aws_sdk_s3::config::http::HttpResponse;
+use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_s3::primitives::ByteStream;
+use bytes::Bytes;
+
+use super::{Reference, S3Location, StorageConfig, StorageError, open_object};
+use crate::payload::Payload;
+
+/// How to reach the store. Credentials come from the AWS default chain
+/// (environment, profile, SSO, instance or task role).
+#[derive(Debug, Clone, Default)]
+pub struct S3Options {
+    /// An endpoint URL other than AWS's (a VPC endpoint, an S3-compatible
+    /// server); requests then use path-style addressing.
+    pub endpoint: Option<String>,
+    /// The region; without one, the AWS chain's, else `us-east-1`.
+    pub region: Option<String>,
+    /// Per-operation timeout (default 30 s).
+    pub timeout: Option<Duration>,
+}
+
+/// One bucket under one configuration. The client is set up (the AWS
+/// configuration loaded) on first use.
+#[derive(Clone)]
+pub struct S3Store {
+    client: std::sync::Arc<tokio::sync::OnceCell<Client>>,
+    options: S3Options,
+    config: StorageConfig,
+}
+
+impl std::fmt::Debug for S3Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("S3Store")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl S3Store {
+    /// A store for `config`, its client to be set up from `options` and the
+    /// AWS default chain. Makes no request.
+    pub fn new(config: StorageConfig, options: S3Options) -> Self {
+        Self {
+            client: Default::default(),
+            options,
+            config,
+        }
+    }
+
+    async fn client(&self) -> &Client {
+        self.client.get_or_init(|| connect(&self.options)).await
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &StorageConfig {
+        &self.config
+    }
+
+    /// Where the reference at `index` points, if the configuration permits
+    /// it; no request is made.
+    pub fn permit(&self, index: usize, reference: &Reference) -> Result<S3Location, StorageError> {
+        self.config.permit(index, reference)
+    }
+
+    /// Fetches the payload at `location` (permitted by [`permit`](Self::permit)),
+    /// checks its SHA-256 and reads it. The object is read once into one
+    /// buffer of its announced size, never more than the configured maximum.
+    /// Returns the payload and the object's size.
+    pub async fn fetch(
+        &self,
+        index: usize,
+        location: &S3Location,
+    ) -> Result<(Payload, usize), StorageError> {
+        let object = self.get(index, location).await?;
+        let size = object.len();
+        Ok((open_object(index, location, object)?, size))
+    }
+
+    /// The object's bytes, bounded by the configured maximum.
+    pub async fn get(&self, index: usize, location: &S3Location) -> Result<Bytes, StorageError> {
+        let limit = self.config.max_object_bytes;
+        let output = self
+            .client()
+            .await
+            .get_object()
+            .bucket(&location.bucket)
+            .key(&location.key)
+            .send()
+            .await
+            .map_err(|e| classify(index, location, e))?;
+        let announced = output
+            .content_length()
+            .and_then(|n| usize::try_from(n).ok())
+            .unwrap_or(0);
+        if announced > limit {
+            return Err(StorageError::TooLarge { index, limit });
+        }
+        let mut body = output.body;
+        let mut object = Vec::with_capacity(announced);
+        while let Some(chunk) = body
+            .try_next()
+            .await
+            .map_err(|e| StorageError::Unavailable {
+                index,
+                reason: format!("reading the object: {e}"),
+            })?
+        {
+            if object.len() + chunk.len() > limit {
+                return Err(StorageError::TooLarge { index, limit });
+            }
+            object.extend_from_slice(&chunk);
+        }
+        Ok(Bytes::from(object))
+    }
+
+    /// Stores `object` at `location` unless an object is there already (the
+    /// key derives from the content, so it is the same object): a conditional
+    /// write, so a retry or a second worker never rewrites it.
+    pub async fn put(
+        &self,
+        index: usize,
+        location: &S3Location,
+        object: Bytes,
+    ) -> Result<(), StorageError> {
+        let result = self
+            .client()
+            .await
+            .put_object()
+            .bucket(&location.bucket)
+            .key(&location.key)
+            .if_none_match("*")
+            .content_type("application/x-protobuf")
+            .body(ByteStream::from(object))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(SdkError::ServiceError(e))
+                if matches!(e.raw().status().as_u16(), 412 | 409)
+                    || e.err().code() == Some("PreconditionFailed") =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(classify(index, location, e)),
+        }
+    }
+}
+
+/// The S3 client `options` and the AWS default chain describe.
+async fn connect(options: &S3Options) -> Client {
+    let timeout = options.timeout.unwrap_or(Duration::from_secs(30));
+    let timeouts = aws_config::timeout::TimeoutConfig::builder()
+        .operation_timeout(timeout)
+        .connect_timeout(timeout.min(Duration::from_secs(3)))
+        .build();
+    let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .timeout_config(timeouts)
+        .retry_config(aws_config::retry::RetryConfig::standard().with_max_attempts(3));
+    if let Some(region) = &options.region {
+        loader = loader.region(aws_config::Region::new(region.clone()));
+    }
+    let shared = loader.load().await;
+    let mut builder = aws_sdk_s3::config::Builder::from(&shared);
+    if shared.region().is_none() {
+        builder = builder.region(aws_config::Region::new("us-east-1"));
+    }
+    if let Some(url) = &options.endpoint {
+        builder = builder.endpoint_url(url).force_path_style(true);
+    }
+    Client::from_conf(builder.build())
+}
+
+/// An SDK error as a storage error: a missing object, an unreachable or
+/// failing store (5xx, timeouts: worth retrying), or a refusal.
+fn classify<E>(
+    index: usize,
+    location: &S3Location,
+    error: SdkError<E, HttpResponse>,
+) -> StorageError
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+{
+    match &error {
+        SdkError::ServiceError(e) => {
+            let status = e.raw().status().as_u16();
+            let code = e.err().code().unwrap_or("unknown");
+            if code == "NoSuchKey" || status == 404 {
+                return StorageError::Missing {
+                    index,
+                    bucket: location.bucket.clone(),
+                    key: location.key.clone(),
+                };
+            }
+            let reason = format!("{code} (HTTP {status})");
+            if status >= 500 {
+                StorageError::Unavailable { index, reason }
+            } else {
+                StorageError::Failed { index, reason }
+            }
+        }
+        SdkError::TimeoutError(_) => StorageError::Unavailable {
+            index,
+            reason: "no answer in time".into(),
+        },
+        SdkError::DispatchFailure(e) => StorageError::Unavailable {
+            index,
+            reason: if e.is_timeout() {
+                "no answer in time".into()
+            } else if e.is_io() {
+                "cannot connect".into()
+            } else {
+                "the request could not be sent".into()
+            },
+        },
+        _ => StorageError::Unavailable {
+            index,
+            reason: tcodec_keys::display_chain(&error),
+        },
+    }
+}
