@@ -5,6 +5,8 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use tcodec::storage::StorageConfig;
+use tcodec::storage::s3::{S3Options, S3Store};
 use tcodec::{Codec, CodecOptions, DecodePolicy};
 use tcodec_keys::kek::{KekError, KekSettings};
 use tcodec_keys::store::StoreError;
@@ -63,6 +65,43 @@ pub enum WorkerCodecError {
     /// The keyring could not be read or is invalid.
     #[error(transparent)]
     Keyring(#[from] StoreError),
+    /// An External Storage setting is not usable.
+    #[error("{variable}: {message}")]
+    Storage {
+        /// The environment variable.
+        variable: &'static str,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+/// External Storage from the environment: `TCODEC_STORAGE_BUCKET` turns it
+/// on; `TCODEC_STORAGE_PREFIX` (default `v0/ns/<TEMPORAL_NAMESPACE or
+/// default>/`, where the official S3 drivers write), `TCODEC_STORAGE_ENDPOINT`,
+/// `TCODEC_STORAGE_REGION` and `TCODEC_STORAGE_THRESHOLD` (bytes, default
+/// 262144) refine it. Credentials come from the AWS default chain.
+pub fn storage_from_env() -> Result<Option<S3Store>, WorkerCodecError> {
+    let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+    let Some(bucket) = var("TCODEC_STORAGE_BUCKET") else {
+        return Ok(None);
+    };
+    let namespace = var("TEMPORAL_NAMESPACE").unwrap_or_else(|| "default".to_owned());
+    let mut config = StorageConfig::new(bucket, &namespace);
+    if let Some(prefix) = var("TCODEC_STORAGE_PREFIX") {
+        config.prefix = prefix;
+    }
+    if let Some(threshold) = var("TCODEC_STORAGE_THRESHOLD") {
+        config.threshold = threshold.parse().map_err(|_| WorkerCodecError::Storage {
+            variable: "TCODEC_STORAGE_THRESHOLD",
+            message: format!("{threshold:?} is not a number of bytes"),
+        })?;
+    }
+    let options = S3Options {
+        endpoint: var("TCODEC_STORAGE_ENDPOINT"),
+        region: var("TCODEC_STORAGE_REGION"),
+        timeout: None,
+    };
+    Ok(Some(S3Store::new(config, options)))
 }
 
 /// A worker's or client's tcodec: a keyring file (reloaded when it changes),
@@ -73,6 +112,7 @@ pub enum WorkerCodecError {
 pub struct WorkerCodec {
     codec: Arc<Codec>,
     keyring: FileKeyring,
+    storage: Option<S3Store>,
     _watcher: Arc<Watcher>,
 }
 
@@ -102,6 +142,7 @@ impl WorkerCodec {
         Ok(Self {
             codec: Arc::new(Codec::with_options(Arc::new(keyring.clone()), options)),
             keyring,
+            storage: None,
             _watcher: Arc::new(watcher),
         })
     }
@@ -114,23 +155,35 @@ impl WorkerCodec {
     /// may use (any other is refused before KMS is called).
     /// `TCODEC_DECODE_ALLOW` names the decode policy's exceptions, comma
     /// separated (see [`decode_policy_from`]); by default the worker refuses
-    /// every payload tcodec did not seal.
+    /// every payload tcodec did not seal. `TCODEC_STORAGE_BUCKET` and its
+    /// companions turn on External Storage ([`storage_from_env`]).
     pub fn from_env() -> Result<Self, WorkerCodecError> {
         let path = tcodec_keys::keyring_path_from_env().ok_or(WorkerCodecError::NoKeyring)?;
         let settings = KekSettings::from_env();
         let allow = std::env::var("TCODEC_DECODE_ALLOW").unwrap_or_default();
         let options = CodecOptions::default().with_decode_policy(decode_policy_from(&allow));
-        Self::open_with(path, &settings, options)
+        let storage = storage_from_env()?;
+        Ok(Self::open_with(path, &settings, options)?.with_storage(storage))
+    }
+
+    /// This codec with External Storage in `store` (or none).
+    pub fn with_storage(mut self, store: Option<S3Store>) -> Self {
+        self.storage = store;
+        self
     }
 
     /// The `DataConverter` to put in `ClientOptions::data_converter`.
     pub fn data_converter(&self) -> DataConverter {
-        data_converter(Arc::clone(&self.codec))
+        DataConverter::new(
+            PayloadConverter::default(),
+            EncryptingFailureConverter::for_codec(&self.codec),
+            self.payload_codec(),
+        )
     }
 
     /// The payload codec alone.
     pub fn payload_codec(&self) -> PayloadCodec {
-        PayloadCodec::new(Arc::clone(&self.codec))
+        PayloadCodec::new(Arc::clone(&self.codec)).with_storage(self.storage.clone())
     }
 
     /// The codec.

@@ -2,6 +2,8 @@
 
 use std::sync::Arc;
 
+use tcodec::storage::s3::S3Store;
+use tcodec::storage::{self, Reference, StorageError};
 use tcodec::{Codec, ExternalPayloadDetails, Payload};
 use temporalio_common::data_converters::{
     PayloadCodec as SdkPayloadCodec, PayloadConversionError, SerializationContextData,
@@ -16,9 +18,15 @@ use temporalio_common::protos::temporal::api::common::v1::{
 /// The work is done when the SDK calls `encode`/`decode`; the returned future
 /// is already complete. A key version's data key is unwrapped once (the first
 /// payload under it may wait on KMS) and cached after that.
+///
+/// With External Storage ([`PayloadCodec::with_storage`]), a sealed payload
+/// of at least the threshold is stored in S3 after sealing and replaced by a
+/// reference in Temporal's own shape (the one every SDK's S3 driver and the
+/// Web UI read), and references are fetched before opening.
 #[derive(Clone)]
 pub struct PayloadCodec {
     codec: Arc<Codec>,
+    storage: Option<S3Store>,
 }
 
 impl std::fmt::Debug for PayloadCodec {
@@ -30,7 +38,16 @@ impl std::fmt::Debug for PayloadCodec {
 impl PayloadCodec {
     /// A payload codec over `codec`.
     pub fn new(codec: Arc<Codec>) -> Self {
-        Self { codec }
+        Self {
+            codec,
+            storage: None,
+        }
+    }
+
+    /// This codec with External Storage in `store`.
+    pub fn with_storage(mut self, store: Option<S3Store>) -> Self {
+        self.storage = store;
+        self
     }
 
     /// The codec underneath.
@@ -74,7 +91,15 @@ impl SdkPayloadCodec for PayloadCodec {
         _context: &SerializationContextData,
         payloads: Vec<SdkPayload>,
     ) -> CodecFuture {
-        run(payloads, |p| self.codec.encode(&p))
+        let Some(store) = self.storage.clone() else {
+            return run(payloads, |p| self.codec.encode(&p));
+        };
+        let codec = Arc::clone(&self.codec);
+        Box::pin(async move {
+            let inputs: Vec<Payload> = payloads.into_iter().map(from_sdk).collect();
+            let sealed = codec.encode(&inputs).map_err(|e| failure(&e))?;
+            store_large(&store, sealed).await.map_err(|e| failure(&e))
+        })
     }
 
     fn decode(
@@ -82,9 +107,81 @@ impl SdkPayloadCodec for PayloadCodec {
         _context: &SerializationContextData,
         payloads: Vec<SdkPayload>,
     ) -> CodecFuture {
-        // The SDK hands the payloads over: decrypt them in their own buffers.
-        run(payloads, |p| self.codec.decode_owned(p))
+        let references = payloads.iter().any(|p| {
+            storage::is_reference(p.metadata.iter().map(|(k, v)| (k.as_str(), v.as_slice())))
+        });
+        if !references {
+            // The SDK hands the payloads over: decrypt them in their own buffers.
+            return run(payloads, |p| self.codec.decode_owned(p));
+        }
+        let (codec, store) = (Arc::clone(&self.codec), self.storage.clone());
+        Box::pin(async move {
+            let inputs: Vec<Payload> = payloads.into_iter().map(from_sdk).collect();
+            let fetched = fetch_references(store.as_ref(), inputs)
+                .await
+                .map_err(|e| failure(&e))?;
+            codec
+                .decode_owned(fetched)
+                .map(|out| out.into_iter().map(to_sdk).collect())
+                .map_err(|e| failure(&e))
+        })
     }
+}
+
+fn failure(e: &dyn std::error::Error) -> PayloadConversionError {
+    PayloadConversionError::EncodingError(Box::new(CodecFailure(tcodec::display_chain(e))))
+}
+
+/// Stores each sealed payload of at least the threshold and puts its
+/// reference in its place. The object key derives from the ciphertext's
+/// SHA-256 and the write is conditional, so a retried task stores nothing
+/// twice.
+async fn store_large(
+    store: &S3Store,
+    sealed: Vec<Payload>,
+) -> Result<Vec<SdkPayload>, StorageError> {
+    let config = store.config();
+    let mut out = Vec::with_capacity(sealed.len());
+    for (index, payload) in sealed.into_iter().enumerate() {
+        let object = storage::object_bytes(&payload);
+        if object.len() < config.threshold {
+            out.push(to_sdk(payload));
+            continue;
+        }
+        let location = config.locate(&object);
+        let size = object.len();
+        store.put(index, &location, object.into()).await?;
+        out.push(to_sdk(
+            location.reference(&config.driver_name, size).to_payload(),
+        ));
+    }
+    Ok(out)
+}
+
+/// Replaces each reference by the payload it names, fetched: every
+/// reference is checked against the configuration before the first request.
+async fn fetch_references(
+    store: Option<&S3Store>,
+    mut payloads: Vec<Payload>,
+) -> Result<Vec<Payload>, StorageError> {
+    let mut locations = Vec::new();
+    for (index, p) in payloads.iter().enumerate() {
+        let metadata = || p.metadata.iter().map(|(k, v)| (k.as_str(), v.as_slice()));
+        if !storage::is_reference(metadata()) {
+            continue;
+        }
+        let Some(store) = store else {
+            return Err(StorageError::NotConfigured { index });
+        };
+        let reference = Reference::parse(index, metadata(), &p.data, &p.external_payloads)?;
+        locations.push((index, store.permit(index, &reference)?));
+    }
+    if let Some(store) = store {
+        for (index, location) in locations {
+            payloads[index] = store.fetch(index, &location).await?.0;
+        }
+    }
+    Ok(payloads)
 }
 
 /// The SDK's payload as tcodec's (the same protobuf message; fields move, no copies).
