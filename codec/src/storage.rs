@@ -508,3 +508,124 @@ pub fn open_object(
 pub fn object_bytes(payload: &Payload) -> Vec<u8> {
     payload.encode_to_vec()
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn pairs(p: &Payload) -> Vec<(&str, &[u8])> {
+        p.metadata
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_slice()))
+            .collect()
+    }
+
+    fn parse(p: &Payload) -> Result<Reference, StorageError> {
+        Reference::parse(3, pairs(p), &p.data, &p.external_payloads)
+    }
+
+    fn written(config: &StorageConfig) -> (Payload, S3Location) {
+        let object = object_bytes(&Payload::new("binary/tcodec", vec![7u8; 64]));
+        let location = config.locate(&object);
+        (
+            location.reference(S3_DRIVER, object.len()).to_payload(),
+            location,
+        )
+    }
+
+    #[test]
+    fn references_are_written_in_temporals_shape_and_read_back() {
+        let config = StorageConfig::new("payloads", "payments");
+        let (payload, location) = written(&config);
+        assert!(is_reference(pairs(&payload)));
+        assert_eq!(payload.encoding(), Some(REFERENCE_ENCODING.as_bytes()));
+        assert_eq!(payload.external_payloads.len(), 1);
+        let reference = parse(&payload).unwrap();
+        assert_eq!(reference.driver_name, S3_DRIVER);
+        assert_eq!(config.permit(3, &reference).unwrap(), location);
+        assert!(location.key.starts_with("v0/ns/payments/d/sha256/"));
+        // Another message type under the same encoding is an ordinary payload.
+        let mut other = payload.clone();
+        other.metadata.insert(
+            MESSAGE_TYPE.into(),
+            b"temporal.api.common.v1.Payloads".to_vec(),
+        );
+        assert!(!is_reference(pairs(&other)));
+    }
+
+    #[test]
+    fn the_earlier_sdk_shape_is_read() {
+        let data = br#"{"driver_name":"aws.s3driver","driver_claim":{"claim_data":{"bucket":"b","key":"k"}}}"#;
+        let payload = Payload::new(LEGACY_REFERENCE_ENCODING, data.to_vec());
+        assert!(is_reference(pairs(&payload)));
+        let reference = parse(&payload).unwrap();
+        assert_eq!(reference.claim["bucket"], "b");
+        assert_eq!(reference.claim["key"], "k");
+    }
+
+    #[test]
+    fn namespaces_are_percent_encoded_as_the_official_drivers_do() {
+        assert_eq!(namespace_prefix("payments.a1b2"), "v0/ns/payments.a1b2/");
+        assert_eq!(namespace_prefix("a b/é"), "v0/ns/a%20b%2F%C3%A9/");
+        assert_eq!(namespace_prefix(""), "v0/ns/null/");
+    }
+
+    #[test]
+    fn claims_of_any_other_shape_are_refused_naming_the_payload() {
+        let config = StorageConfig::new("payloads", "payments");
+        let (payload, _) = written(&config);
+        let reference = parse(&payload).unwrap();
+        let with = |k: &str, v: &str| {
+            let mut r = reference.clone();
+            r.claim.insert(k.into(), v.into());
+            r
+        };
+        let cases = [
+            (with("endpoint", "http://169.254.169.254"), "malformed"),
+            (with("hash_algorithm", "md5"), "malformed"),
+            (with("hash_value", &"A".repeat(64)), "malformed"),
+            (with("key", "v0/ns/payments/a\nb"), "malformed"),
+            (with("bucket", "other"), "refused"),
+            (with("key", "v0/ns/billing/x"), "refused"),
+        ];
+        for (r, class) in cases {
+            let e = config.permit(3, &r).unwrap_err();
+            assert_eq!(e.index(), 3);
+            match (class, &e) {
+                ("malformed", StorageError::Malformed { .. })
+                | ("refused", StorageError::Refused { .. }) => {}
+                _ => panic!("{class}: {e}"),
+            }
+        }
+        let mut other_driver = reference.clone();
+        other_driver.driver_name = "gcs".into();
+        assert!(matches!(
+            config.permit(3, &other_driver),
+            Err(StorageError::Refused { .. })
+        ));
+        // Control characters are refused outright; quotes are shown escaped.
+        let e = config.permit(3, &with("bucket", "x\ny")).unwrap_err();
+        assert!(matches!(e, StorageError::Malformed { .. }), "{e}");
+        let e = config.permit(3, &with("bucket", "x\"y")).unwrap_err();
+        assert!(e.to_string().contains("bucket \"x\\\"y\""), "{e}");
+    }
+
+    #[test]
+    fn an_object_must_have_the_hash_its_reference_names() {
+        let config = StorageConfig::new("payloads", "payments");
+        let original = Payload::new("binary/tcodec", vec![7u8; 64]);
+        let object = object_bytes(&original);
+        let location = config.locate(&object);
+        assert_eq!(
+            open_object(0, &location, Bytes::from(object.clone())).unwrap(),
+            original
+        );
+        let mut altered = object;
+        altered[10] ^= 1;
+        assert!(matches!(
+            open_object(0, &location, Bytes::from(altered)),
+            Err(StorageError::Tampered { .. })
+        ));
+    }
+}

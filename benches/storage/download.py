@@ -1,0 +1,147 @@
+"""`/download` of a 5 MiB stored payload against fetching the same object from S3 alone, in one
+run, alternating, over the same HTTP client (urllib, one connection each, as the UI's browser
+would open): moto's S3 on loopback, `tcodec serve` with the namespace's bucket. Also the codec
+server's peak RSS (VmHWM) after the run, against the object's size.
+
+    .venv/bin/python benches/storage/download.py [--tcodec target/release/tcodec] [--rounds 30]
+    .venv/bin/python benches/storage/download.py --quick     # smoke run (scripts/test.sh)
+"""
+
+import argparse
+import base64
+import json
+import os
+import re
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+BUCKET = "bench-payloads"
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port, proc, what):
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                sys.exit(f"{what} did not start")
+            time.sleep(0.05)
+
+
+def post(url, body, namespace="bench"):
+    request = urllib.request.Request(url, data=body, method="POST",
+                                     headers={"Content-Type": "application/json", "X-Namespace": namespace})
+    with urllib.request.urlopen(request, timeout=120) as answer:
+        return answer.read()
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--tcodec", default=str(ROOT / "target/debug/tcodec"))
+    parser.add_argument("--rounds", type=int, default=30)
+    parser.add_argument("--size", type=int, default=5 << 20)
+    parser.add_argument("--quick", action="store_true")
+    args = parser.parse_args()
+    if args.quick:
+        args.rounds, args.size = 2, 1 << 20
+    import boto3
+
+    work = Path(tempfile.mkdtemp(prefix="tcodec-storage-bench-"))
+    procs = []
+    try:
+        s3_port = free_port()
+        moto = subprocess.Popen([str(ROOT / ".venv/bin/moto_server"), "-H", "127.0.0.1", "-p", str(s3_port)],
+                                cwd=work, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        procs.append(moto)
+        wait_port(s3_port, moto, "moto_server")
+        endpoint = f"http://127.0.0.1:{s3_port}"
+        s3 = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="testing",
+                          aws_secret_access_key="testing")
+        s3.create_bucket(Bucket=BUCKET)
+
+        master = work / "master.key"
+        master.write_text(os.urandom(32).hex())
+        master.chmod(0o600)
+        keyring = work / "keyring.json"
+        env = {"PATH": os.environ["PATH"], "TCODEC_KEYRING": str(keyring), "TCODEC_MASTER_KEY_FILE": str(master)}
+        subprocess.run([args.tcodec, "keys", "init", "--name", "bench", "--kek", "local"], env=env, check=True,
+                       capture_output=True)
+        port = free_port()
+        config = work / "tcodec.toml"
+        config.write_text(
+            f'listen = "127.0.0.1:{port}"\n[log]\nlevel = "warn"\n[kek]\nmaster_key_file = "{master}"\n'
+            f'[limits]\nmax_body_bytes = 16777216\n'
+            f'[namespaces.bench]\nkeyring = "{keyring}"\n'
+            f'[namespaces.bench.storage]\nbucket = "{BUCKET}"\nendpoint = "{endpoint}"\nregion = "us-east-1"\n'
+            f'max_object_bytes = 16777216\n')
+        server = subprocess.Popen([args.tcodec, "serve", "--config", str(config)],
+                                  env={**env, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+                                       "AWS_EC2_METADATA_DISABLED": "true"},
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        procs.append(server)
+        wait_port(port, server, "tcodec serve")
+        url = f"http://127.0.0.1:{port}"
+
+        # A document of random bytes (as a scan is): compression leaves it about as large.
+        document = base64.b64encode(os.urandom(args.size * 3 // 4)).decode()
+        payload = {"metadata": {"encoding": base64.b64encode(b"json/plain").decode()},
+                   "data": base64.b64encode(json.dumps(document).encode()).decode()}
+        [reference] = json.loads(post(url + "/encode", json.dumps({"payloads": [payload]}).encode()))["payloads"]
+        claim = json.loads(base64.b64decode(reference["data"]))["claimData"]
+        object_url = f"{endpoint}/{BUCKET}/{claim['key']}"
+        object_size = int(reference["externalPayloads"][0]["sizeBytes"])
+        body = json.dumps({"payloads": [reference]}).encode()
+
+        def fetch_alone():
+            with urllib.request.urlopen(object_url, timeout=120) as answer:
+                return len(answer.read())
+
+        def download():
+            [decoded] = json.loads(post(url + "/download", body))["payloads"]
+            return len(decoded["data"])
+
+        # Both work, and /download gives back the document.
+        assert fetch_alone() == object_size
+        [decoded] = json.loads(post(url + "/download", body))["payloads"]
+        assert json.loads(base64.b64decode(decoded["data"])) == document
+
+        times = {"s3": [], "download": []}
+        for _ in range(args.rounds):
+            for name, call in (("s3", fetch_alone), ("download", download)):
+                start = time.perf_counter()
+                call()
+                times[name].append(time.perf_counter() - start)
+        status = Path(f"/proc/{server.pid}/status").read_text()
+        hwm_kib = int(re.search(r"VmHWM:\s+(\d+) kB", status).group(1))
+        s3_ms = statistics.median(times["s3"]) * 1e3
+        dl_ms = statistics.median(times["download"]) * 1e3
+        print(f"object {object_size / 2**20:.2f} MiB (sealed), rounds {args.rounds}, alternating")
+        print(f"S3 GET alone      median {s3_ms:8.1f} ms  (min {min(times['s3']) * 1e3:.1f})")
+        print(f"/download         median {dl_ms:8.1f} ms  (min {min(times['download']) * 1e3:.1f})")
+        print(f"ratio /download : S3   {dl_ms / s3_ms:.2f}x   (target <= 1.2x)")
+        print(f"codec server peak RSS  {hwm_kib / 1024:.1f} MiB after {args.rounds + 1} downloads "
+              f"({hwm_kib * 1024 / object_size:.1f}x the object)")
+    finally:
+        for p in procs:
+            p.terminate()
+            p.wait(timeout=30)
+        subprocess.run(["rm", "-rf", str(work)])
+
+
+if __name__ == "__main__":
+    main()
