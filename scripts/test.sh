@@ -69,8 +69,9 @@ step "tcodec's decoder passes the format's conformance runner (codec/tests/vecto
 step "benchmarks compile and run once (timings are measured by benches, not here)"
 cargo bench -p tcodec-benches --locked -- --test
 benches/bindings/run.sh --quick
+.venv/bin/python benches/storage/download.py --quick
 
-step "the Temporal Web UI decrypts through tcodec, in Chromium (node --test tests/browser/)"
+step "the Temporal Web UI decrypts through tcodec, External Storage included, in Chromium (node --test tests/browser/)"
 node --test tests/browser/
 
 step "fuzz targets run 60 s each without a crash (./scripts/fuzz.sh)"

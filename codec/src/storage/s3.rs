@@ -10,7 +10,7 @@ use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::ByteStream;
 use bytes::Bytes;
 
-use super::{Reference, S3Location, StorageConfig, StorageError, open_object};
+use super::{Reference, S3Location, StorageConfig, StorageError, open_hashed};
 use crate::payload::Payload;
 
 /// How to reach the store. Credentials come from the AWS default chain
@@ -70,21 +70,25 @@ impl S3Store {
     }
 
     /// Fetches the payload at `location` (permitted by [`permit`](Self::permit)),
-    /// checks its SHA-256 and reads it. The object is read once into one
-    /// buffer of its announced size, never more than the configured maximum.
-    /// Returns the payload and the object's size.
+    /// checks its SHA-256 (computed as the object arrives) and reads it. The
+    /// object is read once into one buffer of its announced size, never more
+    /// than the configured maximum. Returns the payload and the object's size.
     pub async fn fetch(
         &self,
         index: usize,
         location: &S3Location,
     ) -> Result<(Payload, usize), StorageError> {
-        let object = self.get(index, location).await?;
+        let (object, digest) = self.get(index, location).await?;
         let size = object.len();
-        Ok((open_object(index, location, object)?, size))
+        Ok((open_hashed(index, location, object, digest.as_ref())?, size))
     }
 
-    /// The object's bytes, bounded by the configured maximum.
-    pub async fn get(&self, index: usize, location: &S3Location) -> Result<Bytes, StorageError> {
+    /// The object's bytes, bounded by the configured maximum, and their SHA-256.
+    pub async fn get(
+        &self,
+        index: usize,
+        location: &S3Location,
+    ) -> Result<(Bytes, ring::digest::Digest), StorageError> {
         let limit = self.config.max_object_bytes;
         let output = self
             .client()
@@ -104,6 +108,7 @@ impl S3Store {
         }
         let mut body = output.body;
         let mut object = Vec::with_capacity(announced);
+        let mut hash = ring::digest::Context::new(&ring::digest::SHA256);
         while let Some(chunk) = body
             .try_next()
             .await
@@ -115,9 +120,10 @@ impl S3Store {
             if object.len() + chunk.len() > limit {
                 return Err(StorageError::TooLarge { index, limit });
             }
+            hash.update(&chunk);
             object.extend_from_slice(&chunk);
         }
-        Ok(Bytes::from(object))
+        Ok((Bytes::from(object), hash.finish()))
     }
 
     /// Stores `object` at `location` unless an object is there already (the
