@@ -634,6 +634,76 @@ fn jwt_toml(issuer: &Issuer, keys: &Keyrings, namespaces: &[(&str, &str)]) -> St
     format!("{}{}", issuer.auth_toml(), keys.toml(namespaces))
 }
 
+/// A reference in Temporal's shape to an object in `bucket`.
+fn reference(bucket: &str) -> String {
+    let claim = json!({"driverName": "aws.s3driver", "claimData": {
+        "bucket": bucket, "key": format!("v0/ns/payments/d/sha256/{}", "a".repeat(64)),
+        "hash_algorithm": "sha256", "hash_value": "a".repeat(64)}});
+    json!({"payloads": [{"metadata": {"encoding": b64("json/protobuf"),
+        "messageType": b64("temporal.api.sdk.v1.ExternalStorageReference")},
+        "data": b64(&claim.to_string()), "externalPayloads": [{"sizeBytes": "3000000"}]}]})
+    .to_string()
+}
+
+#[tokio::test]
+async fn download_takes_the_same_credentials_as_decode_and_references_only() {
+    let issuer = Issuer::start().await;
+    let keys = Keyrings::new(&["payments", "hr"]);
+    // Nothing listens at the endpoint: every answer here comes before any request to it.
+    let storage = "[namespaces.payments.storage]\nbucket = \"payments-payloads\"\n\
+                   endpoint = \"http://127.0.0.1:9\"\nregion = \"us-east-1\"";
+    let (app, state) = router(&jwt_toml(
+        &issuer,
+        &keys,
+        &[("payments", storage), ("hr", "")],
+    ));
+    state.auth.prepare().await.unwrap();
+    let reader = issuer.bearer(json!({"permissions": ["payments:read"]}));
+    let hr = issuer.bearer(json!({"permissions": ["hr:read"]}));
+    let elsewhere = reference("someone-elses-bucket");
+
+    let answer = post(&app, "/download", "payments", None, &elsewhere).await;
+    assert_eq!(answer.status, StatusCode::UNAUTHORIZED);
+    let answer = post(&app, "/download", "payments", Some(&hr), &elsewhere).await;
+    assert_eq!(answer.status, StatusCode::FORBIDDEN);
+    let answer = post(&app, "/download", "payments", Some(&reader), &elsewhere).await;
+    assert_eq!(answer.status, StatusCode::BAD_REQUEST, "{}", answer.body);
+    assert_eq!(answer.error_code(), "reference_refused");
+    let answer = post(
+        &app,
+        "/download",
+        "payments",
+        Some(&reader),
+        &plain_batch(&[CARD]),
+    )
+    .await;
+    assert_eq!(answer.status, StatusCode::BAD_REQUEST, "{}", answer.body);
+    assert_eq!(answer.error_code(), "not_a_reference");
+    // A namespace without storage: a reference is kept when asked to, refused otherwise.
+    let ours = reference("payments-payloads");
+    let answer = post(
+        &app,
+        "/decode?preserveStorageRefs=true",
+        "hr",
+        Some(&hr),
+        &ours,
+    )
+    .await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
+    assert_eq!(
+        answer.json(),
+        serde_json::from_str::<serde_json::Value>(&ours).unwrap()
+    );
+    let answer = post(&app, "/decode", "hr", Some(&hr), &ours).await;
+    assert_eq!(answer.error_code(), "storage_not_configured");
+    assert!(answer.body.contains("payload 0: "), "{}", answer.body);
+    let metrics = state.metrics.render();
+    assert!(
+        metrics.contains("tcodec_requests_total{endpoint=\"download\",code=\"401\"} 1"),
+        "{metrics}"
+    );
+}
+
 #[tokio::test]
 async fn jwt_permissions_claim_grants_read_and_write_per_namespace() {
     let issuer = Issuer::start().await;
