@@ -514,20 +514,7 @@ fn zlib_bomb(field: u8, len: usize) -> String {
 
 /// POSTs `body` (from a file: it is too big for a command line) to `/decode`.
 fn decode_file(server: &ServeProcess, body: &str) -> (u16, String) {
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("body.json");
-    std::fs::write(&file, body).unwrap();
-    curl(&[
-        "-X",
-        "POST",
-        "-H",
-        "Content-Type: application/json",
-        "-H",
-        "X-Namespace: payments",
-        "--data-binary",
-        &format!("@{}", file.display()),
-        &format!("{}/decode", server.url),
-    ])
+    support::server::curl_post_file(&format!("{}/decode", server.url), "payments", body)
 }
 
 /// The server's peak resident memory, from /proc.

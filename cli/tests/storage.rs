@@ -10,7 +10,7 @@ mod support;
 
 use base64::Engine;
 use serde_json::{Value, json};
-use support::server::{ServeProcess, curl};
+use support::server::{ServeProcess, curl, curl_post_file};
 use support::{Moto, Outage, Tcodec, write_private};
 
 const MASTER_KEY: &str = "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f";
@@ -56,16 +56,13 @@ struct Setup {
     moto: Moto,
     outage: Outage,
     server: ServeProcess,
-    dir: tempfile::TempDir,
+    _dir: tempfile::TempDir,
 }
 
 impl Setup {
     fn start() -> Self {
         let moto = Moto::start();
-        moto.boto3(&format!(
-            "import boto3\ns3 = boto3.client('s3', endpoint_url=kms.meta.endpoint_url, region_name='us-east-1', \
-             aws_access_key_id='testing', aws_secret_access_key='testing')\ns3.create_bucket(Bucket='{BUCKET}')"
-        ));
+        moto.boto3(&format!("s3.create_bucket(Bucket='{BUCKET}')"));
         // S3 is reached through a forwarder that can be cut: an outage.
         let outage = Outage::new(moto.endpoint.trim_start_matches("http://"));
         let dir = tempfile::tempdir().unwrap();
@@ -96,29 +93,19 @@ impl Setup {
             moto,
             outage,
             server,
-            dir,
+            _dir: dir,
         }
     }
 
     /// POSTs `payloads` to `endpoint` (a path with any query) in `namespace`;
     /// the body goes through a file, as it may be megabytes.
     fn post(&self, endpoint: &str, namespace: &str, payloads: &[Value]) -> (u16, String) {
-        let file = self.dir.path().join("body.json");
-        std::fs::write(&file, json!({ "payloads": payloads }).to_string()).unwrap();
-        let data = format!("@{}", file.display());
-        let header = format!("X-Namespace: {namespace}");
         let url = format!("{}{endpoint}", self.server.url);
-        curl(&[
-            "-X",
-            "POST",
-            "-H",
-            "Content-Type: application/json",
-            "-H",
-            &header,
-            "--data-binary",
-            &data,
+        curl_post_file(
             &url,
-        ])
+            namespace,
+            &json!({ "payloads": payloads }).to_string(),
+        )
     }
 
     fn ok(&self, endpoint: &str, namespace: &str, payloads: &[Value]) -> Vec<Value> {
@@ -150,10 +137,7 @@ impl Setup {
 
     /// Runs boto3 code with `s3`, a client of the moto server.
     fn s3(&self, code: &str) -> String {
-        self.moto.boto3(&format!(
-            "import boto3, base64, hashlib\ns3 = boto3.client('s3', endpoint_url=kms.meta.endpoint_url, \
-             region_name='us-east-1', aws_access_key_id='testing', aws_secret_access_key='testing')\n{code}"
-        ))
+        self.moto.boto3(&format!("import base64\n{code}"))
     }
 
     /// Every object in the bucket: key and content.

@@ -11,27 +11,14 @@
 
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync, spawn } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { chromium } from 'playwright-core';
-
-const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
-const bin = (name) => {
-  const p = path.join(root, 'target/debug', name);
-  assert.ok(fs.existsSync(p), `${p} is missing: run cargo build --workspace --all-targets --profile test`);
-  return p;
-};
-const python = path.join(root, '.venv/bin/python');
-const temporalBin = path.join(root, '.venv/bin/temporal');
-const shots = process.env.TCODEC_UPDATE_SCREENSHOTS === '1'
-  ? path.join(root, 'docs/screenshots')
-  : path.join(root, 'target/browser');
-fs.mkdirSync(shots, { recursive: true });
+import {
+  Processes, bin, freePort, launchChromium, python, root, shots, startTemporal, temporalBin, waitFor,
+} from './support.mjs';
 
 const BUCKET = 'onboarding-payloads';
 const WORKFLOW = 'onboarding-large-document';
@@ -44,7 +31,8 @@ const AWS = {
 };
 
 const work = fs.mkdtempSync(path.join(os.tmpdir(), 'tcodec-storage-ui-'));
-const children = new Set();
+const processes = new Processes(work);
+const start = (...args) => processes.start(...args);
 let browser;
 let ui;
 let codecPort;
@@ -53,49 +41,6 @@ let s3Endpoint;
 let scanBase64;
 let result;
 let codecServer;
-
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.on('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address();
-      server.close(() => resolve(port));
-    });
-  });
-}
-
-async function waitFor(what, check, ms = 60_000) {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    try {
-      const value = await check();
-      if (value) return value;
-    } catch {
-      // not yet
-    }
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 200));
-  }
-}
-
-function start(name, command, args, env = {}, cwd = work) {
-  const log = path.join(work, `${name}.log`);
-  const out = fs.openSync(log, 'w');
-  const child = spawn(command, args, { env: { ...process.env, ...env }, cwd, stdio: ['ignore', out, out] });
-  children.add(child);
-  child.on('exit', () => children.delete(child));
-  child.log = () => fs.readFileSync(log, 'utf8');
-  return child;
-}
-
-function stop(child) {
-  return new Promise((resolve) => {
-    if (child.exitCode !== null || child.signalCode !== null) return resolve();
-    child.once('exit', resolve);
-    child.kill('SIGTERM');
-  });
-}
 
 /** Runs boto3 code with `s3`, a client of moto's S3; returns stdout. */
 function s3(code) {
@@ -169,17 +114,7 @@ before(async () => {
   codecServer = start('codec', bin('tcodec'), ['serve', '--config', config], AWS);
   await waitFor('the codec server', async () => (await fetch(`http://127.0.0.1:${codecPort}/readyz`)).ok);
 
-  start('temporal', temporalBin, [
-    'server', 'start-dev', '--ip', '127.0.0.1', '--port', String(temporalPort),
-    '--http-port', String(await freePort()), '--metrics-port', String(await freePort()),
-    '--ui-ip', '127.0.0.1', '--ui-port', String(uiPort), '--ui-disable-news-fetch',
-    '--ui-codec-endpoint', `http://127.0.0.1:${codecPort}`, '--log-level', 'warn',
-  ]);
-  await waitFor('the Temporal dev server', () => {
-    execFileSync(temporalBin, ['operator', 'namespace', 'describe', '--namespace', 'default', '--address', temporalAddress], { stdio: 'ignore' });
-    return true;
-  }, 120_000);
-  await waitFor('the Web UI', async () => (await fetch(ui)).ok);
+  await startTemporal(processes, { port: temporalPort, uiPort, codecPort });
 
   // A 5 MiB scan (random bytes: compression cannot shrink it under the server's limit).
   const scan = path.join(work, 'passport-scan.bin');
@@ -192,16 +127,12 @@ before(async () => {
     { env: { ...process.env, ...tcodecEnv() }, timeout: 180_000 });
   result = JSON.parse(String(out));
 
-  browser = await chromium.launch({
-    executablePath: '/usr/bin/chromium',
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking',
-      '--disable-component-update', '--disable-sync', '--disable-quic', '--no-first-run'],
-  });
+  browser = await launchChromium();
 });
 
 after(async () => {
   await browser?.close();
-  await Promise.all([...children].map(stop));
+  await processes.stopAll();
   fs.rmSync(work, { recursive: true, force: true });
 });
 

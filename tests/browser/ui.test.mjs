@@ -9,25 +9,13 @@
 
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync, spawn } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { chromium } from 'playwright-core';
-
-const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
-const bin = (name) => {
-  const p = path.join(root, 'target/debug', name);
-  assert.ok(fs.existsSync(p), `${p} is missing: run cargo build --workspace --all-targets --profile test`);
-  return p;
-};
-const temporalBin = path.join(root, '.venv/bin/temporal');
-const shots = process.env.TCODEC_UPDATE_SCREENSHOTS === '1'
-  ? path.join(root, 'docs/screenshots')
-  : path.join(root, 'target/browser');
-fs.mkdirSync(shots, { recursive: true });
+import {
+  Processes, bin, freePort, launchChromium, python, root, shots, startTemporal, stop, waitFor,
+} from './support.mjs';
 
 const SECRETS = ['4111 1111 1111 1111', 'Ada Lovelace', '12 Crescent Road', 'ada@example.com'];
 const FAILURE = 'identity check for Ada Lovelace with card 4111 1111 1111 1111 timed out';
@@ -36,57 +24,13 @@ const WORKFLOW = 'onboarding-ui';
 const MIGRATED = 'migrated-ui';
 
 const work = fs.mkdtempSync(path.join(os.tmpdir(), 'tcodec-ui-'));
-const children = new Set();
-let temporal;
+const processes = new Processes(work);
+const start = (...args) => processes.start(...args);
 let codec;
 let browser;
 let ui;
 let codecPort;
 let temporalAddress;
-
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.on('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address();
-      server.close(() => resolve(port));
-    });
-  });
-}
-
-/** Polls `check` (sync or async) until it returns a truthy value, or fails after `ms`. */
-async function waitFor(what, check, ms = 60_000) {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    try {
-      const value = await check();
-      if (value) return value;
-    } catch {
-      // not yet
-    }
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 200));
-  }
-}
-
-function start(name, command, args, env = {}) {
-  const log = path.join(work, `${name}.log`);
-  const out = fs.openSync(log, 'w');
-  const child = spawn(command, args, { env: { ...process.env, ...env }, stdio: ['ignore', out, out] });
-  children.add(child);
-  child.on('exit', () => children.delete(child));
-  child.log = () => fs.readFileSync(log, 'utf8');
-  return child;
-}
-
-function stop(child) {
-  return new Promise((resolve) => {
-    if (child.exitCode !== null || child.signalCode !== null) return resolve();
-    child.once('exit', resolve);
-    child.kill('SIGTERM');
-  });
-}
 
 const tcodecEnv = () => ({
   TCODEC_MASTER_KEY_FILE: path.join(work, 'master.key'),
@@ -148,24 +92,14 @@ before(async () => {
   execFileSync(bin('tcodec'), ['keys', 'init', '--name', 'default', '--kek', 'local'], { env: { ...process.env, ...tcodecEnv() } });
 
   codec = await startCodec([ui]);
-  temporal = start('temporal', temporalBin, [
-    'server', 'start-dev', '--ip', '127.0.0.1', '--port', String(temporalPort),
-    '--http-port', String(await freePort()), '--metrics-port', String(await freePort()),
-    '--ui-ip', '127.0.0.1', '--ui-port', String(uiPort), '--ui-disable-news-fetch',
-    '--ui-codec-endpoint', `http://127.0.0.1:${codecPort}`, '--log-level', 'warn',
-  ]);
-  await waitFor('the Temporal dev server', () => {
-    execFileSync(temporalBin, ['operator', 'namespace', 'describe', '--namespace', 'default', '--address', temporalAddress], { stdio: 'ignore' });
-    return true;
-  }, 120_000);
-  await waitFor('the Web UI', async () => (await fetch(ui)).ok);
+  await startTemporal(processes, { port: temporalPort, uiPort, codecPort });
 
   // A team migrating from the samples' codec: a Python worker with it starts onboarding and
   // stops at the signal; the old key is imported; tcodec's worker (allowing the samples'
   // format) takes over.
   const samplesKey = path.join(work, 'samples.key');
   fs.writeFileSync(samplesKey, 'test-key-test-key-test-key-test!', { mode: 0o600 });
-  execFileSync(path.join(root, '.venv/bin/python'), [path.join(root, 'tests/support/samples_worker.py'),
+  execFileSync(python, [path.join(root, 'tests/support/samples_worker.py'),
     temporalAddress, MIGRATED, samplesKey, 'samples-2024'], { timeout: 120_000 });
   execFileSync(bin('tcodec'), ['keys', 'import-legacy', '--id', 'samples-2024', '--key-file', samplesKey],
     { env: { ...process.env, ...tcodecEnv() } });
@@ -178,16 +112,12 @@ before(async () => {
   assert.match(String(execFileSync(bin('onboarding-starter'), ['result', MIGRATED], starterEnv)), /Ada Lovelace/);
   await stop(worker);
 
-  browser = await chromium.launch({
-    executablePath: '/usr/bin/chromium',
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking',
-      '--disable-component-update', '--disable-sync', '--disable-quic', '--no-first-run'],
-  });
+  browser = await launchChromium();
 });
 
 after(async () => {
   await browser?.close();
-  await Promise.all([...children].map(stop));
+  await processes.stopAll();
   fs.rmSync(work, { recursive: true, force: true });
 });
 

@@ -10,7 +10,7 @@
 #[path = "../../tests/support/common.rs"]
 mod common;
 
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use tcodec::Payload;
 use tcodec_keys::kek::KekProvider as _;
@@ -102,48 +102,14 @@ fn child() {
     println!("REFUSED {err}");
 }
 
-fn boto3(endpoint: &str, code: &str) -> String {
-    let script = format!(
-        "import boto3, base64\ns3 = boto3.client('s3', endpoint_url='{endpoint}', region_name='us-east-1', \
-         aws_access_key_id='testing', aws_secret_access_key='testing')\n{code}"
-    );
-    let out = Command::new(common::venv_bin("python"))
-        .arg("-c")
-        .arg(script)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
-
 #[test]
 fn a_worker_stores_large_sealed_payloads_in_s3_and_reads_them_back() {
     if std::env::var_os(CHILD).is_some() {
         return child();
     }
     let dir = tempfile::tempdir().unwrap();
-    let port = common::free_port();
-    let mut moto = Command::new(common::venv_bin("moto_server"))
-        .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-        .current_dir(dir.path())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let endpoint = format!("http://127.0.0.1:{port}");
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "moto_server did not start"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
-    boto3(&endpoint, &format!("s3.create_bucket(Bucket='{BUCKET}')"));
+    let moto = common::Moto::start();
+    moto.boto3(&format!("s3.create_bucket(Bucket='{BUCKET}')"));
     let master = dir.path().join("master.key");
     std::fs::write(&master, MASTER_KEY).unwrap();
     let keyring = dir.path().join("keyring.json");
@@ -162,7 +128,7 @@ fn a_worker_stores_large_sealed_payloads_in_s3_and_reads_them_back() {
         .env("TCODEC_KEYRING", &keyring)
         .env("TCODEC_MASTER_KEY", MASTER_KEY)
         .env("TCODEC_STORAGE_BUCKET", BUCKET)
-        .env("TCODEC_STORAGE_ENDPOINT", &endpoint)
+        .env("TCODEC_STORAGE_ENDPOINT", &moto.endpoint)
         .env("TCODEC_STORAGE_REGION", "us-east-1")
         .env("TEMPORAL_NAMESPACE", "payments")
         .env("TCODEC_STORAGE_THRESHOLD", "65536")
@@ -171,8 +137,7 @@ fn a_worker_stores_large_sealed_payloads_in_s3_and_reads_them_back() {
         .env("AWS_EC2_METADATA_DISABLED", "true")
         .output()
         .unwrap();
-    let _ = moto.kill();
-    let _ = moto.wait();
+    drop(moto);
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(
         out.status.success() && stdout.contains("ROUND TRIP OK"),

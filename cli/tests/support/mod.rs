@@ -7,13 +7,13 @@ use std::io::Write;
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 #[path = "../../../tests/support/common.rs"]
 mod common;
 // Not every test that includes these fixtures uses every one.
 #[allow(unused_imports)]
-pub use common::{free_port, repo_root, venv_bin};
+pub use common::{Moto, free_port, repo_root, venv_bin};
 
 /// The `tcodec` binary. Cargo names it to the tests of the package that builds
 /// it (tcodec-cli); other packages that share these fixtures never run it.
@@ -21,114 +21,6 @@ pub fn tcodec_bin() -> &'static str {
     match option_env!("CARGO_BIN_EXE_tcodec") {
         Some(path) => path,
         None => panic!("the tcodec binary is known only to tcodec-cli's tests"),
-    }
-}
-
-/// `moto_server` on 127.0.0.1, stopped when dropped.
-pub struct Moto {
-    child: Option<Child>,
-    pub endpoint: String,
-    log: PathBuf,
-    _dir: tempfile::TempDir,
-}
-
-impl Moto {
-    pub fn start() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let log = dir.path().join("moto.log");
-        let port = free_port();
-        // Run in its own directory: its request recorder writes a file there.
-        let child = Command::new(venv_bin("moto_server"))
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-            .current_dir(dir.path())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .expect("start moto_server");
-        let mut moto = Self {
-            child: Some(child),
-            endpoint: format!("http://127.0.0.1:{port}"),
-            log,
-            _dir: dir,
-        };
-        // Wait for it to accept connections (or fail loudly).
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            if let Some(status) = moto.child.as_mut().unwrap().try_wait().unwrap() {
-                panic!("moto_server exited ({status}): {}", moto.log_text());
-            }
-            assert!(
-                Instant::now() < deadline,
-                "moto_server did not start: {}",
-                moto.log_text()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        moto
-    }
-
-    pub fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// Runs a boto3 snippet against this server; `kms` is the client. Returns stdout.
-    pub fn boto3(&self, code: &str) -> String {
-        let script = format!(
-            "import boto3\nkms = boto3.client('kms', endpoint_url='{}', region_name='us-east-1', \
-             aws_access_key_id='testing', aws_secret_access_key='testing')\n{code}",
-            self.endpoint
-        );
-        let out = Command::new(venv_bin("python"))
-            .arg("-c")
-            .arg(script)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "boto3 failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap().trim().to_owned()
-    }
-
-    /// Starts (or restarts) moto's request recorder, empty.
-    pub fn start_recording(&self) {
-        self.boto3(
-            "import urllib.request\nfor action in ['reset-recording', 'start-recording']:\n    \
-             urllib.request.urlopen(urllib.request.Request(\
-             kms.meta.endpoint_url + '/moto-api/recorder/' + action, method='POST')).read()",
-        );
-    }
-
-    /// The requests recorded since [`Moto::start_recording`]: for each, its
-    /// operation (`X-Amz-Target`) and body, on one line.
-    pub fn recorded(&self) -> Vec<String> {
-        let out = self.boto3(
-            "import base64, json, urllib.request\n\
-             text = urllib.request.urlopen(kms.meta.endpoint_url + '/moto-api/recorder/download-recording').read().decode()\n\
-             for line in filter(None, text.splitlines()):\n    r = json.loads(line)\n    \
-             body = base64.b64decode(r['body']).decode() if r.get('body_encoded') else (r['body'] or '')\n    \
-             print(r['headers'].get('X-Amz-Target', r['url']), body.replace('\\n', ' '))",
-        );
-        out.lines().map(str::to_owned).collect()
-    }
-
-    /// Creates a symmetric KMS key; returns its key id.
-    pub fn create_key(&self) -> String {
-        self.boto3("print(kms.create_key()['KeyMetadata']['KeyId'])")
-    }
-
-    pub fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-impl Drop for Moto {
-    fn drop(&mut self) {
-        self.stop();
     }
 }
 

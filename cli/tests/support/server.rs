@@ -378,6 +378,25 @@ pub fn curl(args: &[&str]) -> (u16, String) {
     (code.trim().parse().unwrap_or(0), body.to_owned())
 }
 
+/// A codec POST with curl of `body` to `url` in `namespace`, the body read
+/// from a file (megabytes do not fit on a command line).
+pub fn curl_post_file(url: &str, namespace: &str, body: &str) -> (u16, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("body.json");
+    std::fs::write(&file, body).unwrap();
+    curl(&[
+        "-X",
+        "POST",
+        "-H",
+        "Content-Type: application/json",
+        "-H",
+        &format!("X-Namespace: {namespace}"),
+        "--data-binary",
+        &format!("@{}", file.display()),
+        url,
+    ])
+}
+
 /// Arguments for a codec POST with curl.
 pub fn curl_post(url: &str, namespace: &str, body: &str) -> Vec<String> {
     vec![
