@@ -363,6 +363,22 @@ fn large_payloads_are_stored_sealed_and_fetched_back_only_from_the_configured_bu
         document.as_bytes()
     );
 
+    // The same reference many times is fetched once, and counted each time
+    // against what one request may decode (4 × 8 MiB by default).
+    let size: usize = again[0]["externalPayloads"][0]["sizeBytes"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let copies = (32 << 20) / size + 1;
+    assert!(copies <= 100, "{size}");
+    let (code, message) = s.fails("/decode", "payments", &vec![again[0].clone(); copies], 413);
+    assert_eq!(code, "stored_payloads_too_large");
+    assert!(
+        message.starts_with(&format!("payload {}: ", copies - 1)),
+        "{message}"
+    );
+
     // Every fetch has its audit line and metrics.
     let log = s.server.log_text();
     assert!(
@@ -375,7 +391,7 @@ fn large_payloads_are_stored_sealed_and_fetched_back_only_from_the_configured_bu
     assert!(!log.contains(SECRET));
     let (_, metrics) = curl(&[&format!("{}/metrics", s.server.url)]);
     assert!(
-        metrics.contains("tcodec_storage_operations_total{operation=\"fetch\",outcome=\"ok\"} 4"),
+        metrics.contains("tcodec_storage_operations_total{operation=\"fetch\",outcome=\"ok\"} 5"),
         "{metrics}"
     );
     assert!(

@@ -523,6 +523,9 @@ async fn answer(
 /// External Storage requests run at once for one request, at most.
 const STORAGE_CONCURRENCY: usize = 4;
 
+/// References one request may ask to fetch.
+pub const MAX_REFERENCES: usize = 100;
+
 /// What External Storage does for this request: `/encode` stores (the
 /// configuration, if the namespace has one); `/decode` (unless preserving)
 /// and `/download` fetch every reference the request holds, each permitted
@@ -566,6 +569,13 @@ async fn storage_step(
     if found.is_empty() {
         return Ok((References::Keep, None));
     }
+    if found.len() > MAX_REFERENCES {
+        return Err(AppError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_many_references",
+            format!("more than {MAX_REFERENCES} External Storage references in one request"),
+        ));
+    }
     let failed = |e: StorageError| {
         let error = storage_error(&e);
         state.metrics.failure(error.code);
@@ -579,29 +589,106 @@ async fn storage_step(
         .map(|(index, reference)| store.permit(*index, reference).map(|l| (*index, l)))
         .collect::<Result<Vec<_>, _>>()
         .map_err(failed)?;
-    let fetched = stream::iter(locations)
-        .map(|(index, location)| fetch_one(state, store, asked, index, location))
+    // One fetch per object however often the request names it, and no more
+    // bytes fetched, nor decoded over all its references, than one request
+    // may decode.
+    let budget = state.limits.max_decoded_bytes();
+    let over_budget = |index: usize| {
+        state.metrics.failure("stored_payloads_too_large");
+        AppError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "stored_payloads_too_large",
+            format!(
+                "payload {index}: the stored payloads of this request exceed {budget} bytes (limits.max_decoded_bytes)"
+            ),
+        )
+    };
+    let mut uses: BTreeMap<&S3Location, (usize, usize)> = BTreeMap::new();
+    for (index, location) in &locations {
+        uses.entry(location).or_insert((*index, 0)).1 += 1;
+    }
+    let distinct: Vec<(S3Location, usize)> = uses
+        .iter()
+        .map(|(location, (index, _))| ((*location).clone(), *index))
+        .collect();
+    let fetched_bytes = std::sync::atomic::AtomicUsize::new(0);
+    let mut objects = stream::iter(distinct)
+        .map(|(location, index)| {
+            fetch_within(state, store, asked, index, location, &fetched_bytes, budget)
+        })
         .buffered(STORAGE_CONCURRENCY)
-        .try_collect::<BTreeMap<usize, Payload>>()
+        .try_collect::<BTreeMap<S3Location, (Payload, usize)>>()
         .await
-        .map_err(failed)?;
+        .map_err(|e| match e {
+            Fetch::Failed(e) => failed(e),
+            Fetch::OverBudget(index) => over_budget(index),
+        })?;
+    let mut fetched = BTreeMap::new();
+    let mut decoded = 0usize;
+    for (index, location) in &locations {
+        let Some((payload, size)) = objects.get(location) else {
+            continue;
+        };
+        decoded += size;
+        if decoded > budget {
+            return Err(over_budget(*index));
+        }
+        // The last use takes the payload, so a single use decrypts in place.
+        let left = uses.get_mut(location).map(|u| {
+            u.1 -= 1;
+            u.1
+        });
+        let payload = match left {
+            Some(0) => objects.remove(location).map(|(p, _)| p),
+            _ => Some(payload.clone()),
+        };
+        fetched.extend(payload.map(|p| (*index, p)));
+    }
     Ok((References::Fetched(fetched), None))
 }
 
-/// Fetches one stored payload, with its metrics and audit line.
-async fn fetch_one(
+/// Why a fetch within a request's budget failed.
+enum Fetch {
+    Failed(StorageError),
+    /// The payload at this index took the request over its budget.
+    OverBudget(usize),
+}
+
+/// [`fetch_one`], counting the object's bytes against the request's budget.
+async fn fetch_within(
     state: &AppState,
     store: &S3Store,
     asked: &Asked<'_>,
     index: usize,
     location: S3Location,
-) -> Result<(usize, Payload), StorageError> {
+    fetched_bytes: &std::sync::atomic::AtomicUsize,
+    budget: usize,
+) -> Result<(S3Location, (Payload, usize)), Fetch> {
+    let (payload, size) = fetch_one(state, store, asked, index, &location)
+        .await
+        .map_err(Fetch::Failed)?;
+    let before = fetched_bytes.fetch_add(size, std::sync::atomic::Ordering::Relaxed);
+    if before + size > budget {
+        return Err(Fetch::OverBudget(index));
+    }
+    Ok((location, (payload, size)))
+}
+
+/// Fetches one stored payload, with its metrics and audit line: the payload
+/// and the object's size.
+async fn fetch_one(
+    state: &AppState,
+    store: &S3Store,
+    asked: &Asked<'_>,
+    index: usize,
+    location: &S3Location,
+) -> Result<(Payload, usize), StorageError> {
     let started = Instant::now();
-    let result = store.fetch(index, &location).await;
+    let result = store.fetch(index, location).await;
     let bytes = result.as_ref().map(|(_, n)| *n).unwrap_or(0);
     let outcome = result.as_ref().map(|_| ()).map_err(storage_error);
-    storage_audit(state, asked, "fetch", &location, bytes, started, &outcome);
-    result.map(|(payload, _)| (index, payload))
+    storage_audit(state, asked, "fetch", location, bytes, started, &outcome);
+    result
 }
 
 /// Stores what `/encode` replaced by references, all before the answer

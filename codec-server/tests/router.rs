@@ -697,6 +697,17 @@ async fn download_takes_the_same_credentials_as_decode_and_references_only() {
     let answer = post(&app, "/decode", "hr", Some(&hr), &ours).await;
     assert_eq!(answer.error_code(), "storage_not_configured");
     assert!(answer.body.contains("payload 0: "), "{}", answer.body);
+    // More references than one request may fetch: refused before any is.
+    let one: serde_json::Value = serde_json::from_str(&reference("payments-payloads")).unwrap();
+    let many = json!({"payloads": vec![one["payloads"][0].clone(); 101]}).to_string();
+    let answer = post(&app, "/download", "payments", Some(&reader), &many).await;
+    assert_eq!(
+        answer.status,
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "{}",
+        answer.body
+    );
+    assert_eq!(answer.error_code(), "too_many_references");
     let metrics = state.metrics.render();
     assert!(
         metrics.contains("tcodec_requests_total{endpoint=\"download\",code=\"401\"} 1"),

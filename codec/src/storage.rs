@@ -293,7 +293,7 @@ impl Reference {
 }
 
 /// Where an S3 driver's reference says its payload is.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct S3Location {
     /// Bucket.
     pub bucket: String,
