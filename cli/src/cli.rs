@@ -54,6 +54,75 @@ pub struct CodecArgs {
     /// the keyring (and its unwrapped keys) between batches.
     #[arg(long)]
     pub lines: bool,
+    /// External Storage (S3), as workers configure it.
+    #[command(flatten)]
+    pub storage: StorageOpts,
+}
+
+/// External Storage for `tcodec encode` and `tcodec decode`: with a bucket,
+/// `encode` stores sealed payloads of at least the threshold there and writes
+/// references; `decode` fetches the references it meets (from that bucket
+/// and prefix only) and decodes what they name. Without one, references are
+/// written back as they are. Credentials come from the AWS chain.
+#[derive(Debug, Args)]
+pub struct StorageOpts {
+    /// External Storage in this S3 bucket: `encode` stores sealed payloads of
+    /// at least the threshold there and writes references; `decode` fetches
+    /// the references it meets, from there only. Without it, references are
+    /// written back as they are.
+    #[arg(
+        long = "storage-bucket",
+        env = "TCODEC_STORAGE_BUCKET",
+        value_name = "BUCKET"
+    )]
+    pub bucket: Option<String>,
+    /// Object key prefix (default `v0/ns/<namespace>/`, where the official S3
+    /// drivers write the namespace's payloads).
+    #[arg(
+        long = "storage-prefix",
+        env = "TCODEC_STORAGE_PREFIX",
+        value_name = "PREFIX"
+    )]
+    pub prefix: Option<String>,
+    /// The namespace, for the default prefix.
+    #[arg(long, env = "TEMPORAL_NAMESPACE", default_value = "default")]
+    pub namespace: String,
+    /// S3 endpoint URL, for a VPC endpoint or an S3-compatible store.
+    #[arg(
+        long = "storage-endpoint",
+        env = "TCODEC_STORAGE_ENDPOINT",
+        value_name = "URL"
+    )]
+    pub endpoint: Option<String>,
+    /// The region (default: the AWS chain's, else us-east-1).
+    #[arg(
+        long = "storage-region",
+        env = "TCODEC_STORAGE_REGION",
+        value_name = "REGION"
+    )]
+    pub region: Option<String>,
+    /// `encode` stores sealed payloads of at least this many bytes.
+    #[arg(long = "storage-threshold", env = "TCODEC_STORAGE_THRESHOLD", value_name = "BYTES",
+          default_value_t = tcodec::storage::DEFAULT_THRESHOLD)]
+    pub threshold: usize,
+}
+
+impl StorageOpts {
+    /// The store these options name, if any.
+    pub fn store(&self) -> Option<tcodec::storage::s3::S3Store> {
+        let bucket = self.bucket.clone().filter(|b| !b.is_empty())?;
+        let mut config = tcodec::storage::StorageConfig::new(bucket, &self.namespace);
+        if let Some(prefix) = &self.prefix {
+            config.prefix = prefix.clone();
+        }
+        config.threshold = self.threshold;
+        let options = tcodec::storage::s3::S3Options {
+            endpoint: self.endpoint.clone(),
+            region: self.region.clone(),
+            timeout: None,
+        };
+        Some(tcodec::storage::s3::S3Store::new(config, options))
+    }
 }
 
 /// Which keyring, and how to unwrap its keys.

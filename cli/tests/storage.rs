@@ -403,3 +403,68 @@ fn large_payloads_are_stored_sealed_and_fetched_back_only_from_the_configured_bu
 fn message_of(reference: &Value) -> Value {
     serde_json::from_slice(&unb64(reference["data"].as_str().unwrap())).unwrap()
 }
+
+#[test]
+fn tcodec_encode_stores_in_the_bucket_and_tcodec_decode_fetches_from_it_only() {
+    let moto = Moto::start();
+    moto.boto3(&format!("s3.create_bucket(Bucket='{BUCKET}')"));
+    let dir = tempfile::tempdir().unwrap();
+    let mut t = Tcodec::new(dir.path());
+    t.master_key = Some(MASTER_KEY.into());
+    t.ok(&["keys", "init", "--name", "payments", "--kek", "local"]);
+    // AWS credentials for moto (and its endpoint) in the environment.
+    t.kms_endpoint = Some(moto.endpoint.clone());
+    let storage = [
+        "--storage-bucket",
+        BUCKET,
+        "--storage-endpoint",
+        &moto.endpoint,
+        "--namespace",
+        "payments",
+        "--storage-threshold",
+        "1024",
+    ];
+    let with = |command: &'static str| [&[command][..], &storage[..]].concat();
+    let document = big_document(64 << 10);
+    let batch = json!({"payloads": [plain(&document), plain("\"small\"")]}).to_string();
+
+    let encoded: Value = serde_json::from_str(&t.ok_with(&with("encode"), &batch)).unwrap();
+    let reference = &encoded["payloads"][0];
+    assert_eq!(metadata(reference, "encoding"), "json/protobuf");
+    assert_eq!(
+        metadata(&encoded["payloads"][1], "encoding"),
+        "binary/tcodec"
+    );
+    let key = message_of(reference)["claimData"]["key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(key.starts_with("v0/ns/payments/d/sha256/"), "{key}");
+    let stored = moto.boto3(&format!(
+        "print(s3.get_object(Bucket='{BUCKET}', Key='{key}')['ContentLength'])"
+    ));
+    assert!(stored.parse::<usize>().unwrap() > 1024);
+
+    let decoded: Value =
+        serde_json::from_str(&t.ok_with(&with("decode"), &encoded.to_string())).unwrap();
+    assert_eq!(
+        unb64(decoded["payloads"][0]["data"].as_str().unwrap()),
+        document.as_bytes()
+    );
+    // Without storage, references are written back as they are.
+    let kept: Value = serde_json::from_str(&t.ok_with(&["decode"], &encoded.to_string())).unwrap();
+    assert_eq!(&kept["payloads"][0], reference);
+    // A reference to another bucket: refused, naming the payload, nothing written.
+    let elsewhere = reference_with(reference, &[("bucket", "someone-elses-bucket")]);
+    let batch = json!({"payloads": [encoded["payloads"][1].clone(), elsewhere]}).to_string();
+    let out = t.run_with(&with("decode"), &batch);
+    assert!(!out.status.success());
+    assert!(out.stdout.is_empty());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(
+            "payload 1: External Storage reference refused: bucket \"someone-elses-bucket\""
+        ),
+        "{stderr}"
+    );
+}

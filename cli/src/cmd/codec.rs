@@ -5,8 +5,9 @@ use std::io::{BufRead, Read, Write};
 use std::sync::Arc;
 
 use anyhow::Context;
+use tcodec::storage::s3::S3Store;
 use tcodec::{Codec, CodecOptions, DecodePolicy};
-use tcodec_json::{Direction, Limits, ProcessError, process};
+use tcodec_json::{Direction, Limits, ProcessError, References, Storage, process_with, references};
 
 use crate::cli::CodecArgs;
 
@@ -16,6 +17,17 @@ pub fn run(args: CodecArgs, direction: Direction) -> anyhow::Result<()> {
     let policy = DecodePolicy::display().allow_each(&args.allow);
     let options = CodecOptions::default().with_decode_policy(policy);
     let codec = Codec::with_options(Arc::new(args.keys.open()?), options);
+    let store = args.storage.store();
+    let runtime = match &store {
+        Some(_) => Some(
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .context("cannot start the async runtime")?,
+        ),
+        None => None,
+    };
+    let storage = runtime.as_ref().zip(store.as_ref());
 
     let mut stdout = std::io::stdout().lock();
     if args.lines {
@@ -31,7 +43,7 @@ pub fn run(args: CodecArgs, direction: Direction) -> anyhow::Result<()> {
             if line.trim().is_empty() {
                 continue;
             }
-            match run_batch(&codec, line.as_bytes(), direction) {
+            match run_batch(&codec, line.as_bytes(), direction, storage) {
                 Ok(response) => stdout.write_all(&response)?,
                 Err(e) => serde_json::to_writer(
                     &mut stdout,
@@ -55,18 +67,61 @@ pub fn run(args: CodecArgs, direction: Direction) -> anyhow::Result<()> {
                 .context("cannot read standard input")?;
         }
     }
-    let response = run_batch(&codec, &input, direction)?;
+    let response = run_batch(&codec, &input, direction, storage)?;
     stdout.write_all(&response)?;
     writeln!(stdout)?;
     Ok(())
 }
 
-fn run_batch(codec: &Codec, input: &[u8], direction: Direction) -> anyhow::Result<Vec<u8>> {
-    match process(codec, direction, input, &Limits::payloads(usize::MAX)) {
-        Ok(answer) => Ok(answer.body),
-        Err(ProcessError::Json(e)) => Err(anyhow::anyhow!(
-            "input is not {{\"payloads\": [...]}} JSON: {e}"
-        )),
-        Err(e) => Err(e.into()),
+fn run_batch(
+    codec: &Codec,
+    input: &[u8],
+    direction: Direction,
+    storage: Option<(&tokio::runtime::Runtime, &S3Store)>,
+) -> anyhow::Result<Vec<u8>> {
+    let limits = Limits::payloads(usize::MAX);
+    let json_error = |e: ProcessError| match e {
+        ProcessError::Json(e) => anyhow::anyhow!("input is not {{\"payloads\": [...]}} JSON: {e}"),
+        e => e.into(),
+    };
+    let Some((runtime, store)) = storage else {
+        return process_with(codec, direction, input, &limits, Storage::default())
+            .map(|a| a.body)
+            .map_err(json_error);
+    };
+    match direction {
+        Direction::Decode => {
+            // Every reference is checked against the bucket and prefix before
+            // the first request.
+            let (_, found) = references(input, usize::MAX).map_err(json_error)?;
+            let locations = found
+                .iter()
+                .map(|(index, r)| store.permit(*index, r).map(|l| (*index, l)))
+                .collect::<Result<Vec<_>, _>>()?;
+            let mut fetched = std::collections::BTreeMap::new();
+            for (index, location) in locations {
+                let (payload, _) = runtime.block_on(store.fetch(index, &location))?;
+                fetched.insert(index, payload);
+            }
+            let storage = Storage {
+                references: References::Fetched(fetched),
+                store: None,
+            };
+            let answer =
+                process_with(codec, direction, input, &limits, storage).map_err(json_error)?;
+            Ok(answer.body)
+        }
+        Direction::Encode => {
+            let storage = Storage {
+                references: References::Keep,
+                store: Some(store.config()),
+            };
+            let answer =
+                process_with(codec, direction, input, &limits, storage).map_err(json_error)?;
+            for item in answer.stored {
+                runtime.block_on(store.put(item.index, &item.location, item.object.into()))?;
+            }
+            Ok(answer.body)
+        }
     }
 }
