@@ -114,6 +114,8 @@ for secret in "4111 1111 1111 1111" "Ada Lovelace" "Crescent" "ada@example.com";
 done
 echo
 echo "The server's copy holds no card number, name, address or email. All of it: $work/raw.json"
+say "tcodec history check: every payload and failure message the server holds, sealed?"
+"$bin/tcodec" history check --input "$work/raw.json"
 
 if ((wait_for_ctrl_c)); then
   say "open the Web UI; it decodes through the codec server"

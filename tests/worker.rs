@@ -8,6 +8,7 @@
 
 mod support;
 
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use base64::Engine;
@@ -103,6 +104,45 @@ fn describe(temporal: &DevServer, id: &str, codec: Option<&str>) -> String {
 fn events(history: &str) -> Vec<serde_json::Value> {
     let v: serde_json::Value = serde_json::from_str(history).unwrap();
     v["events"].as_array().unwrap().clone()
+}
+
+/// `tcodec history check` on `doc`: whether it found everything sealed
+/// (exit status 0; 1 is plaintext found, anything else a failure), and its
+/// report. The binary is the one `cargo test --workspace` builds beside this
+/// test's.
+fn history_check(doc: &str) -> (bool, String) {
+    use std::io::Write;
+    let exe = std::env::current_exe().unwrap();
+    let tcodec = exe.parent().and_then(Path::parent).unwrap().join("tcodec");
+    assert!(
+        tcodec.exists(),
+        "{} is missing: `cargo test --workspace` builds it, or `cargo build -p tcodec-cli \
+         --profile test`",
+        tcodec.display()
+    );
+    let mut child = std::process::Command::new(&tcodec)
+        .args(["history", "check"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(doc.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let report = String::from_utf8(out.stdout).unwrap();
+    match out.status.code() {
+        Some(0) => (true, report),
+        Some(1) => (false, report),
+        _ => panic!(
+            "tcodec history check failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    }
 }
 
 /// The key id of the workflow's input payload.
@@ -201,6 +241,19 @@ fn onboarding_completes_and_the_server_holds_only_ciphertext() {
             .any(|s| s == "binary/tcodec"),
         "memo: {raw_described}"
     );
+    // `tcodec history check` finds the same: every payload sealed under the
+    // keyring's one key, the activity's failures encoded.
+    for doc in [&raw, &raw_described] {
+        let (sealed, report) = history_check(doc);
+        assert!(sealed, "{report}");
+        assert!(
+            report.contains("sealed binary/tcodec: under k1 ("),
+            "{report}"
+        );
+    }
+    let (_, report) = history_check(&raw);
+    assert!(report.contains("failures: "), "{report}");
+    assert!(!report.contains("failures: 0 "), "{report}");
 
     // (c) through the codec server, the same history decodes to the plaintext.
     let server = CodecServer::start(&keys.keyring, &keys.master_key_file);
@@ -375,6 +428,18 @@ fn a_plaintext_failure_written_past_the_codec_is_refused_by_a_tcodec_client() {
     assert!(status.success());
     let raw = history(&temporal, "forged", None);
     assert!(raw.contains(FORGED), "the failure is stored in plaintext");
+    // `tcodec history check` names it (by event, not by content).
+    let (sealed, report) = history_check(&raw);
+    assert!(!sealed, "{report}");
+    assert!(
+        report.contains(
+            "(WORKFLOW_EXECUTION_FAILED) workflowExecutionFailedEventAttributes.failure: \
+             a failure message and stack trace in plaintext \
+             (an application failure of type \"Approval\", no encoded attributes)"
+        ),
+        "{report}"
+    );
+    assert!(!report.contains(FORGED), "{report}");
 
     // A tcodec client asking for the result is refused, naming the setting.
     let starter = Starter::new(&temporal, &keys);

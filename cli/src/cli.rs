@@ -27,12 +27,70 @@ pub enum Command {
     Encode(CodecArgs),
     /// Decode payloads: read `{"payloads": [...]}`, write them decoded.
     Decode(CodecArgs),
+    /// Audit or decode a workflow history as the server stores it
+    /// (`temporal workflow show --output json`).
+    History {
+        /// What to do with it.
+        #[command(subcommand)]
+        command: HistoryCommand,
+    },
     /// Run the codec server for the Temporal Web UI and CLI.
     Serve {
         /// The configuration file (TOML).
         #[arg(long, env = "TCODEC_CONFIG", hide_env_values = true)]
         config: PathBuf,
     },
+}
+
+/// `tcodec history`.
+#[derive(Debug, Subcommand)]
+pub enum HistoryCommand {
+    /// Check that the server holds no plaintext: every payload sealed by
+    /// tcodec (or a legacy encrypted format the keyring imported), every
+    /// failure message encoded. Needs no key. Prints what it found (payloads
+    /// by key id, failures, search attributes) and each place in plaintext,
+    /// never its content. Exit status 0 when all is sealed, 1 when anything
+    /// is plaintext or could not be checked, 2 when the input cannot be read.
+    Check(HistoryCheckArgs),
+    /// Decode every payload of a history (and restore encoded failure
+    /// messages); write the history back as JSON, otherwise unchanged.
+    Decode(HistoryDecodeArgs),
+}
+
+/// `tcodec history check`.
+#[derive(Debug, Args)]
+pub struct HistoryCheckArgs {
+    /// Read the history from this file instead of standard input: JSON as
+    /// `temporal workflow show --output json` or `temporal workflow describe
+    /// --output json` prints it.
+    #[arg(long)]
+    pub input: Option<PathBuf>,
+    /// Print the findings as JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// External Storage: with a bucket, the objects that references name are
+    /// fetched (from that bucket and prefix only) and checked too; without
+    /// one, a reference cannot be checked and the check fails.
+    #[command(flatten)]
+    pub storage: StorageOpts,
+}
+
+/// `tcodec history decode`.
+#[derive(Debug, Args)]
+pub struct HistoryDecodeArgs {
+    /// Where the keys come from.
+    #[command(flatten)]
+    pub keys: KeyringOpts,
+    /// Read the history from this file instead of standard input.
+    #[arg(long)]
+    pub input: Option<PathBuf>,
+    /// Also decode this legacy format: `binary/encrypted` or `binary/zlib`.
+    #[arg(long = "allow", value_name = "ENCODING", value_parser = ["binary/encrypted", "binary/zlib"])]
+    pub allow: Vec<String>,
+    /// External Storage (S3): references are fetched from this bucket and
+    /// prefix only, and decoded.
+    #[command(flatten)]
+    pub storage: StorageOpts,
 }
 
 /// `tcodec encode` and `tcodec decode`.

@@ -10,6 +10,8 @@ mod cmd;
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
     let result = match cli.command {
+        // `history check` has exit statuses of its own.
+        cli::Command::History { command } => return cmd::history::run(command),
         cli::Command::Keys(args) => cmd::keys::run(args),
         cli::Command::Encode(args) => cmd::codec::run(args, tcodec_json::Direction::Encode),
         cli::Command::Decode(args) => cmd::codec::run(args, tcodec_json::Direction::Decode),

@@ -468,3 +468,136 @@ fn tcodec_encode_stores_in_the_bucket_and_tcodec_decode_fetches_from_it_only() {
         "{stderr}"
     );
 }
+
+/// `tcodec history check` follows a history's references into the bucket
+/// and checks what the objects hold; `tcodec history decode` decodes them.
+#[test]
+fn tcodec_history_checks_and_decodes_what_references_point_to() {
+    let moto = Moto::start();
+    moto.boto3(&format!("s3.create_bucket(Bucket='{BUCKET}')"));
+    let dir = tempfile::tempdir().unwrap();
+    let mut t = Tcodec::new(dir.path());
+    t.master_key = Some(MASTER_KEY.into());
+    t.ok(&["keys", "init", "--name", "payments", "--kek", "local"]);
+    t.kms_endpoint = Some(moto.endpoint.clone());
+    let storage = [
+        "--storage-bucket",
+        BUCKET,
+        "--storage-endpoint",
+        &moto.endpoint,
+        "--namespace",
+        "payments",
+        "--storage-threshold",
+        "1024",
+    ];
+    let document = big_document(64 << 10);
+    let batch = json!({"payloads": [plain(&document), plain("\"small\"")]}).to_string();
+    let mut args = vec!["encode"];
+    args.extend(storage);
+    let encoded: Value = serde_json::from_str(&t.ok_with(&args, &batch)).unwrap();
+    let reference = encoded["payloads"][0].clone();
+
+    // An object holding a plaintext payload, stored where a worker without
+    // tcodec's codec would put it: its SHA-256 is right, its content is not
+    // sealed.
+    let mut object = vec![0x0a, 22, 0x0a, 8];
+    object.extend_from_slice(b"encoding");
+    object.extend_from_slice(&[0x12, 10]);
+    object.extend_from_slice(b"json/plain");
+    let data = format!("{SECRET:?}");
+    object.extend_from_slice(&[0x12, data.len() as u8]);
+    object.extend_from_slice(data.as_bytes());
+    let hash: String = ring::digest::digest(&ring::digest::SHA256, &object)
+        .as_ref()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let key = format!("v0/ns/payments/d/sha256/{hash}");
+    let object_file = dir.path().join("object.bin");
+    std::fs::write(&object_file, &object).unwrap();
+    moto.boto3(&format!(
+        "s3.put_object(Bucket='{BUCKET}', Key='{key}', Body=open({:?}, 'rb').read())",
+        object_file.display().to_string()
+    ));
+    let plaintext_reference = reference_with(&reference, &[("key", &key), ("hash_value", &hash)]);
+
+    let history = |payloads: Vec<Value>| {
+        json!({"events": [{
+            "eventId": "1",
+            "eventType": "EVENT_TYPE_WORKFLOW_EXECUTION_STARTED",
+            "workflowExecutionStartedEventAttributes": {"input": {"payloads": payloads}},
+        }]})
+        .to_string()
+    };
+    let sealed = history(vec![reference.clone(), encoded["payloads"][1].clone()]);
+    let check = |extra: &[&str], input: &str| {
+        let mut args = vec!["history", "check"];
+        args.extend(extra);
+        t.run_with(&args, input)
+    };
+
+    // Without the bucket, a reference cannot be checked: the check fails.
+    let out = check(&[], &sealed);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.contains(
+            "UNCHECKED event 1 (WORKFLOW_EXECUTION_STARTED) \
+             workflowExecutionStartedEventAttributes.input.payloads[0]: an External Storage reference"
+        ),
+        "{stdout}"
+    );
+    // With it, the object is fetched and found sealed.
+    let out = check(&storage, &sealed);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    assert!(
+        stdout.contains("in External Storage: 1 (objects checked: 1)"),
+        "{stdout}"
+    );
+    // An object holding plaintext is found, and its content is not printed.
+    let out = check(&storage, &history(vec![plaintext_reference]));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.contains(
+            "PLAINTEXT event 1 (WORKFLOW_EXECUTION_STARTED) \
+             workflowExecutionStartedEventAttributes.input.payloads[0] (the stored object): \
+             json/plain, not sealed"
+        ),
+        "{stdout}"
+    );
+    assert!(!stdout.contains(SECRET), "{stdout}");
+
+    // Decoded, with the bucket: the stored document comes back in place.
+    let mut args = vec!["history", "decode"];
+    args.extend(storage);
+    let decoded: Value = serde_json::from_str(&t.ok_with(&args, &sealed)).unwrap();
+    let input = &decoded["events"][0]["workflowExecutionStartedEventAttributes"]["input"];
+    assert_eq!(
+        unb64(input["payloads"][0]["data"].as_str().unwrap()),
+        document.as_bytes()
+    );
+    assert_eq!(
+        unb64(input["payloads"][1]["data"].as_str().unwrap()),
+        b"\"small\""
+    );
+    // A payload altered in the history: nothing is written, and the error
+    // names where it is.
+    let mut altered = encoded["payloads"][1].clone();
+    let mut data = unb64(altered["data"].as_str().unwrap());
+    let last = data.len() - 1;
+    data[last] ^= 1;
+    altered["data"] = json!(b64(&data));
+    let out = t.run_with(&["history", "decode"], &history(vec![reference, altered]));
+    assert_eq!(out.status.code(), Some(2));
+    assert!(out.stdout.is_empty());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(
+            "cannot decode the payload at event 1 (WORKFLOW_EXECUTION_STARTED) \
+             workflowExecutionStartedEventAttributes.input.payloads[1]: payload 1: cannot decrypt"
+        ),
+        "{stderr}"
+    );
+}

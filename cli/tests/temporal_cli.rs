@@ -178,3 +178,175 @@ async fn temporal_cli_stores_ciphertext_and_shows_plaintext_through_tcodec() {
         );
     }
 }
+
+/// `tcodec history check` on what the server holds: a history written through
+/// tcodec passes; a plaintext signal sent past the codec, a workflow started
+/// without it, and its memo as `describe` prints it are each named by event
+/// and field, never shown. `tcodec history decode` reads the sealed history.
+#[test]
+fn tcodec_history_check_names_every_plaintext_payload_and_decode_reads_the_rest() {
+    let keys = Keyrings::new(&["default"]);
+    let toml = format!(
+        "listen = \"127.0.0.1:0\"\n{}",
+        keys.toml(&[("default", "")])
+    );
+    let codec = ServeProcess::start(&toml, &[]);
+    let temporal = DevServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let mut t = support::Tcodec::new(dir.path());
+    t.keyring = keys.keyring("default");
+    t.master_key = Some(support::server::MASTER_KEY_HEX.into());
+    let key_id = t
+        .states()
+        .into_iter()
+        .find(|(_, state)| state == "primary")
+        .unwrap()
+        .0;
+    let endpoint = format!("{}/codec/{{namespace}}", codec.url);
+
+    let input = json!({"name": "Ada Lovelace", "card": CARD}).to_string();
+    let memo = format!("note={}", json!(NOTE));
+    let start = |id: &str| {
+        vec![
+            "workflow".to_owned(),
+            "start".into(),
+            "--task-queue".into(),
+            "onboarding".into(),
+            "--type".into(),
+            "Onboard".into(),
+            "--workflow-id".into(),
+            id.into(),
+            "--input".into(),
+            input.clone(),
+            "--memo".into(),
+            memo.clone(),
+        ]
+    };
+    let with_codec = |mut args: Vec<String>| {
+        args.extend(["--codec-endpoint".into(), endpoint.clone()]);
+        args
+    };
+    let show =
+        |id: &str| temporal.cli_ok(&["workflow", "show", "--workflow-id", id, "--output", "json"]);
+    let describe = |id: &str| {
+        temporal.cli_ok(&[
+            "workflow",
+            "describe",
+            "--workflow-id",
+            id,
+            "--output",
+            "json",
+        ])
+    };
+    let check = |doc: &str| {
+        let out = t.run_with(&["history", "check"], doc);
+        let stdout = String::from_utf8(out.stdout).unwrap();
+        for secret in [CARD, "Ada Lovelace", ADDRESS, NOTE, "Attacker"] {
+            assert!(!stdout.contains(secret), "the check printed {secret:?}");
+        }
+        (out.status.code(), stdout)
+    };
+
+    // Sealed through tcodec: input, memo and a signal.
+    temporal.cli_ok(&strs(&with_codec(start("sealed"))));
+    let signal = json!(ADDRESS).to_string();
+    temporal.cli_ok(&strs(&with_codec(
+        [
+            "workflow",
+            "signal",
+            "--workflow-id",
+            "sealed",
+            "--name",
+            "address",
+            "--input",
+            &signal,
+        ]
+        .map(String::from)
+        .to_vec(),
+    )));
+    let raw = show("sealed");
+    let (code, report) = check(&raw);
+    assert_eq!(code, Some(0), "{report}");
+    assert!(report.contains("payloads: 3\n"), "{report}");
+    assert!(
+        report.contains(&format!("sealed binary/tcodec: under {key_id} (3)")),
+        "{report}"
+    );
+    let (code, report) = check(&describe("sealed"));
+    assert_eq!(code, Some(0), "{report}");
+
+    // Decoded with the keyring: the plaintext, as the codec server shows it.
+    let decoded = t.ok_with(&["history", "decode"], &raw);
+    for secret in [CARD, "Ada Lovelace", ADDRESS, NOTE] {
+        assert!(holds(&decoded, secret), "{secret:?} not in:\n{decoded}");
+    }
+    let through_server = temporal.cli_ok(&[
+        "workflow",
+        "show",
+        "--workflow-id",
+        "sealed",
+        "--output",
+        "json",
+        "--codec-endpoint",
+        &endpoint,
+    ]);
+    let payloads = |doc: &str| {
+        readable_strings(doc)
+            .into_iter()
+            .filter(|s| s.contains("Lovelace") || s.contains("Crescent") || s.contains("VIP"))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(payloads(&decoded), payloads(&through_server));
+
+    // Someone with the server's API signals in plaintext, past the codec.
+    temporal.cli_ok(&[
+        "workflow",
+        "signal",
+        "--workflow-id",
+        "sealed",
+        "--name",
+        "address",
+        "--input",
+        "\"1 Attacker Street\"",
+    ]);
+    let (code, report) = check(&show("sealed"));
+    assert_eq!(code, Some(1), "{report}");
+    let signaled: Vec<&str> = report
+        .lines()
+        .filter(|l| l.starts_with("PLAINTEXT"))
+        .collect();
+    assert_eq!(
+        signaled,
+        ["PLAINTEXT event 4 (WORKFLOW_EXECUTION_SIGNALED) \
+          workflowExecutionSignaledEventAttributes.input.payloads[0]: json/plain, not sealed"],
+        "{report}"
+    );
+
+    // A workflow started without tcodec: its input and memo, and the memo
+    // again as `describe` prints it (as its JSON value).
+    temporal.cli_ok(&strs(&start("plain")));
+    let (code, report) = check(&show("plain"));
+    assert_eq!(code, Some(1), "{report}");
+    for place in [
+        "event 1 (WORKFLOW_EXECUTION_STARTED) workflowExecutionStartedEventAttributes.input.payloads[0]: json/plain",
+        "event 1 (WORKFLOW_EXECUTION_STARTED) workflowExecutionStartedEventAttributes.memo.fields.note: json/plain",
+    ] {
+        assert!(report.contains(place), "{place} not in:\n{report}");
+    }
+    let (code, report) = check(&describe("plain"));
+    assert_eq!(code, Some(1), "{report}");
+    assert!(
+        report
+            .contains("PLAINTEXT workflowExecutionInfo.memo.fields.note: a value printed as JSON"),
+        "{report}"
+    );
+
+    // Not a history at all: exit status 2, and the reason.
+    let out = t.run_with(&["history", "check"], "{\"events\": [");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("the input is not JSON"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

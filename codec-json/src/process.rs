@@ -203,6 +203,17 @@ pub enum PayloadError {
     },
 }
 
+impl PayloadError {
+    /// The index of the payload the error is about.
+    pub fn index(&self) -> usize {
+        match self {
+            Self::Metadata { index, .. } | Self::Data { index } | Self::SizeBytes { index } => {
+                *index
+            }
+        }
+    }
+}
+
 /// A JSON error's text without the value it is about. serde's messages for a
 /// value of the wrong type quote it (`invalid type: string "..."`), and that
 /// value may be a payload; syntax errors name no input.

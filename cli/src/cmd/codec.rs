@@ -9,14 +9,19 @@ use tcodec::storage::s3::S3Store;
 use tcodec::{Codec, CodecOptions, DecodePolicy};
 use tcodec_json::{Direction, Limits, ProcessError, References, Storage, process_with, references};
 
-use crate::cli::CodecArgs;
+use crate::cli::{CodecArgs, KeyringOpts};
+
+/// The codec of `tcodec encode`, `decode` and `history decode`: like the
+/// codec server's, plaintext is shown as it is and legacy formats are decoded
+/// only when named.
+pub(crate) fn open(keys: &KeyringOpts, allow: &[String]) -> anyhow::Result<Codec> {
+    let policy = DecodePolicy::display().allow_each(allow);
+    let options = CodecOptions::default().with_decode_policy(policy);
+    Ok(Codec::with_options(Arc::new(keys.open()?), options))
+}
 
 pub fn run(args: CodecArgs, direction: Direction) -> anyhow::Result<()> {
-    // Like the codec server: plaintext is shown as it is, legacy formats are
-    // decoded only when named.
-    let policy = DecodePolicy::display().allow_each(&args.allow);
-    let options = CodecOptions::default().with_decode_policy(policy);
-    let codec = Codec::with_options(Arc::new(args.keys.open()?), options);
+    let codec = open(&args.keys, &args.allow)?;
     let store = args.storage.store();
     let runtime = match &store {
         Some(_) => Some(
@@ -73,7 +78,7 @@ pub fn run(args: CodecArgs, direction: Direction) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn run_batch(
+pub(crate) fn run_batch(
     codec: &Codec,
     input: &[u8],
     direction: Direction,
