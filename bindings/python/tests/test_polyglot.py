@@ -8,6 +8,7 @@ then `promote`) mid-run reaches every worker without a restart. The server store
 
 import asyncio
 import base64
+import json
 import os
 import queue
 import re
@@ -236,6 +237,17 @@ def check_history(dev_server, workflow_id, result, codec_url):
         "screen_customer": ("Encoded failure", ["k1"]),  # TypeScript
         "OnboardingActivities::verify_identity": ("Encoded failure", ["k1"]),  # Rust
     }, failures
+
+    # `tcodec history check`, with no key, finds the same: every payload of three languages
+    # sealed, under k1 and k2, and both failures encoded.
+    check = subprocess.run([str(TCODEC), "history", "check", "--json"], input=json.dumps(raw),
+                           capture_output=True, text=True)
+    assert check.returncode == 0, check.stdout + check.stderr
+    report = json.loads(check.stdout)
+    assert report["sealed"] and not report["plaintext"], report
+    assert set(report["sealed_by_format_and_key"]) == {"binary/tcodec"}, report
+    assert set(report["sealed_by_format_and_key"]["binary/tcodec"]) == {"k1", "k2"}, report
+    assert report["failures_encoded"] >= 2, report
 
     # Through the codec server, the CLI shows every payload and failure in plaintext.
     decoded = show(dev_server, workflow_id, codec_endpoint=codec_url)
