@@ -404,16 +404,22 @@ fn message_of(reference: &Value) -> Value {
     serde_json::from_slice(&unb64(reference["data"].as_str().unwrap())).unwrap()
 }
 
-#[test]
-fn tcodec_encode_stores_in_the_bucket_and_tcodec_decode_fetches_from_it_only() {
+/// moto with the bucket, and `tcodec` with a keyring for namespace payments
+/// and moto's endpoint and AWS credentials in its environment.
+fn cli_with_bucket() -> (Moto, tempfile::TempDir, Tcodec) {
     let moto = Moto::start();
     moto.boto3(&format!("s3.create_bucket(Bucket='{BUCKET}')"));
     let dir = tempfile::tempdir().unwrap();
     let mut t = Tcodec::new(dir.path());
     t.master_key = Some(MASTER_KEY.into());
     t.ok(&["keys", "init", "--name", "payments", "--kek", "local"]);
-    // AWS credentials for moto (and its endpoint) in the environment.
     t.kms_endpoint = Some(moto.endpoint.clone());
+    (moto, dir, t)
+}
+
+#[test]
+fn tcodec_encode_stores_in_the_bucket_and_tcodec_decode_fetches_from_it_only() {
+    let (moto, _dir, t) = cli_with_bucket();
     let storage = [
         "--storage-bucket",
         BUCKET,
@@ -473,13 +479,7 @@ fn tcodec_encode_stores_in_the_bucket_and_tcodec_decode_fetches_from_it_only() {
 /// and checks what the objects hold; `tcodec history decode` decodes them.
 #[test]
 fn tcodec_history_checks_and_decodes_what_references_point_to() {
-    let moto = Moto::start();
-    moto.boto3(&format!("s3.create_bucket(Bucket='{BUCKET}')"));
-    let dir = tempfile::tempdir().unwrap();
-    let mut t = Tcodec::new(dir.path());
-    t.master_key = Some(MASTER_KEY.into());
-    t.ok(&["keys", "init", "--name", "payments", "--kek", "local"]);
-    t.kms_endpoint = Some(moto.endpoint.clone());
+    let (moto, dir, t) = cli_with_bucket();
     let storage = [
         "--storage-bucket",
         BUCKET,

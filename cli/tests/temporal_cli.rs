@@ -248,9 +248,7 @@ fn tcodec_history_check_names_every_plaintext_payload_and_decode_reads_the_rest(
     };
 
     // Sealed through tcodec: input, memo and a signal.
-    temporal.cli_ok(&strs(&with_codec(start("sealed"))));
-    let signal = json!(ADDRESS).to_string();
-    temporal.cli_ok(&strs(&with_codec(
+    let signal = |input: &str| {
         [
             "workflow",
             "signal",
@@ -259,11 +257,13 @@ fn tcodec_history_check_names_every_plaintext_payload_and_decode_reads_the_rest(
             "--name",
             "address",
             "--input",
-            &signal,
+            input,
         ]
         .map(String::from)
-        .to_vec(),
-    )));
+        .to_vec()
+    };
+    temporal.cli_ok(&strs(&with_codec(start("sealed"))));
+    temporal.cli_ok(&strs(&with_codec(signal(&json!(ADDRESS).to_string()))));
     let raw = show("sealed");
     let (code, report) = check(&raw);
     assert_eq!(code, Some(0), "{report}");
@@ -280,16 +280,15 @@ fn tcodec_history_check_names_every_plaintext_payload_and_decode_reads_the_rest(
     for secret in [CARD, "Ada Lovelace", ADDRESS, NOTE] {
         assert!(holds(&decoded, secret), "{secret:?} not in:\n{decoded}");
     }
-    let through_server = temporal.cli_ok(&[
+    let show_args = [
         "workflow",
         "show",
         "--workflow-id",
         "sealed",
         "--output",
         "json",
-        "--codec-endpoint",
-        &endpoint,
-    ]);
+    ];
+    let through_server = temporal.cli_ok(&strs(&with_codec(show_args.map(String::from).to_vec())));
     let payloads = |doc: &str| {
         readable_strings(doc)
             .into_iter()
@@ -299,16 +298,7 @@ fn tcodec_history_check_names_every_plaintext_payload_and_decode_reads_the_rest(
     assert_eq!(payloads(&decoded), payloads(&through_server));
 
     // Someone with the server's API signals in plaintext, past the codec.
-    temporal.cli_ok(&[
-        "workflow",
-        "signal",
-        "--workflow-id",
-        "sealed",
-        "--name",
-        "address",
-        "--input",
-        "\"1 Attacker Street\"",
-    ]);
+    temporal.cli_ok(&strs(&signal("\"1 Attacker Street\"")));
     let (code, report) = check(&show("sealed"));
     assert_eq!(code, Some(1), "{report}");
     let signaled: Vec<&str> = report

@@ -20,18 +20,34 @@ pub(crate) fn open(keys: &KeyringOpts, allow: &[String]) -> anyhow::Result<Codec
     Ok(Codec::with_options(Arc::new(keys.open()?), options))
 }
 
+/// All of `file`, or of standard input without one.
+pub(crate) fn read_all(file: Option<&std::path::Path>) -> anyhow::Result<Vec<u8>> {
+    match file {
+        Some(file) => {
+            std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))
+        }
+        None => {
+            let mut input = Vec::new();
+            std::io::stdin()
+                .read_to_end(&mut input)
+                .context("cannot read standard input")?;
+            Ok(input)
+        }
+    }
+}
+
+/// The runtime External Storage's requests run on.
+pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}
+
 pub fn run(args: CodecArgs, direction: Direction) -> anyhow::Result<()> {
     let codec = open(&args.keys, &args.allow)?;
     let store = args.storage.store();
-    let runtime = match &store {
-        Some(_) => Some(
-            tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .context("cannot start the async runtime")?,
-        ),
-        None => None,
-    };
+    let runtime = store.as_ref().map(|_| runtime()).transpose()?;
     let storage = runtime.as_ref().zip(store.as_ref());
 
     let mut stdout = std::io::stdout().lock();
@@ -60,18 +76,7 @@ pub fn run(args: CodecArgs, direction: Direction) -> anyhow::Result<()> {
         }
         return Ok(());
     }
-    let mut input = Vec::new();
-    match &args.input {
-        Some(file) => {
-            input =
-                std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?
-        }
-        None => {
-            std::io::stdin()
-                .read_to_end(&mut input)
-                .context("cannot read standard input")?;
-        }
-    }
+    let input = read_all(args.input.as_deref())?;
     let response = run_batch(&codec, &input, direction, storage)?;
     stdout.write_all(&response)?;
     writeln!(stdout)?;

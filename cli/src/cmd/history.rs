@@ -12,7 +12,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::path::Path;
 use std::process::ExitCode;
 
@@ -54,18 +54,7 @@ pub fn run(command: HistoryCommand) -> ExitCode {
 }
 
 fn read_input(file: Option<&Path>) -> anyhow::Result<Value> {
-    let mut input = Vec::new();
-    match file {
-        Some(file) => {
-            input =
-                std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?
-        }
-        None => {
-            std::io::stdin()
-                .read_to_end(&mut input)
-                .context("cannot read standard input")?;
-        }
-    }
+    let input = super::codec::read_all(file)?;
     // serde's messages for a value of the wrong type quote it; a syntax error
     // names only where it is.
     serde_json::from_slice(&input).map_err(|e| {
@@ -505,10 +494,7 @@ fn fetch_and_tally(
     references: Vec<(Place, Reference)>,
     report: &mut Report,
 ) -> anyhow::Result<()> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
+    let runtime = super::codec::runtime()?;
     let mut permitted = Vec::new();
     for (index, (place, reference)) in references.into_iter().enumerate() {
         match store.permit(index, &reference) {
@@ -635,15 +621,10 @@ fn decode(args: &HistoryDecodeArgs) -> anyhow::Result<()> {
     }
     let codec = super::codec::open(&args.keys, &args.allow)?;
     let store = args.storage.store();
-    let runtime = match &store {
-        Some(_) => Some(
-            tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .context("cannot start the async runtime")?,
-        ),
-        None => None,
-    };
+    let runtime = store
+        .as_ref()
+        .map(|_| super::codec::runtime())
+        .transpose()?;
     let body = serde_json::to_vec(&json!({ "payloads": payloads }))?;
     let answer = super::codec::run_batch(
         &codec,
