@@ -417,19 +417,24 @@ fn cli_with_bucket() -> (Moto, tempfile::TempDir, Tcodec) {
     (moto, dir, t)
 }
 
-#[test]
-fn tcodec_encode_stores_in_the_bucket_and_tcodec_decode_fetches_from_it_only() {
-    let (moto, _dir, t) = cli_with_bucket();
-    let storage = [
+/// The CLI's options for that bucket at `endpoint`, storing from 1 KiB.
+fn storage_args(endpoint: &str) -> [&str; 8] {
+    [
         "--storage-bucket",
         BUCKET,
         "--storage-endpoint",
-        &moto.endpoint,
+        endpoint,
         "--namespace",
         "payments",
         "--storage-threshold",
         "1024",
-    ];
+    ]
+}
+
+#[test]
+fn tcodec_encode_stores_in_the_bucket_and_tcodec_decode_fetches_from_it_only() {
+    let (moto, _dir, t) = cli_with_bucket();
+    let storage = storage_args(&moto.endpoint);
     let with = |command: &'static str| [&[command][..], &storage[..]].concat();
     let document = big_document(64 << 10);
     let batch = json!({"payloads": [plain(&document), plain("\"small\"")]}).to_string();
@@ -480,16 +485,7 @@ fn tcodec_encode_stores_in_the_bucket_and_tcodec_decode_fetches_from_it_only() {
 #[test]
 fn tcodec_history_checks_and_decodes_what_references_point_to() {
     let (moto, dir, t) = cli_with_bucket();
-    let storage = [
-        "--storage-bucket",
-        BUCKET,
-        "--storage-endpoint",
-        &moto.endpoint,
-        "--namespace",
-        "payments",
-        "--storage-threshold",
-        "1024",
-    ];
+    let storage = storage_args(&moto.endpoint);
     let document = big_document(64 << 10);
     let batch = json!({"payloads": [plain(&document), plain("\"small\"")]}).to_string();
     let mut args = vec!["encode"];
