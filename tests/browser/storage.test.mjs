@@ -169,6 +169,16 @@ print(json.dumps(out))`));
   const keys = new Set(references.map((r) => JSON.parse(text(r.data)).claimData.key));
   assert.deepEqual(objects.map((o) => o.key).sort(), [...keys].sort());
   assert.ok(objects.every((o) => o.tcodec && !o.plain), JSON.stringify(objects));
+
+  // `tcodec history check`, with no key, follows every reference into the bucket
+  // (TCODEC_STORAGE_*) and finds each object sealed; it exits non-zero otherwise.
+  const check = JSON.parse(String(execFileSync(bin('tcodec'), ['history', 'check', '--json'], {
+    input: JSON.stringify(raw), env: { ...process.env, ...tcodecEnv() }, maxBuffer: 256 << 20,
+  })));
+  assert.ok(check.sealed, JSON.stringify(check));
+  assert.equal(check.stored, references.length);
+  assert.equal(check.stored_checked, references.length);
+  assert.deepEqual(Object.keys(check.sealed_by_format_and_key), ['binary/tcodec']);
 });
 
 test('the temporal CLI shows the stored input decoded through the codec server', () => {

@@ -561,7 +561,7 @@ fn write_report(out: &mut impl Write, report: &Report, ok: bool) -> std::io::Res
         writeln!(
             out,
             "sealed: all {sealed} payloads the server holds are ciphertext, and every failure \
-             message is encoded or the server's own"
+             message is encoded or Temporal's own"
         )?;
     } else {
         writeln!(
