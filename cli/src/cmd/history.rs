@@ -392,18 +392,18 @@ struct Report {
     unchecked: Vec<(Place, String)>,
 }
 
-fn check(args: &HistoryCheckArgs) -> anyhow::Result<u8> {
-    let history = read_input(args.input.as_deref())?;
-    let found = walk(&history);
+/// What `history` holds, and the External Storage references in it (not
+/// followed yet).
+fn audit(history: &Value) -> (Report, Vec<(Place, Reference)>) {
     let mut report = Report::default();
     let mut references = Vec::new();
-    for (place, item) in &found {
+    for (place, item) in walk(history) {
         match item {
             Found::SearchAttribute => report.search_attributes.push(place.to_string()),
             Found::Shorthand => {
                 report.payloads += 1;
                 report.plaintext.push((
-                    place.clone(),
+                    place,
                     "a value printed as JSON: a json/plain payload (the temporal CLI shows those \
                      in shorthand)"
                         .to_owned(),
@@ -415,7 +415,7 @@ fn check(args: &HistoryCheckArgs) -> anyhow::Result<u8> {
                     report.failures_encoded += 1;
                 }
                 match failure_problem(failure) {
-                    Some(problem) => report.plaintext.push((place.clone(), problem)),
+                    Some(problem) => report.plaintext.push((place, problem)),
                     None if !failure.contains_key("encodedAttributes") => {
                         report.failures_by_temporal += 1
                     }
@@ -424,19 +424,19 @@ fn check(args: &HistoryCheckArgs) -> anyhow::Result<u8> {
             }
             Found::Payload(map) => {
                 report.payloads += 1;
-                let payload = match parse_payload(map) {
-                    Ok(p) => p,
-                    Err(e) => {
-                        report
-                            .plaintext
-                            .push((place.clone(), format!("unreadable: {e}")));
-                        continue;
-                    }
-                };
-                tally(&mut report, place, &payload, &mut references);
+                match parse_payload(map) {
+                    Ok(payload) => tally(&mut report, &place, &payload, &mut references),
+                    Err(e) => report.plaintext.push((place, format!("unreadable: {e}"))),
+                }
             }
         }
     }
+    (report, references)
+}
+
+fn check(args: &HistoryCheckArgs) -> anyhow::Result<u8> {
+    let history = read_input(args.input.as_deref())?;
+    let (mut report, references) = audit(&history);
     report.stored = references.len();
     if !references.is_empty() {
         match args.storage.store() {
@@ -724,29 +724,7 @@ mod tests {
     }
 
     fn report_of(history: &Value) -> Report {
-        let mut report = Report::default();
-        let mut references = Vec::new();
-        for (place, item) in walk(history) {
-            match item {
-                Found::Payload(map) => {
-                    report.payloads += 1;
-                    tally(
-                        &mut report,
-                        &place,
-                        &parse_payload(map).unwrap(),
-                        &mut references,
-                    );
-                }
-                Found::Shorthand => report.plaintext.push((place, "shorthand".into())),
-                Found::SearchAttribute => report.search_attributes.push(place.to_string()),
-                Found::Failure(f) => {
-                    if let Some(p) = failure_problem(f) {
-                        report.plaintext.push((place, p));
-                    }
-                }
-            }
-        }
-        report
+        audit(history).0
     }
 
     fn history(events: Vec<Value>) -> Value {
@@ -786,6 +764,16 @@ mod tests {
         assert_eq!(report.payloads, 5);
         assert_eq!(report.sealed["binary/tcodec"]["k1"], 2);
         assert_eq!(report.sealed["binary/tcodec"]["k2"], 3);
+        // The activity's failure and the wrapper's cause are encoded; the
+        // wrapper and the timeout are Temporal's own.
+        assert_eq!(
+            (
+                report.failures,
+                report.failures_encoded,
+                report.failures_by_temporal
+            ),
+            (4, 2, 2)
+        );
         assert_eq!(
             report.search_attributes,
             [
@@ -825,7 +813,7 @@ mod tests {
             found,
             [
                 "event 1 (WORKFLOW_EXECUTION_STARTED) workflowExecutionStartedEventAttributes.input.payloads[1]: json/plain, not sealed",
-                "event 1 (WORKFLOW_EXECUTION_STARTED) workflowExecutionStartedEventAttributes.memo.fields.note: shorthand",
+                "event 1 (WORKFLOW_EXECUTION_STARTED) workflowExecutionStartedEventAttributes.memo.fields.note: a value printed as JSON: a json/plain payload (the temporal CLI shows those in shorthand)",
                 "event 9 (WORKFLOW_EXECUTION_FAILED) workflowExecutionFailedEventAttributes.failure: a failure message in plaintext (an application failure of type \"Declined\", no encoded attributes)",
                 "event 9 (WORKFLOW_EXECUTION_FAILED) workflowExecutionFailedEventAttributes.failure.cause: a failure stack trace in plaintext (beside its encoded attributes)",
                 "event 10 (WORKFLOW_EXECUTION_SIGNALED) workflowExecutionSignaledEventAttributes.input.payloads[0]: binary/tcodec whose data is not sealed: format version 110 is not supported (this build reads version 1)",
