@@ -54,7 +54,7 @@ pub enum HistoryCommand {
     Check(HistoryCheckArgs),
     /// Decode every payload of a history (and restore encoded failure
     /// messages); write the history back as JSON, otherwise unchanged.
-    Decode(HistoryDecodeArgs),
+    Decode(CodecInput),
 }
 
 /// `tcodec history check`.
@@ -75,27 +75,10 @@ pub struct HistoryCheckArgs {
     pub storage: StorageOpts,
 }
 
-/// `tcodec history decode`.
+/// What `tcodec encode`, `decode` and `history decode` read, and with which
+/// keys.
 #[derive(Debug, Args)]
-pub struct HistoryDecodeArgs {
-    /// Where the keys come from.
-    #[command(flatten)]
-    pub keys: KeyringOpts,
-    /// Read the history from this file instead of standard input.
-    #[arg(long)]
-    pub input: Option<PathBuf>,
-    /// Also decode this legacy format: `binary/encrypted` or `binary/zlib`.
-    #[arg(long = "allow", value_name = "ENCODING", value_parser = ["binary/encrypted", "binary/zlib"])]
-    pub allow: Vec<String>,
-    /// External Storage (S3): references are fetched from this bucket and
-    /// prefix only, and decoded.
-    #[command(flatten)]
-    pub storage: StorageOpts,
-}
-
-/// `tcodec encode` and `tcodec decode`.
-#[derive(Debug, Args)]
-pub struct CodecArgs {
+pub struct CodecInput {
     /// Where the keys come from.
     #[command(flatten)]
     pub keys: KeyringOpts,
@@ -107,14 +90,22 @@ pub struct CodecArgs {
     /// are written back as they are.
     #[arg(long = "allow", value_name = "ENCODING", value_parser = ["binary/encrypted", "binary/zlib"])]
     pub allow: Vec<String>,
+    /// External Storage (S3), as workers configure it.
+    #[command(flatten)]
+    pub storage: StorageOpts,
+}
+
+/// `tcodec encode` and `tcodec decode`.
+#[derive(Debug, Args)]
+pub struct CodecArgs {
+    /// The keys, the input, the legacy formats, the storage.
+    #[command(flatten)]
+    pub codec: CodecInput,
     /// Treat each input line as its own `{"payloads": [...]}` batch and answer
     /// each with one line, `{"error": "..."}` for a batch that fails, keeping
     /// the keyring (and its unwrapped keys) between batches.
     #[arg(long)]
     pub lines: bool,
-    /// External Storage (S3), as workers configure it.
-    #[command(flatten)]
-    pub storage: StorageOpts,
 }
 
 /// External Storage for `tcodec encode` and `tcodec decode`: with a bucket,

@@ -462,6 +462,24 @@ fn tcodec_encode_stores_in_the_bucket_and_tcodec_decode_fetches_from_it_only() {
         unb64(decoded["payloads"][0]["data"].as_str().unwrap()),
         document.as_bytes()
     );
+    // A reference named three times: one request to S3, three payloads.
+    moto.start_recording();
+    let thrice = json!({"payloads": vec![reference.clone(); 3]}).to_string();
+    let decoded: Value = serde_json::from_str(&t.ok_with(&with("decode"), &thrice)).unwrap();
+    assert_eq!(decoded["payloads"].as_array().unwrap().len(), 3);
+    for payload in decoded["payloads"].as_array().unwrap() {
+        assert_eq!(
+            unb64(payload["data"].as_str().unwrap()),
+            document.as_bytes()
+        );
+    }
+    let hash = key.rsplit('/').next().unwrap();
+    let gets: Vec<String> = moto
+        .recorded()
+        .into_iter()
+        .filter(|r| r.contains(hash))
+        .collect();
+    assert_eq!(gets.len(), 1, "{gets:?}");
     // Without storage, references are written back as they are.
     let kept: Value = serde_json::from_str(&t.ok_with(&["decode"], &encoded.to_string())).unwrap();
     assert_eq!(&kept["payloads"][0], reference);

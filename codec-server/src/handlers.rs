@@ -1,7 +1,6 @@
 //! The endpoints: `POST …/encode` and `POST …/decode` under any path prefix,
 //! `/healthz`, `/readyz`, `/metrics`; and the one error answer they all use.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -12,8 +11,6 @@ use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use futures::stream::{self, StreamExt, TryStreamExt};
 use serde_json::json;
-use tcodec::Payload;
-use tcodec::storage::s3::S3Store;
 use tcodec::storage::{S3Location, StorageConfig, StorageError};
 use tcodec::{CodecError, display_chain as chain};
 use tcodec_json::{
@@ -148,6 +145,14 @@ fn storage_error(e: &StorageError) -> AppError {
             (StatusCode::SERVICE_UNAVAILABLE, "storage_unavailable")
         }
         StorageError::Failed { .. } => (StatusCode::BAD_GATEWAY, "storage_failed"),
+        StorageError::OverBudget { .. } => {
+            let message = format!("{e} (limits.max_decoded_bytes)");
+            return AppError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "stored_payloads_too_large",
+                message,
+            );
+        }
         _ => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
     };
     AppError::new(status, code, e.to_string())
@@ -521,7 +526,7 @@ async fn answer(
 }
 
 /// External Storage requests run at once for one request, at most.
-const STORAGE_CONCURRENCY: usize = 4;
+const STORAGE_CONCURRENCY: usize = tcodec::storage::s3::FETCH_CONCURRENCY;
 
 /// References one request may ask to fetch.
 pub const MAX_REFERENCES: usize = 100;
@@ -584,111 +589,20 @@ async fn storage_step(
     let Some(store) = &ns.storage else {
         return Err(failed(StorageError::NotConfigured { index: found[0].0 }));
     };
-    let locations = found
-        .iter()
-        .map(|(index, reference)| store.permit(*index, reference).map(|l| (*index, l)))
-        .collect::<Result<Vec<_>, _>>()
+    let locations = store
+        .permit_all(found.iter().map(|(index, reference)| (*index, reference)))
         .map_err(failed)?;
-    // One fetch per object however often the request names it, and no more
-    // bytes fetched, nor decoded over all its references, than one request
-    // may decode.
+    // No more bytes fetched, nor decoded over all its references, than one
+    // request may decode.
     let budget = state.limits.max_decoded_bytes();
-    let over_budget = |index: usize| {
-        state.metrics.failure("stored_payloads_too_large");
-        AppError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "stored_payloads_too_large",
-            format!(
-                "payload {index}: the stored payloads of this request exceed {budget} bytes (limits.max_decoded_bytes)"
-            ),
-        )
-    };
-    let mut uses: BTreeMap<&S3Location, (usize, usize)> = BTreeMap::new();
-    for (index, location) in &locations {
-        uses.entry(location).or_insert((*index, 0)).1 += 1;
-    }
-    let distinct: Vec<(S3Location, usize)> = uses
-        .iter()
-        .map(|(location, (index, _))| ((*location).clone(), *index))
-        .collect();
-    let fetched_bytes = std::sync::atomic::AtomicUsize::new(0);
-    let mut objects = stream::iter(distinct)
-        .map(|(location, index)| {
-            fetch_within(state, store, asked, index, location, &fetched_bytes, budget)
+    let fetched = store
+        .fetch_each(&locations, budget, |location, took, outcome| {
+            let outcome = outcome.map_err(storage_error);
+            storage_audit(state, asked, "fetch", location, took, &outcome);
         })
-        .buffered(STORAGE_CONCURRENCY)
-        .try_collect::<BTreeMap<S3Location, (Payload, usize)>>()
         .await
-        .map_err(|e| match e {
-            Fetch::Failed(e) => failed(e),
-            Fetch::OverBudget(index) => over_budget(index),
-        })?;
-    let mut fetched = BTreeMap::new();
-    let mut decoded = 0usize;
-    for (index, location) in &locations {
-        let Some((payload, size)) = objects.get(location) else {
-            continue;
-        };
-        decoded += size;
-        if decoded > budget {
-            return Err(over_budget(*index));
-        }
-        // The last use takes the payload, so a single use decrypts in place.
-        let left = uses.get_mut(location).map(|u| {
-            u.1 -= 1;
-            u.1
-        });
-        let payload = match left {
-            Some(0) => objects.remove(location).map(|(p, _)| p),
-            _ => Some(payload.clone()),
-        };
-        fetched.extend(payload.map(|p| (*index, p)));
-    }
+        .map_err(failed)?;
     Ok((References::Fetched(fetched), None))
-}
-
-/// Why a fetch within a request's budget failed.
-enum Fetch {
-    Failed(StorageError),
-    /// The payload at this index took the request over its budget.
-    OverBudget(usize),
-}
-
-/// [`fetch_one`], counting the object's bytes against the request's budget.
-async fn fetch_within(
-    state: &AppState,
-    store: &S3Store,
-    asked: &Asked<'_>,
-    index: usize,
-    location: S3Location,
-    fetched_bytes: &std::sync::atomic::AtomicUsize,
-    budget: usize,
-) -> Result<(S3Location, (Payload, usize)), Fetch> {
-    let (payload, size) = fetch_one(state, store, asked, index, &location)
-        .await
-        .map_err(Fetch::Failed)?;
-    let before = fetched_bytes.fetch_add(size, std::sync::atomic::Ordering::Relaxed);
-    if before + size > budget {
-        return Err(Fetch::OverBudget(index));
-    }
-    Ok((location, (payload, size)))
-}
-
-/// Fetches one stored payload, with its metrics and audit line: the payload
-/// and the object's size.
-async fn fetch_one(
-    state: &AppState,
-    store: &S3Store,
-    asked: &Asked<'_>,
-    index: usize,
-    location: &S3Location,
-) -> Result<(Payload, usize), StorageError> {
-    let started = Instant::now();
-    let result = store.fetch(index, location).await;
-    let bytes = result.as_ref().map(|(_, n)| *n).unwrap_or(0);
-    let outcome = result.as_ref().map(|_| ()).map_err(storage_error);
-    storage_audit(state, asked, "fetch", location, bytes, started, &outcome);
-    result
 }
 
 /// Stores what `/encode` replaced by references, all before the answer
@@ -709,17 +623,11 @@ async fn store_all(
             let result = store
                 .put(item.index, &item.location, item.object.into())
                 .await
+                .map(|()| bytes)
                 .map_err(|e| storage_error(&e));
-            storage_audit(
-                state,
-                asked,
-                "store",
-                &item.location,
-                bytes,
-                started,
-                &result,
-            );
-            result
+            let took = started.elapsed();
+            storage_audit(state, asked, "store", &item.location, took, &result);
+            result.map(drop)
         })
         .buffer_unordered(STORAGE_CONCURRENCY)
         .try_collect::<()>()
@@ -733,16 +641,16 @@ fn storage_audit(
     asked: &Asked<'_>,
     operation: &'static str,
     location: &S3Location,
-    bytes: usize,
-    started: Instant,
-    outcome: &Result<(), AppError>,
+    took: Duration,
+    outcome: &Result<usize, AppError>,
 ) {
-    let latency_ms = started.elapsed().as_secs_f64() * 1e3;
+    let latency_ms = took.as_secs_f64() * 1e3;
     let (user, auth) = (Escaped(&asked.who.user), asked.who.method.as_str());
     let (namespace, endpoint) = (Escaped(asked.namespace), asked.endpoint.as_str());
     let (bucket, key) = (Escaped(&location.bucket), Escaped(&location.key));
     match outcome {
-        Ok(()) => {
+        Ok(bytes) => {
+            let bytes = *bytes;
             state.metrics.storage(operation, "ok", bytes);
             tracing::info!(
                 target: "tcodec::audit",

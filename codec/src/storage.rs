@@ -108,6 +108,15 @@ pub enum StorageError {
         /// The limit.
         limit: usize,
     },
+    /// The objects one call would fetch, or the payloads they hold counted
+    /// once for each reference naming them, exceed what it may read.
+    #[error("payload {index}: the stored payloads named here exceed {budget} bytes in all")]
+    OverBudget {
+        /// Index of the payload that went over.
+        index: usize,
+        /// The bytes allowed.
+        budget: usize,
+    },
     /// The store could not be reached or did not answer in time.
     #[error("payload {index}: storage unavailable: {reason}")]
     Unavailable {
@@ -136,6 +145,7 @@ impl StorageError {
             | Self::Missing { index, .. }
             | Self::Tampered { index, .. }
             | Self::TooLarge { index, .. }
+            | Self::OverBudget { index, .. }
             | Self::Unavailable { index, .. }
             | Self::Failed { index, .. } => *index,
         }

@@ -44,14 +44,17 @@ pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .context("cannot start the async runtime")
 }
 
-pub fn run(args: CodecArgs, direction: Direction) -> anyhow::Result<()> {
+pub fn run(
+    CodecArgs { codec: args, lines }: CodecArgs,
+    direction: Direction,
+) -> anyhow::Result<()> {
     let codec = open(&args.keys, &args.allow)?;
     let store = args.storage.store();
     let runtime = store.as_ref().map(|_| runtime()).transpose()?;
     let storage = runtime.as_ref().zip(store.as_ref());
 
     let mut stdout = std::io::stdout().lock();
-    if args.lines {
+    if lines {
         let reader: Box<dyn BufRead> = match &args.input {
             Some(file) => Box::new(std::io::BufReader::new(
                 std::fs::File::open(file)
@@ -102,17 +105,11 @@ pub(crate) fn run_batch(
     match direction {
         Direction::Decode => {
             // Every reference is checked against the bucket and prefix before
-            // the first request.
+            // the first request; each object is fetched once.
             let (_, found) = references(input, usize::MAX).map_err(json_error)?;
-            let locations = found
-                .iter()
-                .map(|(index, r)| store.permit(*index, r).map(|l| (*index, l)))
-                .collect::<Result<Vec<_>, _>>()?;
-            let mut fetched = std::collections::BTreeMap::new();
-            for (index, location) in locations {
-                let (payload, _) = runtime.block_on(store.fetch(index, &location))?;
-                fetched.insert(index, payload);
-            }
+            let locations = store.permit_all(found.iter().map(|(i, r)| (*i, r)))?;
+            let fetched =
+                runtime.block_on(store.fetch_each(&locations, usize::MAX, |_, _, _| {}))?;
             let storage = Storage {
                 references: References::Fetched(fetched),
                 store: None,

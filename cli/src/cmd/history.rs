@@ -25,7 +25,7 @@ use tcodec::storage::{Reference, is_reference};
 use tcodec::wire::{ENCODING, HeaderView, METADATA_KEY_ID};
 use tcodec_json::Direction;
 
-use crate::cli::{HistoryCheckArgs, HistoryCommand, HistoryDecodeArgs};
+use crate::cli::{CodecInput, HistoryCheckArgs, HistoryCommand};
 
 /// The message a failure carries when an SDK's failure converter has moved
 /// its message and stack trace into `encodedAttributes`.
@@ -495,20 +495,30 @@ fn fetch_and_tally(
     report: &mut Report,
 ) -> anyhow::Result<()> {
     let runtime = super::codec::runtime()?;
-    let mut permitted = Vec::new();
+    let (mut places, mut locations) = (BTreeMap::new(), Vec::new());
     for (index, (place, reference)) in references.into_iter().enumerate() {
         match store.permit(index, &reference) {
-            Ok(location) => permitted.push((index, place, location)),
+            Ok(location) => {
+                places.insert(index, place);
+                locations.push((index, location));
+            }
             Err(e) => report.unchecked.push((
                 place,
                 format!("an External Storage reference not followed: {e}"),
             )),
         }
     }
-    for (index, place, location) in permitted {
-        let (payload, _) = runtime
-            .block_on(store.fetch(index, &location))
-            .with_context(|| format!("{place}: cannot fetch the stored payload"))?;
+    let mut fetched = runtime
+        .block_on(store.fetch_each(&locations, usize::MAX, |_, _, _| {}))
+        .map_err(|e| {
+            let place = places.get(&e.index()).map(ToString::to_string);
+            let place = place.unwrap_or_default();
+            anyhow::Error::new(e).context(format!("{place}: cannot fetch the stored payload"))
+        })?;
+    for (index, place) in places {
+        let Some(payload) = fetched.remove(&index) else {
+            continue;
+        };
         report.stored_checked += 1;
         let mut nested = Vec::new();
         let stored_place = Place {
@@ -603,7 +613,7 @@ fn report_json(report: &Report, ok: bool) -> Value {
     })
 }
 
-fn decode(args: &HistoryDecodeArgs) -> anyhow::Result<()> {
+fn decode(args: &CodecInput) -> anyhow::Result<()> {
     let mut history = read_input(args.input.as_deref())?;
     let found = walk(&history);
     let mut places = Vec::new();

@@ -2,16 +2,22 @@
 //! what a reference names, once the configuration permits it, and store
 //! sealed payloads under keys their SHA-256 derives.
 
-use std::time::Duration;
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
 use aws_sdk_s3::Client;
 use aws_sdk_s3::config::http::HttpResponse;
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::ByteStream;
 use bytes::Bytes;
+use futures::{StreamExt, TryStreamExt, stream};
 
 use super::{Reference, S3Location, StorageConfig, StorageError, open_hashed};
 use crate::payload::Payload;
+
+/// Objects [`S3Store::fetch_each`] fetches at once.
+pub const FETCH_CONCURRENCY: usize = 4;
 
 /// How to reach the store. Credentials come from the AWS default chain
 /// (environment, profile, SSO, instance or task role).
@@ -67,6 +73,85 @@ impl S3Store {
     /// it; no request is made.
     pub fn permit(&self, index: usize, reference: &Reference) -> Result<S3Location, StorageError> {
         self.config.permit(index, reference)
+    }
+
+    /// Where each reference points, every one checked against the
+    /// configuration before any request is made; the first refused is the
+    /// error.
+    pub fn permit_all<'a>(
+        &self,
+        references: impl IntoIterator<Item = (usize, &'a Reference)>,
+    ) -> Result<Vec<(usize, S3Location)>, StorageError> {
+        references
+            .into_iter()
+            .map(|(index, reference)| Ok((index, self.permit(index, reference)?)))
+            .collect()
+    }
+
+    /// Fetches the payloads `locations` name (each from [`permit`](Self::permit)),
+    /// by payload index: each distinct object once however many references
+    /// name it, [`FETCH_CONCURRENCY`] at a time, and no more than `budget`
+    /// bytes fetched, nor in all the payloads returned (counted once for each
+    /// reference). `observe` sees each fetch as it ends: where, how long, and
+    /// the object's size or the error. The first error ends the call.
+    pub async fn fetch_each(
+        &self,
+        locations: &[(usize, S3Location)],
+        budget: usize,
+        observe: impl Fn(&S3Location, Duration, Result<usize, &StorageError>),
+    ) -> Result<BTreeMap<usize, Payload>, StorageError> {
+        // Each object's first index (errors name it) and how many name it.
+        let mut uses: BTreeMap<&S3Location, (usize, usize)> = BTreeMap::new();
+        for (index, location) in locations {
+            uses.entry(location).or_insert((*index, 0)).1 += 1;
+        }
+        // Owned, so the futures below borrow nothing of their argument.
+        let distinct: Vec<(S3Location, usize)> =
+            uses.iter().map(|(l, (i, _))| ((*l).clone(), *i)).collect();
+        let (fetched_bytes, observe) = (&AtomicUsize::new(0), &observe);
+        let mut objects: BTreeMap<S3Location, (Payload, usize)> = stream::iter(distinct)
+            .map(|(location, index)| async move {
+                let started = Instant::now();
+                let result = self.fetch(index, &location).await;
+                observe(
+                    &location,
+                    started.elapsed(),
+                    result.as_ref().map(|(_, n)| *n),
+                );
+                let (payload, size) = result?;
+                if fetched_bytes.fetch_add(size, Ordering::Relaxed) + size > budget {
+                    return Err(StorageError::OverBudget { index, budget });
+                }
+                Ok((location, (payload, size)))
+            })
+            .buffered(FETCH_CONCURRENCY)
+            .try_collect()
+            .await?;
+        let mut payloads = BTreeMap::new();
+        let mut decoded = 0usize;
+        for (index, location) in locations {
+            let Some((payload, size)) = objects.get(location) else {
+                continue;
+            };
+            decoded += size;
+            if decoded > budget {
+                return Err(StorageError::OverBudget {
+                    index: *index,
+                    budget,
+                });
+            }
+            // The last use takes the payload, so a single use is not copied.
+            let left = uses.get_mut(location).map(|u| {
+                u.1 -= 1;
+                u.1
+            });
+            let payload = match left {
+                Some(0) => objects.remove(location).map(|(p, _)| p),
+                _ => Some(payload.clone()),
+            };
+            payloads.extend(payload.map(|p| (*index, p)));
+        }
+        Ok(payloads)
     }
 
     /// Fetches the payload at `location` (permitted by [`permit`](Self::permit)),
