@@ -1,12 +1,14 @@
 'use strict';
 // @tcodec/temporal: tcodec for TypeScript Temporal workers. The codec, keyring and KEKs are
 // tcodec's Rust code (the Node-API module built from this directory's crate); this file gives
-// them the Temporal TypeScript SDK's shapes: a PayloadCodec, a DataConverter, and CodecError.
+// them the Temporal TypeScript SDK's shapes: a PayloadCodec, a DataConverter, an External
+// Storage driver for S3, and CodecError.
 
+const { ExternalStorage, StorageDriverClaim } = require('@temporalio/common');
 const { temporal } = require('@temporalio/proto');
 const native = require('./native.js');
 
-const { Payloads } = temporal.api.common.v1;
+const { Payload, Payloads } = temporal.api.common.v1;
 const ERROR_PREFIX = 'TCODEC_ERROR: ';
 
 /** A batch could not be encoded or decoded, or a keyring not opened. The message names the
@@ -156,14 +158,136 @@ class PayloadCodec {
   }
 }
 
+// The name (the routing key references carry) and type the official S3 drivers give
+// themselves: references this driver writes are read by theirs, and theirs by this one.
+const S3_DRIVER = 'aws.s3driver';
+
+// The SDK writes references with @temporalio/proto's message types through @temporalio/common's
+// protobufjs; where npm installed a copy of protobufjs for each, that fails on every store with
+// "type must be a Type". Said once, at configuration, with the fix.
+function checkOneProtobufjs() {
+  const { dirname } = require('node:path');
+  const { realpathSync } = require('node:fs');
+  const from = (pkg) => realpathSync(require.resolve('protobufjs', { paths: [dirname(require.resolve(`${pkg}/package.json`))] }));
+  const [common, proto] = [from('@temporalio/common'), from('@temporalio/proto')];
+  if (common !== proto) {
+    throw new CodecError(
+      `External Storage needs @temporalio/common and @temporalio/proto to share one protobufjs, and this install has two (${common}, ${proto}): the SDK could not write references. Add "protobufjs": "^8" to your package.json's dependencies and reinstall (npm ls protobufjs then shows one copy).`,
+    );
+  }
+}
+
+function serialized(payload) {
+  const bytes = Payload.encode(payload).finish();
+  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+}
+
+/** An External Storage driver (`StorageDriver` of `@temporalio/common`) for S3: the SDK hands it
+ * payloads already sealed by the codec; it stores each under `<prefix>d/sha256/<hex>` (the
+ * SHA-256 of the object, a conditional write: a retry stores nothing twice) and reads back only
+ * from its bucket and prefix, each object checked against its claim's SHA-256. tcodec's Rust S3
+ * code does the work, off the event loop; references are in the official S3 drivers' shape. */
+class S3StorageDriver {
+  #native;
+
+  /** `options`: bucket (required), namespace (default 'default': objects under
+   * `v0/ns/<namespace>/`, where the official drivers write), prefix (in place of the
+   * namespace's), endpoint, region, maxObjectBytes, timeoutMs. Credentials come from the AWS
+   * default chain. */
+  constructor(options) {
+    checkOneProtobufjs();
+    this.#native = call(() => new native.S3Store(options));
+    this.name = S3_DRIVER;
+    this.type = S3_DRIVER;
+  }
+
+  /** The driver the environment names, as the Rust worker reads it: TCODEC_STORAGE_BUCKET (none:
+   * returns null), TCODEC_STORAGE_PREFIX, TCODEC_STORAGE_ENDPOINT, TCODEC_STORAGE_REGION,
+   * TEMPORAL_NAMESPACE. */
+  static fromEnv() {
+    const env = (name) => process.env[name] || undefined;
+    const bucket = env('TCODEC_STORAGE_BUCKET');
+    if (!bucket) {
+      return null;
+    }
+    return new S3StorageDriver({
+      bucket,
+      namespace: env('TEMPORAL_NAMESPACE'),
+      prefix: env('TCODEC_STORAGE_PREFIX'),
+      endpoint: env('TCODEC_STORAGE_ENDPOINT'),
+      region: env('TCODEC_STORAGE_REGION'),
+    });
+  }
+
+  get bucket() {
+    return this.#native.bucket;
+  }
+
+  get prefix() {
+    return this.#native.prefix;
+  }
+
+  async store(_context, payloads) {
+    let claims;
+    try {
+      claims = await this.#native.store(payloads.map(serialized));
+    } catch (err) {
+      rethrow(err);
+    }
+    return claims.map((claim) => new StorageDriverClaim(claim));
+  }
+
+  async retrieve(_context, claims) {
+    let objects;
+    try {
+      objects = await this.#native.retrieve(claims.map((claim) => ({ ...claim.claimData })));
+    } catch (err) {
+      rethrow(err);
+    }
+    return objects.map((object) => Payload.decode(object));
+  }
+}
+
+/** The SDK's ExternalStorage over an S3StorageDriver, from the environment as the Rust worker
+ * reads it (TCODEC_STORAGE_BUCKET and the rest; TCODEC_STORAGE_THRESHOLD in bytes, default the
+ * SDK's 256 KiB); undefined without a bucket. */
+function externalStorageFromEnv() {
+  const driver = S3StorageDriver.fromEnv();
+  if (driver === null) {
+    return undefined;
+  }
+  const threshold = process.env.TCODEC_STORAGE_THRESHOLD;
+  if (threshold !== undefined && !/^[0-9]+$/.test(threshold)) {
+    throw new CodecError(`TCODEC_STORAGE_THRESHOLD must be a number of bytes, not "${threshold}"`);
+  }
+  return new ExternalStorage({
+    drivers: [driver],
+    payloadSizeThreshold: threshold === undefined ? undefined : Number(threshold),
+  });
+}
+
 /** The SDK's DataConverter with tcodec as its payload codec and failure messages and stack
  * traces moved into encoded (so sealed) attributes. For clients and workers alike (a worker
- * bundling workflows loads the failure converter by its path). */
-function dataConverter(codec) {
-  return {
+ * bundling workflows loads the failure converter by its path). `options.externalStorage`: the
+ * SDK's ExternalStorage (payloads over its threshold are stored after sealing), e.g.
+ * `externalStorageFromEnv()` or `new ExternalStorage({ drivers: [new S3StorageDriver(...)] })`. */
+function dataConverter(codec, options = {}) {
+  const converter = {
     payloadCodecs: [new PayloadCodec(codec)],
     failureConverterPath: require.resolve('./failure-converter.js'),
   };
+  if (options.externalStorage !== undefined) {
+    converter.externalStorage = options.externalStorage;
+  }
+  return converter;
 }
 
-module.exports = { Codec, CodecError, Keyring, PayloadCodec, dataConverter };
+module.exports = {
+  Codec,
+  CodecError,
+  Keyring,
+  PayloadCodec,
+  S3StorageDriver,
+  dataConverter,
+  externalStorageFromEnv,
+};

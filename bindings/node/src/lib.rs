@@ -6,14 +6,22 @@
 //! TypeScript SDK. A batch crosses the boundary once, as one serialized
 //! `temporal.api.common.v1.Payloads` message, and is parsed, encoded or
 //! decoded and serialized on libuv's thread pool, off the event loop.
+//!
+//! `S3Store` is the store behind the package's External Storage driver: the
+//! codec server's and the Rust worker's S3 code, objects keyed by their
+//! SHA-256, references in the official S3 driver's shape.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
 use napi::bindgen_prelude::{AsyncTask, Buffer};
 use napi::{Env, Error, Result, Task};
 use napi_derive::napi;
 use prost::Message;
+use tcodec::storage::s3::{S3Options, S3Store as RustS3Store};
+use tcodec::storage::{Reference, StorageConfig};
 use tcodec::{Codec as RustCodec, CodecOptions, Compression, DecodePolicy, Payload};
 use tcodec_keys::kek::KekSettings;
 use tcodec_keys::{FileKeyring, WATCH_INTERVAL, Watcher, display_chain, keyring_path_from_env};
@@ -225,5 +233,191 @@ impl Task for Batch {
 
     fn resolve(&mut self, _env: Env, output: Vec<u8>) -> Result<Buffer> {
         Ok(Buffer::from(output))
+    }
+}
+
+/// Where an [`S3Store`] keeps payloads.
+#[napi(object)]
+pub struct S3StoreOptions {
+    /// The bucket.
+    pub bucket: String,
+    /// The namespace: objects go under `v0/ns/<namespace>/`, where the
+    /// official S3 drivers write its payloads, and are read from there only.
+    pub namespace: Option<String>,
+    /// A key prefix in place of the namespace's.
+    pub prefix: Option<String>,
+    /// An endpoint URL in place of AWS's (a VPC endpoint, an S3-compatible
+    /// server); path-style addressing then.
+    pub endpoint: Option<String>,
+    /// The region, in place of the AWS configuration chain's.
+    pub region: Option<String>,
+    /// The largest object read, in bytes (default 64 MiB).
+    pub max_object_bytes: Option<u32>,
+    /// Per-request timeout in milliseconds (default 30 s).
+    pub timeout_ms: Option<u32>,
+}
+
+/// The runtime every store's requests run on: one thread for the network;
+/// each call's work runs on the libuv pool thread that waits for it.
+fn runtime() -> Result<&'static tokio::runtime::Runtime> {
+    static RUNTIME: OnceLock<std::io::Result<tokio::runtime::Runtime>> = OnceLock::new();
+    RUNTIME
+        .get_or_init(|| {
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .thread_name("tcodec-s3")
+                .enable_all()
+                .build()
+        })
+        .as_ref()
+        .map_err(|e| error(format!("cannot start the S3 runtime: {e}")))
+}
+
+/// One bucket and prefix of S3, for External Storage: stores serialized
+/// payloads under keys their SHA-256 derives (conditional writes, so a retry
+/// writes nothing twice) and fetches what claims name, from this bucket and
+/// prefix only, each object checked against its claim's SHA-256.
+#[napi]
+pub struct S3Store {
+    store: RustS3Store,
+}
+
+#[napi]
+impl S3Store {
+    /// A store; makes no request.
+    #[napi(constructor)]
+    pub fn new(options: S3StoreOptions) -> Result<Self> {
+        if options.bucket.is_empty() {
+            return Err(error("External Storage needs a bucket"));
+        }
+        let namespace = options.namespace.as_deref().unwrap_or("default");
+        let mut config = StorageConfig::new(options.bucket, namespace);
+        if let Some(prefix) = options.prefix {
+            config.prefix = prefix;
+        }
+        if let Some(max) = options.max_object_bytes {
+            config.max_object_bytes = max as usize;
+        }
+        let s3 = S3Options {
+            endpoint: options.endpoint,
+            region: options.region,
+            timeout: options
+                .timeout_ms
+                .map(|ms| Duration::from_millis(ms.into())),
+        };
+        Ok(Self {
+            store: RustS3Store::new(config, s3),
+        })
+    }
+
+    /// The bucket.
+    #[napi(getter)]
+    pub fn bucket(&self) -> String {
+        self.store.config().bucket.clone()
+    }
+
+    /// The key prefix objects are written and read under.
+    #[napi(getter)]
+    pub fn prefix(&self) -> String {
+        self.store.config().prefix.clone()
+    }
+
+    /// Stores each serialized payload; the promise gives each one's claim
+    /// (`bucket`, `key`, `hash_algorithm`, `hash_value`), in order.
+    #[napi(ts_return_type = "Promise<Record<string, string>[]>")]
+    pub fn store(&self, objects: Vec<Buffer>) -> AsyncTask<StoreObjects> {
+        AsyncTask::new(StoreObjects {
+            store: self.store.clone(),
+            objects: objects.iter().map(|b| b.to_vec()).collect(),
+        })
+    }
+
+    /// Fetches what each claim names (each distinct object once); the
+    /// promise gives the serialized payloads, in order. A claim naming
+    /// another bucket or prefix is refused before any request.
+    #[napi(ts_return_type = "Promise<Buffer[]>")]
+    pub fn retrieve(&self, claims: Vec<HashMap<String, String>>) -> AsyncTask<RetrieveObjects> {
+        AsyncTask::new(RetrieveObjects {
+            store: self.store.clone(),
+            claims,
+        })
+    }
+}
+
+/// [`S3Store::store`]'s work.
+pub struct StoreObjects {
+    store: RustS3Store,
+    objects: Vec<Vec<u8>>,
+}
+
+impl Task for StoreObjects {
+    type Output = Vec<HashMap<String, String>>;
+    type JsValue = Vec<HashMap<String, String>>;
+
+    fn compute(&mut self) -> Result<Self::Output> {
+        let (store, objects) = (&self.store, std::mem::take(&mut self.objects));
+        runtime()?.block_on(async {
+            let mut claims = Vec::with_capacity(objects.len());
+            for (index, object) in objects.into_iter().enumerate() {
+                let location = store.config().locate(&object);
+                let size = object.len();
+                store
+                    .put(index, &location, object.into())
+                    .await
+                    .map_err(|e| error(e.to_string()))?;
+                let reference = location.reference(&store.config().driver_name, size);
+                claims.push(reference.claim.into_iter().collect());
+            }
+            Ok(claims)
+        })
+    }
+
+    fn resolve(&mut self, _env: Env, output: Self::Output) -> Result<Self::JsValue> {
+        Ok(output)
+    }
+}
+
+/// [`S3Store::retrieve`]'s work.
+pub struct RetrieveObjects {
+    store: RustS3Store,
+    claims: Vec<HashMap<String, String>>,
+}
+
+impl Task for RetrieveObjects {
+    type Output = Vec<Vec<u8>>;
+    type JsValue = Vec<Buffer>;
+
+    fn compute(&mut self) -> Result<Self::Output> {
+        let store = &self.store;
+        let references: Vec<Reference> = std::mem::take(&mut self.claims)
+            .into_iter()
+            .map(|claim| Reference {
+                driver_name: store.config().driver_name.clone(),
+                claim: claim.into_iter().collect(),
+                size_bytes: 0,
+            })
+            .collect();
+        let locations = store
+            .permit_all(references.iter().enumerate())
+            .map_err(|e| error(e.to_string()))?;
+        let budget = store
+            .config()
+            .max_object_bytes
+            .saturating_mul(references.len());
+        let mut fetched = runtime()?
+            .block_on(store.fetch_each(&locations, budget, |_, _, _| {}))
+            .map_err(|e| error(e.to_string()))?;
+        (0..references.len())
+            .map(|i| {
+                fetched
+                    .remove(&i)
+                    .map(|p| p.encode_to_vec())
+                    .ok_or_else(|| error(format!("payload {i}: not fetched")))
+            })
+            .collect()
+    }
+
+    fn resolve(&mut self, _env: Env, output: Self::Output) -> Result<Self::JsValue> {
+        Ok(output.into_iter().map(Buffer::from).collect())
     }
 }

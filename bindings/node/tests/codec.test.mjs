@@ -2,7 +2,7 @@
 // Temporal TypeScript SDK's converter: what a TypeScript worker sends, every tcodec reader
 // opens, and the other way round.
 import assert from 'node:assert/strict';
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -13,7 +13,7 @@ import { ApplicationFailure } from '@temporalio/common';
 import proto from '@temporalio/proto';
 import { encodeErrorToFailure, decodeOptionalFailureToOptionalError } from '@temporalio/common/lib/internal-non-workflow/codec-helpers.js';
 import { loadDataConverter } from '@temporalio/common/lib/internal-non-workflow/data-converter-helpers.js';
-import { Codec, CodecError, Keyring, PayloadCodec, dataConverter } from '@tcodec/temporal';
+import { Codec, CodecError, Keyring, PayloadCodec, S3StorageDriver, dataConverter } from '@tcodec/temporal';
 
 import { MASTER_KEY, ROOT, SECRET, cli, jsonPayload, makeKeyring, startMoto, until } from './support.mjs';
 
@@ -196,4 +196,56 @@ test('the package\'s types compile against the SDK\'s PayloadCodec and DataConve
   const tsc = join(ROOT, 'node_modules/.bin/tsc');
   execFileSync(tsc, ['--noEmit', '--strict', '--skipLibCheck', '--module', 'nodenext', '--moduleResolution', 'nodenext',
     '--target', 'es2022', join(ROOT, 'bindings/node/tests/types.ts')], { cwd: ROOT, encoding: 'utf8' });
+});
+
+test('S3StorageDriver stores sealed payloads under their SHA-256 and reads back only what its claims name, checked', async (t) => {
+  const moto = await startMoto();
+  t.after(() => moto.stop());
+  t.after(setEnv({ ...moto.aws, AWS_EC2_METADATA_DISABLED: 'true' }));
+  // boto3 (from the venv) for what the test does to the bucket behind the driver's back.
+  const s3 = (code) => execFileSync(join(ROOT, '.venv/bin/python'), ['-c',
+    `import boto3, sys; s3 = boto3.client('s3', endpoint_url='${moto.endpoint}', region_name='us-east-1', aws_access_key_id='testing', aws_secret_access_key='testing')\n${code}`],
+  { encoding: 'utf8' }).trim();
+  s3("s3.create_bucket(Bucket='node-payloads')");
+  const driver = new S3StorageDriver({ bucket: 'node-payloads', namespace: 'payments', endpoint: moto.endpoint, region: 'us-east-1' });
+  assert.equal(driver.name, 'aws.s3driver');
+  assert.equal(driver.prefix, 'v0/ns/payments/');
+  const codec = codecOf(makeKeyring());
+  const sealed = await codec.encode([jsonPayload({ customer: SECRET, notes: 'x'.repeat(300_000) }), jsonPayload('small')]);
+
+  const claims = await driver.store({}, sealed);
+  assert.equal(claims.length, 2);
+  const [claim] = claims;
+  assert.deepEqual(Object.keys(claim.claimData).sort(), ['bucket', 'hash_algorithm', 'hash_value', 'key']);
+  assert.equal(claim.claimData.key, `v0/ns/payments/d/sha256/${claim.claimData.hash_value}`);
+  const object = Buffer.from(s3(`sys.stdout.write(s3.get_object(Bucket='node-payloads', Key='${claim.claimData.key}')['Body'].read().hex())`), 'hex');
+  assert.equal(createHash('sha256').update(object).digest('hex'), claim.claimData.hash_value);
+  assert.ok(text(object).includes('binary/tcodec') && !text(object).includes('4111'), 'the object is ciphertext');
+  // Content-addressed: storing the same sealed payload again names the same object.
+  assert.deepEqual((await driver.store({}, [sealed[0]]))[0].claimData, claim.claimData);
+  assert.equal(s3("print(s3.list_objects_v2(Bucket='node-payloads')['KeyCount'])"), '2');
+
+  // Read back (one claim twice) and opened by the codec.
+  const back = await driver.retrieve({}, [claim, claims[1], claim]);
+  const opened = await codec.decode(back);
+  assert.equal(JSON.parse(Buffer.from(opened[0].data).toString()).customer, SECRET);
+  assert.equal(JSON.parse(Buffer.from(opened[1].data).toString()), 'small');
+  assert.deepEqual(Buffer.from(opened[2].data), Buffer.from(opened[0].data));
+
+  // A claim is attacker data: another bucket or another namespace's prefix is refused before
+  // any request; a missing object and an altered one are errors naming the payload.
+  const rejects = (claimData, pattern) => assert.rejects(driver.retrieve({}, [claim, { claimData }]), (err) => {
+    assert.ok(err instanceof CodecError, String(err));
+    assert.match(err.message, /^payload 1: /);
+    assert.match(err.message, pattern);
+    return true;
+  });
+  await rejects({ ...claim.claimData, bucket: 'someone-elses' }, /reference refused: bucket "someone-elses" is not configured/);
+  await rejects({ ...claim.claimData, key: `v0/ns/billing/d/sha256/${claim.claimData.hash_value}` }, /not under the configured prefix/);
+  await rejects({ ...claim.claimData, endpoint: 'http://169.254.169.254' }, /malformed/);
+  const zeros = '0'.repeat(64);
+  await rejects({ ...claim.claimData, key: `v0/ns/payments/d/sha256/${zeros}`, hash_value: zeros }, /does not exist/);
+  s3(`s3.put_object(Bucket='node-payloads', Key='${claims[1].claimData.key}', Body=b'altered')`);
+  await rejects({ ...claims[1].claimData }, /does not have the SHA-256 its reference names/);
+  assert.throws(() => new S3StorageDriver({ bucket: '' }), CodecError);
 });

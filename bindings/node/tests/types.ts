@@ -1,7 +1,8 @@
 // Compiled by `tsc --noEmit --strict` in codec.test.mjs: the package's declarations fit the
 // Temporal SDK's interfaces. Nothing here runs.
-import type { DataConverter, Payload, PayloadCodec as TemporalPayloadCodec } from '@temporalio/common';
-import { Codec, CodecError, Keyring, PayloadCodec, dataConverter } from '@tcodec/temporal';
+import { ExternalStorage } from '@temporalio/common';
+import type { DataConverter, Payload, PayloadCodec as TemporalPayloadCodec, StorageDriver } from '@temporalio/common';
+import { Codec, CodecError, Keyring, PayloadCodec, S3StorageDriver, dataConverter, externalStorageFromEnv } from '@tcodec/temporal';
 
 export async function typed(): Promise<void> {
   const keyring: Keyring = Keyring.open('/etc/tcodec/payments.json', { kmsKeys: ['alias/tcodec'], kmsRegion: 'eu-west-1' });
@@ -9,6 +10,13 @@ export async function typed(): Promise<void> {
   const fromEnv: Codec = Codec.fromEnv();
   const payloadCodec: TemporalPayloadCodec = new PayloadCodec(codec);
   const converter: DataConverter = dataConverter(fromEnv);
+  const driver: StorageDriver = new S3StorageDriver({ bucket: 'payloads', namespace: 'payments', region: 'eu-west-1' });
+  const stored: DataConverter = dataConverter(codec, { externalStorage: new ExternalStorage({ drivers: [driver] }) });
+  const fromEnvStorage: ExternalStorage | undefined = externalStorageFromEnv();
+  const envDriver: S3StorageDriver | null = S3StorageDriver.fromEnv();
+  void stored;
+  void fromEnvStorage;
+  void envDriver;
   const sealed: Payload[] = await payloadCodec.encode([{ metadata: {}, data: new Uint8Array() }]);
   const name: string = keyring.name;
   const primary: string | null = codec.keyring.primary;

@@ -2,7 +2,9 @@
 client) under tcodec's Python codec, on the real dev server and a real S3-protocol server (moto):
 a workflow input over Temporal's 2 MB limit is sealed, then stored, the history holds a reference,
 the bucket holds ciphertext only, and the codec server (`tcodec serve` with the namespace's bucket)
-fetches and decodes it for the `temporal` CLI, `/decode` and `/download`."""
+fetches and decodes it for the `temporal` CLI, `/decode` and `/download`. Then the same driver
+and the TypeScript worker's (`@tcodec/temporal`'s S3StorageDriver) read each other's objects on
+one workflow."""
 
 import asyncio
 import base64
@@ -11,8 +13,10 @@ import hashlib
 import json
 import os
 import re
+import subprocess
 import urllib.request
 import uuid
+from datetime import timedelta
 
 import boto3
 from botocore.exceptions import ClientError
@@ -24,10 +28,11 @@ from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
 import tcodec
 
-from conftest import SECRET, TCODEC, payload_strings, show
+from conftest import ROOT, SECRET, TCODEC, payload_strings, show
 from test_polyglot import Process
 
 BUCKET = "python-driver-payloads"
+NODE_QUEUE = "tcodec-storage-node"
 
 
 class Boto3Client(S3StorageDriverClient):
@@ -56,6 +61,17 @@ class Ingest:
     @workflow.run
     async def run(self, document: str) -> str:
         return f"{len(document)} characters, sha256 {hashlib.sha256(document.encode()).hexdigest()}"
+
+
+@workflow.defn
+class AnnotateOnNode:
+    """Hands a document to the TypeScript worker, which gives it back annotated."""
+
+    @workflow.run
+    async def run(self, document: str) -> str:
+        annotated = await workflow.execute_activity("annotate", document, task_queue=NODE_QUEUE,
+                                                    start_to_close_timeout=timedelta(seconds=120))
+        return f"{len(annotated)} characters, sha256 {hashlib.sha256(annotated.encode()).hexdigest()}"
 
 
 def document(size: int) -> str:
@@ -139,3 +155,92 @@ def test_the_official_s3_driver_stores_tcodec_ciphertext_that_the_codec_server_r
         assert json.loads(base64.b64decode(given["data"])) == text
     finally:
         server.stop()
+
+
+def test_the_typescript_workers_driver_and_the_official_python_driver_read_each_others_objects(
+        dev_server, keyring, moto, tmp_path):
+    """A Python workflow (the official S3 driver) sends a 3 MiB document to an activity on the
+    TypeScript worker, whose S3StorageDriver (tcodec's, from the environment) fetches it and
+    stores the 3 MiB answer, which the official driver fetches back. The history holds
+    references only, the bucket ciphertext only; the codec server and `tcodec history check`
+    follow the TypeScript worker's reference."""
+    keyring, master, env = keyring
+    endpoint, _, aws = moto
+    bucket = "typescript-driver-payloads"
+    s3 = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="testing",
+                      aws_secret_access_key="testing")
+    s3.create_bucket(Bucket=bucket)
+    codec = tcodec.Codec(tcodec.Keyring.open(keyring, master_key_file=master))
+    driver = S3StorageDriver(client=Boto3Client(s3), bucket=bucket)
+    converter = dataclasses.replace(tcodec.temporal.data_converter(codec),
+                                    external_storage=ExternalStorage(drivers=[driver]))
+    storage_env = {"TCODEC_STORAGE_BUCKET": bucket, "TCODEC_STORAGE_ENDPOINT": endpoint,
+                   "TCODEC_STORAGE_REGION": "us-east-1", "AWS_EC2_METADATA_DISABLED": "true"}
+    node_env = {**os.environ, **env, **aws, **storage_env, "TEMPORAL_ADDRESS": dev_server,
+                "TCODEC_NODE_TASK_QUEUE": NODE_QUEUE, "NO_COLOR": "1"}
+    node_env.pop("TCODEC_DECODE_ALLOW", None)
+    node = Process("the TypeScript worker", ["node", str(ROOT / "bindings/node/tests/polyglot_worker.mjs")],
+                   node_env)
+    text = document(3 << 20)
+    annotated = f"{text}\n-- annotated by the TypeScript worker"
+    workflow_id = f"annotate-{uuid.uuid4()}"
+
+    async def scenario() -> str:
+        client = await Client.connect(dev_server, data_converter=converter)
+        async with Worker(client, task_queue="tcodec-storage-python", workflows=[AnnotateOnNode],
+                          workflow_runner=UnsandboxedWorkflowRunner()):
+            return await client.execute_workflow(AnnotateOnNode.run, text, id=workflow_id,
+                                                 task_queue="tcodec-storage-python")
+
+    try:
+        node.wait_for(rf"external storage: s3://{bucket}/v0/ns/default/ from 262144 bytes")
+        node.wait_for(r"polling task queue " + NODE_QUEUE)
+        expected = f"{len(annotated)} characters, sha256 {hashlib.sha256(annotated.encode()).hexdigest()}"
+        assert asyncio.run(scenario()) == expected
+    finally:
+        node.stop()
+
+    # The activity's input (stored by the official driver) and its result (stored by the
+    # TypeScript worker's driver) are references in the history; nothing is plaintext.
+    raw = show(dev_server, workflow_id)
+    attributes = {k: v for e in raw["events"] for k, v in e.items() if k.endswith("EventAttributes")}
+    [given] = attributes["activityTaskScheduledEventAttributes"]["input"]["payloads"]
+    [answer] = attributes["activityTaskCompletedEventAttributes"]["result"]["payloads"]
+    for reference in (given, answer):
+        assert base64.b64decode(reference["metadata"]["messageType"]) == \
+            b"temporal.api.sdk.v1.ExternalStorageReference"
+    claim = json.loads(base64.b64decode(answer["data"]))["claimData"]
+    assert claim["bucket"] == bucket and claim["key"] == f"v0/ns/default/d/sha256/{claim['hash_value']}", claim
+    stored = s3.get_object(Bucket=bucket, Key=claim["key"])["Body"].read()
+    assert hashlib.sha256(stored).hexdigest() == claim["hash_value"]
+    assert int(answer["externalPayloads"][0]["sizeBytes"]) == len(stored)
+    encodings, texts = payload_strings(raw)
+    assert set(encodings) == {"json/protobuf", "binary/tcodec"}, encodings
+    assert not [t for t in texts if "4111" in t], "plaintext on the server"
+    objects = [s3.get_object(Bucket=bucket, Key=o["Key"])["Body"].read()
+               for o in s3.list_objects_v2(Bucket=bucket)["Contents"]]
+    assert len(objects) >= 3 and all(b"binary/tcodec" in o and b"4111" not in o for o in objects)
+
+    # The codec server decodes what the TypeScript worker stored; `tcodec history check`, with
+    # no key, follows every reference into the bucket and finds each object sealed.
+    config = tmp_path / "tcodec.toml"
+    config.write_text(
+        f'listen = "127.0.0.1:0"\n[kek]\nmaster_key_file = "{master}"\n'
+        f'[namespaces.default]\nkeyring = "{keyring}"\n'
+        f'[namespaces.default.storage]\nbucket = "{bucket}"\nendpoint = "{endpoint}"\nregion = "us-east-1"\n')
+    server = Process("tcodec serve", [str(TCODEC), "serve", "--config", str(config)],
+                     {**env, **aws, "AWS_EC2_METADATA_DISABLED": "true", "NO_COLOR": "1"})
+    try:
+        url = re.search(r"listening on (\S+)", server.wait_for(r"listening on ")).group(1)
+        [decoded] = post(url + "/download", "default", [answer])
+        assert json.loads(base64.b64decode(decoded["data"])) == annotated
+    finally:
+        server.stop()
+    check = subprocess.run(
+        [str(TCODEC), "history", "check", "--json", "--storage-bucket", bucket, "--storage-endpoint", endpoint,
+         "--storage-region", "us-east-1"],
+        input=json.dumps(raw), capture_output=True, text=True, env={**aws, **storage_env, "PATH": os.environ["PATH"]})
+    assert check.returncode == 0, check.stdout + check.stderr
+    found = json.loads(check.stdout)
+    assert found["stored"] == found["stored_checked"] >= 3, found
+    assert found["plaintext"] == [] and found["unchecked"] == [], found
