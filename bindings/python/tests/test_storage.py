@@ -8,6 +8,7 @@ one workflow."""
 
 import asyncio
 import base64
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -90,6 +91,32 @@ def post(url, namespace, payloads):
         return json.loads(answer.read())["payloads"]
 
 
+def sealed_objects(s3, bucket):
+    """Every object in `bucket`, each checked to be tcodec ciphertext with no plaintext."""
+    objects = [s3.get_object(Bucket=bucket, Key=o["Key"])["Body"].read()
+               for o in s3.list_objects_v2(Bucket=bucket)["Contents"]]
+    assert objects and all(b"binary/tcodec" in o and b"4111" not in o for o in objects)
+    return objects
+
+
+@contextlib.contextmanager
+def codec_server(tmp_path, keyring, moto, bucket):
+    """`tcodec serve` for namespace `default`, with `bucket` as its External Storage: its URL."""
+    path, master, env = keyring
+    endpoint, _, aws = moto
+    config = tmp_path / "tcodec.toml"
+    config.write_text(
+        f'listen = "127.0.0.1:0"\n[kek]\nmaster_key_file = "{master}"\n'
+        f'[namespaces.default]\nkeyring = "{path}"\n'
+        f'[namespaces.default.storage]\nbucket = "{bucket}"\nendpoint = "{endpoint}"\nregion = "us-east-1"\n')
+    server = Process("tcodec serve", [str(TCODEC), "serve", "--config", str(config)],
+                     {**env, **aws, "AWS_EC2_METADATA_DISABLED": "true", "NO_COLOR": "1"})
+    try:
+        yield re.search(r"listening on (\S+)", server.wait_for(r"listening on ")).group(1)
+    finally:
+        server.stop()
+
+
 def test_the_official_s3_driver_stores_tcodec_ciphertext_that_the_codec_server_reads(
         dev_server, keyring, moto, tmp_path):
     keyring, master, env = keyring
@@ -128,20 +155,10 @@ def test_the_official_s3_driver_stores_tcodec_ciphertext_that_the_codec_server_r
     assert not [t for t in texts if "4111" in t], "plaintext on the server"
 
     # The bucket holds tcodec ciphertext only.
-    objects = [s3.get_object(Bucket=BUCKET, Key=o["Key"])["Body"].read()
-               for o in s3.list_objects_v2(Bucket=BUCKET)["Contents"]]
-    assert objects and all(b"binary/tcodec" in o and b"4111" not in o for o in objects)
+    sealed_objects(s3, BUCKET)
 
     # The codec server, given the bucket, reads what the official driver wrote.
-    config = tmp_path / "tcodec.toml"
-    config.write_text(
-        f'listen = "127.0.0.1:0"\n[kek]\nmaster_key_file = "{master}"\n'
-        f'[namespaces.default]\nkeyring = "{keyring}"\n'
-        f'[namespaces.default.storage]\nbucket = "{BUCKET}"\nendpoint = "{endpoint}"\nregion = "us-east-1"\n')
-    server = Process("tcodec serve", [str(TCODEC), "serve", "--config", str(config)],
-                     {**env, **aws, "AWS_EC2_METADATA_DISABLED": "true", "NO_COLOR": "1"})
-    try:
-        url = re.search(r"listening on (\S+)", server.wait_for(r"listening on ")).group(1)
+    with codec_server(tmp_path, (keyring, master, env), moto, BUCKET) as url:
         for path in ("/download", "/decode"):
             [decoded] = post(url + path, "default", [started])
             assert json.loads(base64.b64decode(decoded["data"])) == text, path
@@ -153,8 +170,6 @@ def test_the_official_s3_driver_stores_tcodec_ciphertext_that_the_codec_server_r
         [given] = shown["events"][0]["workflowExecutionStartedEventAttributes"]["input"]["payloads"]
         assert base64.b64decode(given["metadata"]["encoding"]) == b"json/plain"
         assert json.loads(base64.b64decode(given["data"])) == text
-    finally:
-        server.stop()
 
 
 def test_the_typescript_workers_driver_and_the_official_python_driver_read_each_others_objects(
@@ -217,25 +232,13 @@ def test_the_typescript_workers_driver_and_the_official_python_driver_read_each_
     encodings, texts = payload_strings(raw)
     assert set(encodings) == {"json/protobuf", "binary/tcodec"}, encodings
     assert not [t for t in texts if "4111" in t], "plaintext on the server"
-    objects = [s3.get_object(Bucket=bucket, Key=o["Key"])["Body"].read()
-               for o in s3.list_objects_v2(Bucket=bucket)["Contents"]]
-    assert len(objects) >= 3 and all(b"binary/tcodec" in o and b"4111" not in o for o in objects)
+    assert len(sealed_objects(s3, bucket)) >= 3
 
     # The codec server decodes what the TypeScript worker stored; `tcodec history check`, with
     # no key, follows every reference into the bucket and finds each object sealed.
-    config = tmp_path / "tcodec.toml"
-    config.write_text(
-        f'listen = "127.0.0.1:0"\n[kek]\nmaster_key_file = "{master}"\n'
-        f'[namespaces.default]\nkeyring = "{keyring}"\n'
-        f'[namespaces.default.storage]\nbucket = "{bucket}"\nendpoint = "{endpoint}"\nregion = "us-east-1"\n')
-    server = Process("tcodec serve", [str(TCODEC), "serve", "--config", str(config)],
-                     {**env, **aws, "AWS_EC2_METADATA_DISABLED": "true", "NO_COLOR": "1"})
-    try:
-        url = re.search(r"listening on (\S+)", server.wait_for(r"listening on ")).group(1)
+    with codec_server(tmp_path, (keyring, master, env), moto, bucket) as url:
         [decoded] = post(url + "/download", "default", [answer])
         assert json.loads(base64.b64decode(decoded["data"])) == annotated
-    finally:
-        server.stop()
     check = subprocess.run(
         [str(TCODEC), "history", "check", "--json", "--storage-bucket", bucket, "--storage-endpoint", endpoint,
          "--storage-region", "us-east-1"],
