@@ -91,6 +91,17 @@ def post(url, namespace, payloads):
         return json.loads(answer.read())["payloads"]
 
 
+def python_storage(keyring, master, endpoint, bucket):
+    """A new bucket, and tcodec's Python data converter with the official S3 driver on it."""
+    s3 = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="testing",
+                      aws_secret_access_key="testing")
+    s3.create_bucket(Bucket=bucket)
+    codec = tcodec.Codec(tcodec.Keyring.open(keyring, master_key_file=master))
+    driver = S3StorageDriver(client=Boto3Client(s3), bucket=bucket)
+    return s3, dataclasses.replace(tcodec.temporal.data_converter(codec),
+                                   external_storage=ExternalStorage(drivers=[driver]))
+
+
 def sealed_objects(s3, bucket):
     """Every object in `bucket`, each checked to be tcodec ciphertext with no plaintext."""
     objects = [s3.get_object(Bucket=bucket, Key=o["Key"])["Body"].read()
@@ -121,13 +132,7 @@ def test_the_official_s3_driver_stores_tcodec_ciphertext_that_the_codec_server_r
         dev_server, keyring, moto, tmp_path):
     keyring, master, env = keyring
     endpoint, _, aws = moto
-    s3 = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="testing",
-                      aws_secret_access_key="testing")
-    s3.create_bucket(Bucket=BUCKET)
-    codec = tcodec.Codec(tcodec.Keyring.open(keyring, master_key_file=master))
-    driver = S3StorageDriver(client=Boto3Client(s3), bucket=BUCKET)
-    converter = dataclasses.replace(tcodec.temporal.data_converter(codec),
-                                    external_storage=ExternalStorage(drivers=[driver]))
+    s3, converter = python_storage(keyring, master, endpoint, BUCKET)
     text = document(3 << 20)
     workflow_id = f"ingest-{uuid.uuid4()}"
 
@@ -182,13 +187,7 @@ def test_the_typescript_workers_driver_and_the_official_python_driver_read_each_
     keyring, master, env = keyring
     endpoint, _, aws = moto
     bucket = "typescript-driver-payloads"
-    s3 = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="testing",
-                      aws_secret_access_key="testing")
-    s3.create_bucket(Bucket=bucket)
-    codec = tcodec.Codec(tcodec.Keyring.open(keyring, master_key_file=master))
-    driver = S3StorageDriver(client=Boto3Client(s3), bucket=bucket)
-    converter = dataclasses.replace(tcodec.temporal.data_converter(codec),
-                                    external_storage=ExternalStorage(drivers=[driver]))
+    s3, converter = python_storage(keyring, master, endpoint, bucket)
     storage_env = {"TCODEC_STORAGE_BUCKET": bucket, "TCODEC_STORAGE_ENDPOINT": endpoint,
                    "TCODEC_STORAGE_REGION": "us-east-1", "AWS_EC2_METADATA_DISABLED": "true"}
     node_env = {**os.environ, **env, **aws, **storage_env, "TEMPORAL_ADDRESS": dev_server,
