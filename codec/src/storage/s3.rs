@@ -258,7 +258,11 @@ async fn connect(options: &S3Options) -> Client {
         loader = loader.region(aws_config::Region::new(region.clone()));
     }
     let shared = loader.load().await;
-    let mut builder = aws_sdk_s3::config::Builder::from(&shared);
+    // Every object read is checked against its reference's SHA-256, which
+    // the SDK's own response checksum (a CRC of the same bytes) would only
+    // repeat; writes keep theirs, so S3 refuses an upload damaged on the way.
+    let mut builder = aws_sdk_s3::config::Builder::from(&shared)
+        .response_checksum_validation(aws_sdk_s3::config::ResponseChecksumValidation::WhenRequired);
     if shared.region().is_none() {
         builder = builder.region(aws_config::Region::new("us-east-1"));
     }
