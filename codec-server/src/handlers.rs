@@ -9,7 +9,6 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
-use futures::stream::{self, StreamExt, TryStreamExt};
 use serde_json::json;
 use tcodec::storage::{S3Location, StorageConfig, StorageError};
 use tcodec::{CodecError, display_chain as chain};
@@ -525,9 +524,6 @@ async fn answer(
     }
 }
 
-/// External Storage requests run at once for one request, at most.
-const STORAGE_CONCURRENCY: usize = tcodec::storage::s3::FETCH_CONCURRENCY;
-
 /// References one request may ask to fetch.
 pub const MAX_REFERENCES: usize = 100;
 
@@ -616,23 +612,21 @@ async fn store_all(
     let Some(store) = &ns.storage else {
         return Ok(());
     };
-    stream::iter(stored)
-        .map(|item| async move {
-            let started = Instant::now();
-            let bytes = item.object.len();
-            let result = store
-                .put(item.index, &item.location, item.object.into())
-                .await
-                .map(|()| bytes)
-                .map_err(|e| storage_error(&e));
-            let took = started.elapsed();
-            storage_audit(state, asked, "store", &item.location, took, &result);
-            result.map(drop)
+    let objects = stored
+        .into_iter()
+        .map(|item| (item.index, item.location, item.object.into()))
+        .collect();
+    store
+        .put_each(objects, |location, took, outcome| {
+            let outcome = outcome.map_err(storage_error);
+            storage_audit(state, asked, "store", location, took, &outcome);
         })
-        .buffer_unordered(STORAGE_CONCURRENCY)
-        .try_collect::<()>()
         .await
-        .inspect_err(|e| state.metrics.failure(e.code))
+        .map_err(|e| {
+            let error = storage_error(&e);
+            state.metrics.failure(error.code);
+            error
+        })
 }
 
 /// The metrics and the audit line of one External Storage operation.

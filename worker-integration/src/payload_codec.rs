@@ -142,6 +142,7 @@ async fn store_large(
 ) -> Result<Vec<SdkPayload>, StorageError> {
     let config = store.config();
     let mut out = Vec::with_capacity(sealed.len());
+    let mut objects = Vec::new();
     for (index, payload) in sealed.into_iter().enumerate() {
         let object = storage::object_bytes(&payload);
         if object.len() < config.threshold {
@@ -149,17 +150,17 @@ async fn store_large(
             continue;
         }
         let location = config.locate(&object);
-        let size = object.len();
-        store.put(index, &location, object.into()).await?;
-        out.push(to_sdk(
-            location.reference(&config.driver_name, size).to_payload(),
-        ));
+        let reference = location.reference(&config.driver_name, object.len());
+        out.push(to_sdk(reference.to_payload()));
+        objects.push((index, location, object.into()));
     }
+    store.put_each(objects, |_, _, _| {}).await?;
     Ok(out)
 }
 
 /// Replaces each reference by the payload it names, fetched: every
-/// reference is checked against the configuration before the first request.
+/// reference is checked against the configuration before the first request,
+/// and each object is fetched once.
 async fn fetch_references(
     store: Option<&S3Store>,
     mut payloads: Vec<Payload>,
@@ -177,8 +178,12 @@ async fn fetch_references(
         locations.push((index, store.permit(index, &reference)?));
     }
     if let Some(store) = store {
-        for (index, location) in locations {
-            payloads[index] = store.fetch(index, &location).await?.0;
+        // Each object once, however many references name it.
+        let fetched = store
+            .fetch_each(&locations, usize::MAX, |_, _, _| {})
+            .await?;
+        for (index, payload) in fetched {
+            payloads[index] = payload;
         }
     }
     Ok(payloads)

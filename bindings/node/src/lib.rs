@@ -356,20 +356,19 @@ impl Task for StoreObjects {
 
     fn compute(&mut self) -> Result<Self::Output> {
         let (store, objects) = (&self.store, std::mem::take(&mut self.objects));
-        runtime()?.block_on(async {
-            let mut claims = Vec::with_capacity(objects.len());
-            for (index, object) in objects.into_iter().enumerate() {
-                let location = store.config().locate(&object);
-                let size = object.len();
-                store
-                    .put(index, &location, object.into())
-                    .await
-                    .map_err(|e| error(e.to_string()))?;
-                let reference = location.reference(&store.config().driver_name, size);
-                claims.push(reference.claim.into_iter().collect());
-            }
-            Ok(claims)
-        })
+        let config = store.config();
+        let mut claims = Vec::with_capacity(objects.len());
+        let mut located = Vec::with_capacity(objects.len());
+        for (index, object) in objects.into_iter().enumerate() {
+            let location = config.locate(&object);
+            let reference = location.reference(&config.driver_name, object.len());
+            claims.push(reference.claim.into_iter().collect());
+            located.push((index, location, object.into()));
+        }
+        runtime()?
+            .block_on(store.put_each(located, |_, _, _| {}))
+            .map_err(|e| error(e.to_string()))?;
+        Ok(claims)
     }
 
     fn resolve(&mut self, _env: Env, output: Self::Output) -> Result<Self::JsValue> {

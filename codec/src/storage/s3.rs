@@ -16,7 +16,7 @@ use futures::{StreamExt, TryStreamExt, stream};
 use super::{Reference, S3Location, StorageConfig, StorageError, open_hashed};
 use crate::payload::Payload;
 
-/// Objects [`S3Store::fetch_each`] fetches at once.
+/// Objects [`S3Store::fetch_each`] fetches, and [`S3Store::put_each`] stores, at once.
 pub const FETCH_CONCURRENCY: usize = 4;
 
 /// How to reach the store. Credentials come from the AWS default chain
@@ -209,6 +209,28 @@ impl S3Store {
             object.extend_from_slice(&chunk);
         }
         Ok((Bytes::from(object), hash.finish()))
+    }
+
+    /// Stores each `(index, location, object)` ([`put`](Self::put), the
+    /// location from [`StorageConfig::locate`]), [`FETCH_CONCURRENCY`] at a
+    /// time. `observe` sees each write as it ends: where, how long, and the
+    /// object's size or the error. The first error ends the call.
+    pub async fn put_each(
+        &self,
+        objects: Vec<(usize, S3Location, Bytes)>,
+        observe: impl Fn(&S3Location, Duration, Result<usize, &StorageError>),
+    ) -> Result<(), StorageError> {
+        let observe = &observe;
+        stream::iter(objects)
+            .map(|(index, location, object)| async move {
+                let (started, size) = (Instant::now(), object.len());
+                let result = self.put(index, &location, object).await;
+                observe(&location, started.elapsed(), result.as_ref().map(|()| size));
+                result
+            })
+            .buffer_unordered(FETCH_CONCURRENCY)
+            .try_collect()
+            .await
     }
 
     /// Stores `object` at `location` unless an object is there already (the
