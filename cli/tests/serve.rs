@@ -262,12 +262,12 @@ fn sigterm_under_load_lets_every_in_flight_request_finish() {
 fn logs_at_every_level_hold_no_payload_content() {
     let keys = Keyrings::new(&["payments"]);
     for level in ["error", "warn", "info", "debug", "trace"] {
-        let port = support::free_port();
-        let toml = format!(
-            "listen = \"127.0.0.1:{port}\"\n[log]\nlevel = \"{level}\"\n{}",
-            keys.toml(&[("payments", "")])
-        );
-        let server = ServeProcess::start_at(&toml, port);
+        let server = ServeProcess::start_on_free_port(|port| {
+            format!(
+                "listen = \"127.0.0.1:{port}\"\n[log]\nlevel = \"{level}\"\n{}",
+                keys.toml(&[("payments", "")])
+            )
+        });
         let (status, sealed) = curl(&args(&curl_post(
             &format!("{}/encode", server.url),
             "payments",

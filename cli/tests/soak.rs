@@ -57,12 +57,12 @@ async fn call(client: &HttpClient, url: &str, body: String) -> (u16, String) {
 #[test]
 fn load_with_key_rotations_fails_nothing_and_keeps_memory_flat() {
     let keys = Keyrings::new(&["payments"]);
-    let port = support::free_port();
-    let toml = format!(
-        "listen = \"127.0.0.1:{port}\"\n[log]\nlevel = \"warn\"\n{}",
-        keys.toml(&[("payments", "")])
-    );
-    let server = ServeProcess::start_at(&toml, port);
+    let server = ServeProcess::start_on_free_port(|port| {
+        format!(
+            "listen = \"127.0.0.1:{port}\"\n[log]\nlevel = \"warn\"\n{}",
+            keys.toml(&[("payments", "")])
+        )
+    });
     let url = server.url.clone();
     let tally = Arc::new(Tally::default());
     let stop = Arc::new(AtomicBool::new(false));

@@ -17,7 +17,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import {
-  Processes, bin, freePort, launchChromium, python, root, shots, startTemporal, temporalBin, waitFor,
+  Processes, bin, freePort, launchChromium, onFreePort, python, root, shots, startTemporal, temporalBin, waitFor,
 } from './support.mjs';
 
 const BUCKET = 'onboarding-payloads';
@@ -78,14 +78,11 @@ function payloads(value, out = []) {
 const text = (b64) => Buffer.from(b64 ?? '', 'base64').toString('latin1');
 
 before(async () => {
-  const [temporalPort, uiPort, s3Port] = [await freePort(), await freePort(), await freePort()];
-  codecPort = await freePort();
-  temporalAddress = `127.0.0.1:${temporalPort}`;
+  const uiPort = await freePort();
   ui = `http://127.0.0.1:${uiPort}`;
+  const s3Port = (await onFreePort('moto_server', (port) => start('moto', path.join(root, '.venv/bin/moto_server'),
+    ['-H', '127.0.0.1', '-p', String(port)]))).port;
   s3Endpoint = `http://127.0.0.1:${s3Port}`;
-
-  start('moto', path.join(root, '.venv/bin/moto_server'), ['-H', '127.0.0.1', '-p', String(s3Port)]);
-  await waitFor('moto', async () => (await fetch(s3Endpoint)).status > 0);
   s3(`s3.create_bucket(Bucket='${BUCKET}')`);
 
   const key = execFileSync(bin('tcodec'), ['keys', 'new-master-key']);
@@ -93,8 +90,8 @@ before(async () => {
   execFileSync(bin('tcodec'), ['keys', 'init', '--name', 'default', '--kek', 'local'], { env: { ...process.env, ...tcodecEnv() } });
 
   const config = path.join(work, 'tcodec.toml');
-  fs.writeFileSync(config, [
-    `listen = "127.0.0.1:${codecPort}"`,
+  const writeConfig = (port) => fs.writeFileSync(config, [
+    `listen = "127.0.0.1:${port}"`,
     '[log]',
     'format = "json"',
     '[cors]',
@@ -111,10 +108,12 @@ before(async () => {
     '[limits]',
     'max_body_bytes = 16777216',
   ].join('\n'));
-  codecServer = start('codec', bin('tcodec'), ['serve', '--config', config], AWS);
-  await waitFor('the codec server', async () => (await fetch(`http://127.0.0.1:${codecPort}/readyz`)).ok);
+  ({ child: codecServer, port: codecPort } = await onFreePort('the codec server', (port) => {
+    writeConfig(port);
+    return start('codec', bin('tcodec'), ['serve', '--config', config], AWS);
+  }, async (port) => (await fetch(`http://127.0.0.1:${port}/readyz`)).ok));
 
-  await startTemporal(processes, { port: temporalPort, uiPort, codecPort });
+  ({ address: temporalAddress } = await startTemporal(processes, { uiPort, codecPort }));
 
   // A 5 MiB scan (random bytes: compression cannot shrink it under the server's limit).
   const scan = path.join(work, 'passport-scan.bin');

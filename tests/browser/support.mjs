@@ -4,10 +4,12 @@
 import assert from 'node:assert/strict';
 import { execFileSync, spawn } from 'node:child_process';
 import fs from 'node:fs';
-import net from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
+import { freePort, listensOn, onFreePort } from '../support/ports.mjs';
+
+export { freePort, listensOn, onFreePort };
 
 export const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 
@@ -26,17 +28,6 @@ export const shots = process.env.TCODEC_UPDATE_SCREENSHOTS === '1'
   ? path.join(root, 'docs/screenshots')
   : path.join(root, 'target/browser');
 fs.mkdirSync(shots, { recursive: true });
-
-export function freePort() {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.on('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address();
-      server.close(() => resolve(port));
-    });
-  });
-}
 
 /** Polls `check` (sync or async) until it returns a truthy value, or fails after `ms`. */
 export async function waitFor(what, check, ms = 60_000) {
@@ -85,21 +76,23 @@ export class Processes {
 }
 
 /** Starts `temporal server start-dev` with the Web UI on `uiPort` asking the codec server on
- * `codecPort`; resolves once both answer. */
-export async function startTemporal(processes, { port, uiPort, codecPort }) {
-  const child = processes.start('temporal', temporalBin, [
+ * `codecPort`, on ports of its own picked free; resolves `{ child, address }` once both answer.
+ * (Started again on fresh ports when one was taken before it bound it; `uiPort`, which the codec
+ * server's CORS origins already name, stays.) */
+export async function startTemporal(processes, { uiPort, codecPort }) {
+  const { child, port } = await onFreePort('the Temporal dev server', async (port) => processes.start('temporal', temporalBin, [
     'server', 'start-dev', '--ip', '127.0.0.1', '--port', String(port),
     '--http-port', String(await freePort()), '--metrics-port', String(await freePort()),
     '--ui-ip', '127.0.0.1', '--ui-port', String(uiPort), '--ui-disable-news-fetch',
     '--ui-codec-endpoint', `http://127.0.0.1:${codecPort}`, '--log-level', 'warn',
-  ]);
-  await waitFor('the Temporal dev server', () => {
+  ]), (port) => {
     execFileSync(temporalBin, ['operator', 'namespace', 'describe', '--namespace', 'default',
       '--address', `127.0.0.1:${port}`], { stdio: 'ignore' });
     return true;
-  }, 120_000);
-  await waitFor('the Web UI', async () => (await fetch(`http://127.0.0.1:${uiPort}`)).ok);
-  return child;
+  });
+  await waitFor('the Web UI', async () => listensOn(child.pid, uiPort)
+    && (await fetch(`http://127.0.0.1:${uiPort}`)).ok);
+  return { child, address: `127.0.0.1:${port}` };
 }
 
 /** Debian's Chromium, headless, through playwright-core. */

@@ -14,7 +14,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import {
-  Processes, bin, freePort, launchChromium, python, root, shots, startTemporal, stop, waitFor,
+  Processes, bin, freePort, launchChromium, listensOn, onFreePort, python, root, shots, startTemporal, stop, waitFor,
 } from './support.mjs';
 
 const SECRETS = ['4111 1111 1111 1111', 'Ada Lovelace', '12 Crescent Road', 'ada@example.com'];
@@ -38,25 +38,36 @@ const tcodecEnv = () => ({
   TEMPORAL_ADDRESS: temporalAddress,
 });
 
-/** Starts `tcodec serve` on codecPort allowing `origins`; resolves once it is ready. */
+/** Starts `tcodec serve` allowing `origins` on codecPort, a port picked free the first time;
+ * resolves once it is ready. */
 async function startCodec(origins) {
-  const config = path.join(work, 'tcodec.toml');
-  fs.writeFileSync(config, [
-    `listen = "127.0.0.1:${codecPort}"`,
-    '[log]',
-    'format = "json"',
-    'level = "info,tcodec=debug"',
-    '[cors]',
-    `origins = ${JSON.stringify(origins)}`,
-    '[kek]',
-    `master_key_file = ${JSON.stringify(path.join(work, 'master.key'))}`,
-    '[namespaces.default]',
-    `keyring = ${JSON.stringify(path.join(work, 'default.json'))}`,
-    // Histories from before the move to tcodec: the samples' format, under the imported key.
-    'decode_allow = ["binary/encrypted"]',
-  ].join('\n'));
-  const child = start(`codec-${Date.now()}`, bin('tcodec'), ['serve', '--config', config]);
-  await waitFor('the codec server', async () => (await fetch(`http://127.0.0.1:${codecPort}/readyz`)).ok);
+  const launch = (port) => {
+    const config = path.join(work, 'tcodec.toml');
+    fs.writeFileSync(config, [
+      `listen = "127.0.0.1:${port}"`,
+      '[log]',
+      'format = "json"',
+      'level = "info,tcodec=debug"',
+      '[cors]',
+      `origins = ${JSON.stringify(origins)}`,
+      '[kek]',
+      `master_key_file = ${JSON.stringify(path.join(work, 'master.key'))}`,
+      '[namespaces.default]',
+      `keyring = ${JSON.stringify(path.join(work, 'default.json'))}`,
+      // Histories from before the move to tcodec: the samples' format, under the imported key.
+      'decode_allow = ["binary/encrypted"]',
+    ].join('\n'));
+    return start(`codec-${Date.now()}`, bin('tcodec'), ['serve', '--config', config]);
+  };
+  const ready = async (port) => (await fetch(`http://127.0.0.1:${port}/readyz`)).ok;
+  if (codecPort === undefined) {
+    const { child, port } = await onFreePort('the codec server', launch, ready);
+    codecPort = port;
+    return child;
+  }
+  // Again, on the port the Web UI asks.
+  const child = launch(codecPort);
+  await waitFor('the codec server', () => listensOn(child.pid, codecPort) && ready(codecPort));
   return child;
 }
 
@@ -82,9 +93,7 @@ async function openWorkflow(page, ready, id = WORKFLOW) {
 }
 
 before(async () => {
-  const [temporalPort, uiPort] = [await freePort(), await freePort()];
-  codecPort = await freePort();
-  temporalAddress = `127.0.0.1:${temporalPort}`;
+  const uiPort = await freePort();
   ui = `http://127.0.0.1:${uiPort}`;
 
   const key = execFileSync(bin('tcodec'), ['keys', 'new-master-key']);
@@ -92,7 +101,7 @@ before(async () => {
   execFileSync(bin('tcodec'), ['keys', 'init', '--name', 'default', '--kek', 'local'], { env: { ...process.env, ...tcodecEnv() } });
 
   codec = await startCodec([ui]);
-  await startTemporal(processes, { port: temporalPort, uiPort, codecPort });
+  ({ address: temporalAddress } = await startTemporal(processes, { uiPort, codecPort }));
 
   // A team migrating from the samples' codec: a Python worker with it starts onboarding and
   // stops at the signal; the old key is imported; tcodec's worker (allowing the samples'

@@ -5,7 +5,7 @@
 
 #![allow(dead_code)] // each test binary that includes this uses part of it
 
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -18,13 +18,98 @@ pub fn repo_root() -> PathBuf {
         .to_owned()
 }
 
-/// A port on 127.0.0.1 nothing listens on right now.
+/// A port on 127.0.0.1 nothing listens on right now. Another process may take
+/// it before the server it is meant for binds it: start servers on one with
+/// [`on_free_port`] and wait for them with [`wait_listening`].
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
         .unwrap()
         .port()
+}
+
+/// How often a server is started again when the port picked for it was taken.
+const PORT_ATTEMPTS: usize = 5;
+
+/// Starts a server told its port on its command line: `start(port)` with a
+/// port picked free, returning the server or, if it exited, its log. Between
+/// the pick and the server's bind another process can take the port (each
+/// outgoing connection takes one from the same range); when the server's log
+/// says so, it is started again on a fresh port. Any other exit fails the test
+/// with the log.
+pub fn on_free_port<T>(what: &str, mut start: impl FnMut(u16) -> Result<T, String>) -> T {
+    let mut attempt = 1;
+    loop {
+        match start(free_port()) {
+            Ok(server) => return server,
+            Err(log)
+                if attempt < PORT_ATTEMPTS
+                    && log.to_lowercase().contains("address already in use") =>
+            {
+                attempt += 1;
+            }
+            Err(log) => panic!("{what} did not start: {log}"),
+        }
+    }
+}
+
+/// Waits until `child` itself listens on 127.0.0.1:`port`. A connection that
+/// succeeds proves nothing here: it may reach whoever took the port first.
+/// Returns `Err` with the log at `log` if the child exits first.
+pub fn wait_listening(child: &mut Child, port: u16, log: &Path) -> Result<(), String> {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !listens_on(child.id(), port) {
+        if let Some(status) = child.try_wait().unwrap() {
+            let text = std::fs::read_to_string(log).unwrap_or_default();
+            return Err(format!("exited ({status}):\n{text}"));
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!(
+                "process {} never listened on port {port}: {}",
+                child.id(),
+                std::fs::read_to_string(log).unwrap_or_default()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Ok(())
+}
+
+/// Whether process `pid` holds a socket listening on TCP port `port` (Linux:
+/// the listening sockets in /proc/net/tcp{,6} matched to the process's
+/// descriptors).
+pub fn listens_on(pid: u32, port: u16) -> bool {
+    let local = format!(":{port:04X}");
+    let inodes: Vec<String> = ["/proc/net/tcp", "/proc/net/tcp6"]
+        .iter()
+        .filter_map(|table| std::fs::read_to_string(table).ok())
+        .flat_map(|text| {
+            text.lines()
+                .skip(1)
+                .filter_map(|line| {
+                    let fields: Vec<&str> = line.split_whitespace().collect();
+                    // local_address, state (0A: LISTEN), inode
+                    (fields.len() > 9 && fields[1].ends_with(&local) && fields[3] == "0A")
+                        .then(|| format!("socket:[{}]", fields[9]))
+                })
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    if inodes.is_empty() {
+        return false;
+    }
+    let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return false;
+    };
+    fds.filter_map(Result::ok)
+        .filter_map(|fd| std::fs::read_link(fd.path()).ok())
+        .any(|target| {
+            inodes
+                .iter()
+                .any(|inode| target.as_os_str() == inode.as_str())
+        })
 }
 
 /// A tool from the project's venv, which must be there.
@@ -48,37 +133,25 @@ pub struct Moto {
 
 impl Moto {
     pub fn start() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let log = dir.path().join("moto.log");
-        let port = free_port();
-        // Run in its own directory: its request recorder writes a file there.
-        let child = Command::new(venv_bin("moto_server"))
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-            .current_dir(dir.path())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .expect("start moto_server");
-        let mut moto = Self {
-            child: Some(child),
-            endpoint: format!("http://127.0.0.1:{port}"),
-            log,
-            _dir: dir,
-        };
-        // Wait for it to accept connections (or fail loudly).
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            if let Some(status) = moto.child.as_mut().unwrap().try_wait().unwrap() {
-                panic!("moto_server exited ({status}): {}", moto.log_text());
-            }
-            assert!(
-                Instant::now() < deadline,
-                "moto_server did not start: {}",
-                moto.log_text()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        moto
+        on_free_port("moto_server", |port| {
+            let dir = tempfile::tempdir().unwrap();
+            let log = dir.path().join("moto.log");
+            // Run in its own directory: its request recorder writes a file there.
+            let mut child = Command::new(venv_bin("moto_server"))
+                .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+                .current_dir(dir.path())
+                .stdout(Stdio::null())
+                .stderr(std::fs::File::create(&log).unwrap())
+                .spawn()
+                .expect("start moto_server");
+            wait_listening(&mut child, port, &log)?;
+            Ok(Self {
+                child: Some(child),
+                endpoint: format!("http://127.0.0.1:{port}"),
+                log,
+                _dir: dir,
+            })
+        })
     }
 
     pub fn log_text(&self) -> String {

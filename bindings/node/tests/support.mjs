@@ -1,10 +1,11 @@
 // What the package's tests share: the `tcodec` CLI cargo built, and keyrings under a local
 // master key made with it.
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { closeSync, existsSync, mkdtempSync, openSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { onFreePort } from '../../../tests/support/ports.mjs';
 
 export const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../../..');
 export const TCODEC = join(ROOT, 'target/debug/tcodec');
@@ -53,29 +54,18 @@ export async function until(what, check, seconds = 30) {
  * { endpoint, keyId, aws (its AWS environment), stop() }. */
 export async function startMoto() {
   const { spawn } = await import('node:child_process');
-  const net = await import('node:net');
-  const port = await new Promise((resolvePort) => {
-    const probe = net.createServer().listen(0, '127.0.0.1', () => {
-      const { port: p } = probe.address();
-      probe.close(() => resolvePort(p));
-    });
-  });
   const home = mkdtempSync(join(tmpdir(), 'tcodec-moto-'));
-  // In its own directory: its request recorder writes a file there.
-  const server = spawn(join(ROOT, '.venv/bin/moto_server'), ['-H', '127.0.0.1', '-p', String(port)], { cwd: home, stdio: 'ignore' });
-  let exited = null;
-  server.on('exit', (code) => { exited = code; });
+  const { child: server, port } = await onFreePort('moto_server', (p) => {
+    const log = join(home, 'moto.log');
+    // In its own directory: its request recorder writes a file there.
+    const out = openSync(log, 'w');
+    const child = spawn(join(ROOT, '.venv/bin/moto_server'), ['-H', '127.0.0.1', '-p', String(p)],
+      { cwd: home, stdio: ['ignore', 'ignore', out] });
+    closeSync(out);
+    child.log = () => readFileSync(log, 'utf8');
+    return child;
+  }, undefined, 60_000);
   const endpoint = `http://127.0.0.1:${port}`;
-  const connects = () => new Promise((ok) => {
-    const socket = net.connect(port, '127.0.0.1', () => { socket.destroy(); ok(true); });
-    socket.on('error', () => ok(false));
-  });
-  const deadline = Date.now() + 60_000;
-  while (!(await connects())) {
-    if (exited !== null) throw new Error(`moto_server exited (${exited})`);
-    if (Date.now() > deadline) throw new Error('moto_server did not start');
-    await new Promise((r) => setTimeout(r, 50));
-  }
   const aws = { AWS_ACCESS_KEY_ID: 'testing', AWS_SECRET_ACCESS_KEY: 'testing', AWS_REGION: 'us-east-1', AWS_ENDPOINT_URL: endpoint };
   const keyId = execFileSync(join(ROOT, '.venv/bin/python'), ['-c',
     `import boto3; print(boto3.client('kms', endpoint_url='${endpoint}', region_name='us-east-1', aws_access_key_id='testing', aws_secret_access_key='testing').create_key()['KeyMetadata']['KeyId'])`],

@@ -42,24 +42,66 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def listens_on(pid: int, port: int) -> bool:
+    """Whether process `pid` holds a socket listening on TCP `port` (Linux: the listening sockets
+    in /proc/net/tcp{,6} matched to the process's descriptors)."""
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = open(table).read().splitlines()[1:]
+        except OSError:
+            continue
+        for fields in (line.split() for line in lines):
+            # local_address, state (0A: LISTEN), inode
+            if len(fields) > 9 and fields[1].endswith(f":{port:04X}") and fields[3] == "0A":
+                inodes.add(f"socket:[{fields[9]}]")
+    try:
+        fds = os.listdir(f"/proc/{pid}/fd")
+    except OSError:
+        return False
+    for fd in fds:
+        try:
+            if os.readlink(f"/proc/{pid}/fd/{fd}") in inodes:
+                return True
+        except OSError:
+            pass
+    return False
+
+
+def serve_on_free_port(what, log, command, ready=lambda port: True, **popen):
+    """Starts the server `command(port)` on a port picked free, its output to `log`; returns
+    (process, port) once the process itself listens there and `ready(port)` holds. Another process
+    can take the port between the pick and the server's bind (any outgoing connection takes one
+    from the same range): a server that exits saying so is started again on a fresh port."""
+    for attempt in range(1, 6):
+        port = free_port()
+        with open(log, "w") as out:
+            server = subprocess.Popen(command(port), stdout=out, stderr=subprocess.STDOUT, **popen)
+        deadline = time.monotonic() + 120
+        while server.poll() is None:
+            if listens_on(server.pid, port) and ready(port):
+                return server, port
+            if time.monotonic() > deadline:
+                server.kill()
+                raise AssertionError(f"{what} did not start on port {port}: {log.read_text()}")
+            time.sleep(0.05)
+        text = log.read_text()
+        if attempt == 5 or "address already in use" not in text.lower():
+            raise AssertionError(f"{what} exited ({server.returncode}): {text}")
+
+
 @pytest.fixture(scope="session")
 def dev_server(tmp_path_factory):
-    port = free_port()
-    log = tmp_path_factory.mktemp("temporal") / "server.log"
-    with open(log, "w") as out:
-        server = subprocess.Popen(
-            [str(TEMPORAL), "server", "start-dev", "--ip", "127.0.0.1", "--port", str(port),
-             "--headless", "--http-port", str(free_port()), "--metrics-port", str(free_port()),
-             "--log-level", "warn"],
-            stdout=out, stderr=subprocess.STDOUT)
-    address = f"127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while subprocess.run([str(TEMPORAL), "operator", "namespace", "describe", "--namespace", "default",
-                          "--address", address], capture_output=True).returncode != 0:
-        assert server.poll() is None, log.read_text()
-        assert time.monotonic() < deadline, "the dev server did not start"
-        time.sleep(0.2)
-    yield address
+    def ready(port):
+        return subprocess.run([str(TEMPORAL), "operator", "namespace", "describe", "--namespace", "default",
+                               "--address", f"127.0.0.1:{port}"], capture_output=True).returncode == 0
+
+    server, port = serve_on_free_port(
+        "the Temporal dev server", tmp_path_factory.mktemp("temporal") / "server.log",
+        lambda port: [str(TEMPORAL), "server", "start-dev", "--ip", "127.0.0.1", "--port", str(port), "--headless",
+                      "--http-port", str(free_port()), "--metrics-port", str(free_port()), "--log-level", "warn"],
+        ready)
+    yield f"127.0.0.1:{port}"
     server.terminate()
     server.wait(timeout=30)
 
@@ -104,22 +146,11 @@ def moto(tmp_path_factory):
     it: (endpoint, key id, the AWS environment for it)."""
     import boto3
 
-    port = free_port()
     home = tmp_path_factory.mktemp("moto")
-    log = home / "moto.log"
-    with open(log, "w") as out:
-        # In its own directory: its request recorder writes a file there.
-        server = subprocess.Popen([str(ROOT / ".venv" / "bin" / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
-                                  cwd=home, stdout=subprocess.DEVNULL, stderr=out)
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            break
-        except OSError:
-            assert server.poll() is None, log.read_text()
-            assert time.monotonic() < deadline, "moto_server did not start"
-            time.sleep(0.05)
+    # In its own directory: its request recorder writes a file there.
+    server, port = serve_on_free_port(
+        "moto_server", home / "moto.log",
+        lambda port: [str(ROOT / ".venv" / "bin" / "moto_server"), "-H", "127.0.0.1", "-p", str(port)], cwd=home)
     endpoint = f"http://127.0.0.1:{port}"
     aws = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_REGION": "us-east-1",
            "AWS_ENDPOINT_URL": endpoint}

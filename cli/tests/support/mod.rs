@@ -13,7 +13,7 @@ use std::time::Duration;
 mod common;
 // Not every test that includes these fixtures uses every one.
 #[allow(unused_imports)]
-pub use common::{Moto, free_port, repo_root, venv_bin};
+pub use common::{Moto, free_port, on_free_port, repo_root, venv_bin, wait_listening};
 
 /// The `tcodec` binary. Cargo names it to the tests of the package that builds
 /// it (tcodec-cli); other packages that share these fixtures never run it.
@@ -198,20 +198,24 @@ pub struct Outage {
 
 impl Outage {
     pub fn new(target: &str) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let mut me = Self {
-            port: free_port(),
+            port: listener.local_addr().unwrap().port(),
             target: target.to_owned(),
             up: None,
         };
-        me.restore();
+        me.forward(listener);
         me
     }
 
-    /// Starts forwarding (again).
+    /// Starts forwarding again, on the same port.
     pub fn restore(&mut self) {
+        self.forward(TcpListener::bind(("127.0.0.1", self.port)).unwrap());
+    }
+
+    fn forward(&mut self, listener: TcpListener) {
         use std::sync::atomic::{AtomicBool, Ordering};
         assert!(self.up.is_none());
-        let listener = TcpListener::bind(("127.0.0.1", self.port)).unwrap();
         listener.set_nonblocking(true).unwrap();
         let stop = std::sync::Arc::new(AtomicBool::new(false));
         let (target, flag) = (self.target.clone(), std::sync::Arc::clone(&stop));

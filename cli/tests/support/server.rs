@@ -268,24 +268,18 @@ impl ServeProcess {
         server
     }
 
-    /// Starts `tcodec serve` with `toml`, which must listen on plain HTTP at
-    /// 127.0.0.1:`port`; returns once the port accepts connections (for log
-    /// levels that do not show the "listening" line).
-    pub fn start_at(toml: &str, port: u16) -> Self {
-        let mut server = Self::spawn(toml, &[]);
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            if let Some(status) = server.child.as_mut().unwrap().try_wait().unwrap() {
-                panic!("tcodec serve exited ({status}):\n{}", server.log_text());
-            }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "tcodec serve never listened"
-            );
-            std::thread::sleep(std::time::Duration::from_millis(20));
-        }
-        server.url = format!("http://127.0.0.1:{port}");
-        server
+    /// Starts `tcodec serve` with the configuration `toml(port)`, which must
+    /// listen on plain HTTP at 127.0.0.1:`port`, on a port picked free; returns
+    /// once the server listens there (for log levels that do not show the
+    /// "listening" line).
+    pub fn start_on_free_port(toml: impl Fn(u16) -> String) -> Self {
+        super::on_free_port("tcodec serve", |port| {
+            let mut server = Self::spawn(&toml(port), &[]);
+            let log = server.log.clone();
+            super::wait_listening(server.child.as_mut().unwrap(), port, &log)?;
+            server.url = format!("http://127.0.0.1:{port}");
+            Ok(server)
+        })
     }
 
     fn spawn(toml: &str, env: &[(&str, &str)]) -> Self {
