@@ -109,7 +109,8 @@ export interface S3StorageOptions {
 export declare class S3StorageDriver implements StorageDriver {
   constructor(options: S3StorageOptions);
   /** From TCODEC_STORAGE_BUCKET (none: null), TCODEC_STORAGE_PREFIX, TCODEC_STORAGE_ENDPOINT,
-   * TCODEC_STORAGE_REGION and TEMPORAL_NAMESPACE, as the Rust worker reads them. */
+   * TCODEC_STORAGE_REGION, TCODEC_STORAGE_THRESHOLD and TEMPORAL_NAMESPACE, read by the Rust
+   * worker's code. Throws a CodecError naming a variable that is not usable. */
   static fromEnv(): S3StorageDriver | null;
   /** `aws.s3driver`. */
   readonly name: string;
@@ -117,6 +118,9 @@ export declare class S3StorageDriver implements StorageDriver {
   readonly type: string;
   readonly bucket: string;
   readonly prefix: string;
+  /** Payloads of at least this many bytes (sealed) are to be stored: TCODEC_STORAGE_THRESHOLD
+   * for a driver from the environment, else 256 KiB. */
+  readonly threshold: number;
   store(context: StorageDriverStoreContext, payloads: Payload[]): Promise<StorageDriverClaim[]>;
   retrieve(context: StorageDriverRetrieveContext, claims: StorageDriverClaim[]): Promise<Payload[]>;
 }

@@ -196,31 +196,28 @@ class S3StorageDriver {
    * default chain. */
   constructor(options) {
     checkOneProtobufjs();
-    this.#native = call(() => new native.S3Store(options));
+    // (fromEnv passes the store it made.)
+    this.#native = options instanceof native.S3Store ? options : call(() => new native.S3Store(options));
     this.name = S3_DRIVER;
     this.type = S3_DRIVER;
   }
 
-  /** The driver the environment names, as the Rust worker reads it: TCODEC_STORAGE_BUCKET (none:
-   * returns null), TCODEC_STORAGE_PREFIX, TCODEC_STORAGE_ENDPOINT, TCODEC_STORAGE_REGION,
-   * TEMPORAL_NAMESPACE. */
+  /** The driver the environment names, read by the same Rust code as the Rust worker's:
+   * TCODEC_STORAGE_BUCKET (none: returns null), TCODEC_STORAGE_PREFIX, TCODEC_STORAGE_ENDPOINT,
+   * TCODEC_STORAGE_REGION, TCODEC_STORAGE_THRESHOLD, TEMPORAL_NAMESPACE. */
   static fromEnv() {
-    const env = (name) => process.env[name] || undefined;
-    const bucket = env('TCODEC_STORAGE_BUCKET');
-    if (!bucket) {
-      return null;
-    }
-    return new S3StorageDriver({
-      bucket,
-      namespace: env('TEMPORAL_NAMESPACE'),
-      prefix: env('TCODEC_STORAGE_PREFIX'),
-      endpoint: env('TCODEC_STORAGE_ENDPOINT'),
-      region: env('TCODEC_STORAGE_REGION'),
-    });
+    const store = call(() => native.S3Store.fromEnv());
+    return store == null ? null : new S3StorageDriver(store);
   }
 
   get bucket() {
     return this.#native.bucket;
+  }
+
+  /** Payloads of at least this many bytes (sealed) are to be stored: TCODEC_STORAGE_THRESHOLD
+   * for a driver from the environment, else 256 KiB (the SDK's default). */
+  get threshold() {
+    return this.#native.threshold;
   }
 
   get prefix() {
@@ -248,22 +245,14 @@ class S3StorageDriver {
   }
 }
 
-/** The SDK's ExternalStorage over an S3StorageDriver, from the environment as the Rust worker
- * reads it (TCODEC_STORAGE_BUCKET and the rest; TCODEC_STORAGE_THRESHOLD in bytes, default the
- * SDK's 256 KiB); undefined without a bucket. */
+/** The SDK's ExternalStorage over `S3StorageDriver.fromEnv()`, with its threshold
+ * (TCODEC_STORAGE_THRESHOLD, in bytes; default the SDK's 256 KiB); undefined without a bucket. */
 function externalStorageFromEnv() {
   const driver = S3StorageDriver.fromEnv();
   if (driver === null) {
     return undefined;
   }
-  const threshold = process.env.TCODEC_STORAGE_THRESHOLD;
-  if (threshold !== undefined && !/^[0-9]+$/.test(threshold)) {
-    throw new CodecError(`TCODEC_STORAGE_THRESHOLD must be a number of bytes, not "${threshold}"`);
-  }
-  return new ExternalStorage({
-    drivers: [driver],
-    payloadSizeThreshold: threshold === undefined ? undefined : Number(threshold),
-  });
+  return new ExternalStorage({ drivers: [driver], payloadSizeThreshold: driver.threshold });
 }
 
 /** The SDK's DataConverter with tcodec as its payload codec and failure messages and stack

@@ -5,8 +5,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tcodec::storage::StorageConfig;
-use tcodec::storage::s3::{S3Options, S3Store};
+use tcodec::storage::s3::S3Store;
 use tcodec::{Codec, CodecOptions, DecodePolicy};
 use tcodec_keys::kek::{KekError, KekSettings};
 use tcodec_keys::store::StoreError;
@@ -75,35 +74,6 @@ pub enum WorkerCodecError {
     },
 }
 
-/// External Storage from the environment: `TCODEC_STORAGE_BUCKET` turns it
-/// on; `TCODEC_STORAGE_PREFIX` (default `v0/ns/<TEMPORAL_NAMESPACE or
-/// default>/`, where the official S3 drivers write), `TCODEC_STORAGE_ENDPOINT`,
-/// `TCODEC_STORAGE_REGION` and `TCODEC_STORAGE_THRESHOLD` (bytes, default
-/// 262144) refine it. Credentials come from the AWS default chain.
-pub fn storage_from_env() -> Result<Option<S3Store>, WorkerCodecError> {
-    let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
-    let Some(bucket) = var("TCODEC_STORAGE_BUCKET") else {
-        return Ok(None);
-    };
-    let namespace = var("TEMPORAL_NAMESPACE").unwrap_or_else(|| "default".to_owned());
-    let mut config = StorageConfig::new(bucket, &namespace);
-    if let Some(prefix) = var("TCODEC_STORAGE_PREFIX") {
-        config.prefix = prefix;
-    }
-    if let Some(threshold) = var("TCODEC_STORAGE_THRESHOLD") {
-        config.threshold = threshold.parse().map_err(|_| WorkerCodecError::Storage {
-            variable: "TCODEC_STORAGE_THRESHOLD",
-            message: format!("{threshold:?} is not a number of bytes"),
-        })?;
-    }
-    let options = S3Options {
-        endpoint: var("TCODEC_STORAGE_ENDPOINT"),
-        region: var("TCODEC_STORAGE_REGION"),
-        timeout: None,
-    };
-    Ok(Some(S3Store::new(config, options)))
-}
-
 /// A worker's or client's tcodec: a keyring file (reloaded when it changes),
 /// its key-encryption keys, and the codec over them.
 ///
@@ -156,13 +126,16 @@ impl WorkerCodec {
     /// `TCODEC_DECODE_ALLOW` names the decode policy's exceptions, comma
     /// separated (see [`decode_policy_from`]); by default the worker refuses
     /// every payload tcodec did not seal. `TCODEC_STORAGE_BUCKET` and its
-    /// companions turn on External Storage ([`storage_from_env`]).
+    /// companions turn on External Storage ([`S3Store::from_env`]).
     pub fn from_env() -> Result<Self, WorkerCodecError> {
         let path = tcodec_keys::keyring_path_from_env().ok_or(WorkerCodecError::NoKeyring)?;
         let settings = KekSettings::from_env();
         let allow = std::env::var("TCODEC_DECODE_ALLOW").unwrap_or_default();
         let options = CodecOptions::default().with_decode_policy(decode_policy_from(&allow));
-        let storage = storage_from_env()?;
+        let storage = S3Store::from_env().map_err(|e| WorkerCodecError::Storage {
+            variable: e.variable,
+            message: e.message,
+        })?;
         Ok(Self::open_with(path, &settings, options)?.with_storage(storage))
     }
 

@@ -310,10 +310,26 @@ impl S3Store {
         })
     }
 
+    /// The store the environment names, as the Rust worker reads it
+    /// (`TCODEC_STORAGE_BUCKET`, `TCODEC_STORAGE_PREFIX`,
+    /// `TCODEC_STORAGE_ENDPOINT`, `TCODEC_STORAGE_REGION`,
+    /// `TCODEC_STORAGE_THRESHOLD`, `TEMPORAL_NAMESPACE`); null without a bucket.
+    #[napi]
+    pub fn from_env() -> Result<Option<S3Store>> {
+        let store = RustS3Store::from_env().map_err(|e| error(e.to_string()))?;
+        Ok(store.map(|store| Self { store }))
+    }
+
     /// The bucket.
     #[napi(getter)]
     pub fn bucket(&self) -> String {
         self.store.config().bucket.clone()
+    }
+
+    /// Payloads of at least this many bytes (serialized, sealed) are stored.
+    #[napi(getter)]
+    pub fn threshold(&self) -> u32 {
+        u32::try_from(self.store.config().threshold).unwrap_or(u32::MAX)
     }
 
     /// The key prefix objects are written and read under.

@@ -13,7 +13,9 @@ import { ApplicationFailure } from '@temporalio/common';
 import proto from '@temporalio/proto';
 import { encodeErrorToFailure, decodeOptionalFailureToOptionalError } from '@temporalio/common/lib/internal-non-workflow/codec-helpers.js';
 import { loadDataConverter } from '@temporalio/common/lib/internal-non-workflow/data-converter-helpers.js';
-import { Codec, CodecError, Keyring, PayloadCodec, S3StorageDriver, dataConverter } from '@tcodec/temporal';
+import {
+  Codec, CodecError, Keyring, PayloadCodec, S3StorageDriver, dataConverter, externalStorageFromEnv,
+} from '@tcodec/temporal';
 
 import { MASTER_KEY, ROOT, SECRET, cli, jsonPayload, makeKeyring, startMoto, until } from './support.mjs';
 
@@ -160,6 +162,30 @@ test('fromEnv reads the Rust worker\'s variables', async (t) => {
   assert.equal(codec.keyring.name, 'payments');
   const [out] = await codec.decode([jsonPayload('migrating')]);
   assert.equal(text(out.data), '"migrating"');
+});
+
+test('S3StorageDriver.fromEnv and externalStorageFromEnv read the Rust worker\'s storage variables', (t) => {
+  const names = ['TCODEC_STORAGE_BUCKET', 'TCODEC_STORAGE_PREFIX', 'TCODEC_STORAGE_ENDPOINT', 'TCODEC_STORAGE_REGION',
+    'TCODEC_STORAGE_THRESHOLD', 'TEMPORAL_NAMESPACE'];
+  t.after(setEnv(Object.fromEntries(names.map((name) => [name, undefined]))));
+  assert.equal(S3StorageDriver.fromEnv(), null);
+  assert.equal(externalStorageFromEnv(), undefined);
+
+  setEnv({ TCODEC_STORAGE_BUCKET: 'payloads', TEMPORAL_NAMESPACE: 'payments' });
+  const byDefault = S3StorageDriver.fromEnv();
+  assert.deepEqual([byDefault.bucket, byDefault.prefix, byDefault.threshold], ['payloads', 'v0/ns/payments/', 256 * 1024]);
+
+  setEnv({ TCODEC_STORAGE_PREFIX: 'tcodec/', TCODEC_STORAGE_THRESHOLD: '65536' });
+  const storage = externalStorageFromEnv();
+  const [driver] = storage.drivers;
+  assert.ok(driver instanceof S3StorageDriver);
+  assert.deepEqual([driver.prefix, storage.payloadSizeThreshold], ['tcodec/', 65536]);
+
+  setEnv({ TCODEC_STORAGE_THRESHOLD: '64k' });
+  for (const read of [() => S3StorageDriver.fromEnv(), externalStorageFromEnv]) {
+    assert.throws(read, (err) => err instanceof CodecError
+      && err.message === 'TCODEC_STORAGE_THRESHOLD: "64k" is not a number of bytes');
+  }
 });
 
 test('the data converter seals failure messages and stack traces', async () => {

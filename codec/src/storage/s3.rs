@@ -13,7 +13,7 @@ use aws_sdk_s3::primitives::ByteStream;
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt, stream};
 
-use super::{Reference, S3Location, StorageConfig, StorageError, open_hashed};
+use super::{Quoted, Reference, S3Location, StorageConfig, StorageError, open_hashed};
 use crate::payload::Payload;
 
 /// Objects [`S3Store::fetch_each`] fetches, and [`S3Store::put_each`] stores, at once.
@@ -30,6 +30,16 @@ pub struct S3Options {
     pub region: Option<String>,
     /// Per-operation timeout (default 30 s).
     pub timeout: Option<Duration>,
+}
+
+/// An External Storage environment variable that is not usable.
+#[derive(Debug, thiserror::Error)]
+#[error("{variable}: {message}")]
+pub struct EnvError {
+    /// The variable.
+    pub variable: &'static str,
+    /// What is wrong.
+    pub message: String,
 }
 
 /// One bucket under one configuration. The client is set up (the AWS
@@ -58,6 +68,43 @@ impl S3Store {
             options,
             config,
         }
+    }
+
+    /// External Storage as a worker's or client's environment names it (the
+    /// Rust worker and the Node package read it here): `TCODEC_STORAGE_BUCKET`
+    /// turns it on (`None` without it); `TCODEC_STORAGE_PREFIX` (default
+    /// `v0/ns/<TEMPORAL_NAMESPACE or default>/`, where the official S3 drivers
+    /// write), `TCODEC_STORAGE_ENDPOINT`, `TCODEC_STORAGE_REGION` and
+    /// `TCODEC_STORAGE_THRESHOLD` (bytes, default [`super::DEFAULT_THRESHOLD`])
+    /// refine it. Empty variables count as unset. Credentials come from the
+    /// AWS default chain. Makes no request.
+    pub fn from_env() -> Result<Option<Self>, EnvError> {
+        Self::from_vars(|name| std::env::var(name).ok())
+    }
+
+    /// [`S3Store::from_env`] over `var`, which looks a variable up.
+    pub fn from_vars(var: impl Fn(&str) -> Option<String>) -> Result<Option<Self>, EnvError> {
+        let var = |name: &str| var(name).filter(|v| !v.is_empty());
+        let Some(bucket) = var("TCODEC_STORAGE_BUCKET") else {
+            return Ok(None);
+        };
+        let namespace = var("TEMPORAL_NAMESPACE").unwrap_or_else(|| "default".to_owned());
+        let mut config = StorageConfig::new(bucket, &namespace);
+        if let Some(prefix) = var("TCODEC_STORAGE_PREFIX") {
+            config.prefix = prefix;
+        }
+        if let Some(threshold) = var("TCODEC_STORAGE_THRESHOLD") {
+            config.threshold = threshold.trim().parse().map_err(|_| EnvError {
+                variable: "TCODEC_STORAGE_THRESHOLD",
+                message: format!("\"{}\" is not a number of bytes", Quoted(&threshold)),
+            })?;
+        }
+        let options = S3Options {
+            endpoint: var("TCODEC_STORAGE_ENDPOINT"),
+            region: var("TCODEC_STORAGE_REGION"),
+            timeout: None,
+        };
+        Ok(Some(Self::new(config, options)))
     }
 
     async fn client(&self) -> &Client {
@@ -340,5 +387,62 @@ where
             index,
             reason: tcodec_keys::display_chain(&error),
         },
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::storage::DEFAULT_THRESHOLD;
+
+    #[test]
+    fn the_environment_names_the_store_its_prefix_and_threshold() {
+        let from = |vars: &[(&str, &str)]| {
+            let vars: Vec<(String, String)> = vars
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect();
+            S3Store::from_vars(move |name| {
+                vars.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())
+            })
+        };
+        assert!(from(&[]).unwrap().is_none());
+        assert!(from(&[("TCODEC_STORAGE_BUCKET", "")]).unwrap().is_none());
+        let store = from(&[
+            ("TCODEC_STORAGE_BUCKET", "payloads"),
+            ("TEMPORAL_NAMESPACE", "payments"),
+        ])
+        .unwrap()
+        .unwrap();
+        let config = store.config();
+        assert_eq!(
+            (
+                config.bucket.as_str(),
+                config.prefix.as_str(),
+                config.threshold
+            ),
+            ("payloads", "v0/ns/payments/", DEFAULT_THRESHOLD)
+        );
+        let store = from(&[
+            ("TCODEC_STORAGE_BUCKET", "payloads"),
+            ("TCODEC_STORAGE_PREFIX", "tcodec/"),
+            ("TCODEC_STORAGE_THRESHOLD", "65536"),
+        ])
+        .unwrap()
+        .unwrap();
+        assert_eq!(
+            (store.config().prefix.as_str(), store.config().threshold),
+            ("tcodec/", 65536)
+        );
+        let err = from(&[
+            ("TCODEC_STORAGE_BUCKET", "payloads"),
+            ("TCODEC_STORAGE_THRESHOLD", "64k\u{1b}[2J"),
+        ])
+        .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "TCODEC_STORAGE_THRESHOLD: \"64k\\u{1b}[2J\" is not a number of bytes"
+        );
     }
 }
