@@ -420,13 +420,14 @@ impl Task for RetrieveObjects {
             .max_object_bytes
             .saturating_mul(references.len());
         let mut fetched = runtime()?
-            .block_on(store.fetch_each(&locations, budget, |_, _, _| {}))
+            .block_on(store.fetch_each_serialized(&locations, budget, |_, _, _| {}))
             .map_err(|e| error(e.to_string()))?;
         (0..references.len())
             .map(|i| {
                 fetched
                     .remove(&i)
-                    .map(|p| p.encode_to_vec())
+                    // The object's own buffer when no other reference shares it.
+                    .map(Vec::from)
                     .ok_or_else(|| error(format!("payload {i}: not fetched")))
             })
             .collect()

@@ -147,6 +147,39 @@ impl S3Store {
         budget: usize,
         observe: impl Fn(&S3Location, Duration, Result<usize, &StorageError>),
     ) -> Result<BTreeMap<usize, Payload>, StorageError> {
+        self.fetch_each_as(locations, budget, observe, open_hashed)
+            .await
+    }
+
+    /// [`fetch_each`](Self::fetch_each) giving each payload as the object's
+    /// bytes (its serialized form), checked as `fetch_each` checks them, for
+    /// a caller that passes payloads on serialized: no second serialization.
+    pub async fn fetch_each_serialized(
+        &self,
+        locations: &[(usize, S3Location)],
+        budget: usize,
+        observe: impl Fn(&S3Location, Duration, Result<usize, &StorageError>),
+    ) -> Result<BTreeMap<usize, Bytes>, StorageError> {
+        self.fetch_each_as(
+            locations,
+            budget,
+            observe,
+            |index, location, object, digest| {
+                // Parsing a payload out of `Bytes` shares its buffer: a check, not a copy.
+                open_hashed(index, location, object.clone(), digest)?;
+                Ok(object)
+            },
+        )
+        .await
+    }
+
+    async fn fetch_each_as<T: Clone>(
+        &self,
+        locations: &[(usize, S3Location)],
+        budget: usize,
+        observe: impl Fn(&S3Location, Duration, Result<usize, &StorageError>),
+        open: impl Fn(usize, &S3Location, Bytes, &[u8]) -> Result<T, StorageError>,
+    ) -> Result<BTreeMap<usize, T>, StorageError> {
         // Each object's first index (errors name it) and how many name it.
         let mut uses: BTreeMap<&S3Location, (usize, usize)> = BTreeMap::new();
         for (index, location) in locations {
@@ -155,21 +188,27 @@ impl S3Store {
         // Owned, so the futures below borrow nothing of their argument.
         let distinct: Vec<(S3Location, usize)> =
             uses.iter().map(|(l, (i, _))| ((*l).clone(), *i)).collect();
-        let (fetched_bytes, observe) = (&AtomicUsize::new(0), &observe);
-        let mut objects: BTreeMap<S3Location, (Payload, usize)> = stream::iter(distinct)
+        let (fetched_bytes, observe, open) = (&AtomicUsize::new(0), &observe, &open);
+        let mut objects: BTreeMap<S3Location, (T, usize)> = stream::iter(distinct)
             .map(|(location, index)| async move {
                 let started = Instant::now();
-                let result = self.fetch(index, &location).await;
+                let result = self
+                    .get(index, &location)
+                    .await
+                    .and_then(|(object, digest)| {
+                        let size = object.len();
+                        Ok((open(index, &location, object, digest.as_ref())?, size))
+                    });
                 observe(
                     &location,
                     started.elapsed(),
                     result.as_ref().map(|(_, n)| *n),
                 );
-                let (payload, size) = result?;
+                let (opened, size) = result?;
                 if fetched_bytes.fetch_add(size, Ordering::Relaxed) + size > budget {
                     return Err(StorageError::OverBudget { index, budget });
                 }
-                Ok((location, (payload, size)))
+                Ok((location, (opened, size)))
             })
             .buffered(FETCH_CONCURRENCY)
             .try_collect()
@@ -177,7 +216,7 @@ impl S3Store {
         let mut payloads = BTreeMap::new();
         let mut decoded = 0usize;
         for (index, location) in locations {
-            let Some((payload, size)) = objects.get(location) else {
+            let Some((opened, size)) = objects.get(location) else {
                 continue;
             };
             decoded += size;
@@ -192,11 +231,11 @@ impl S3Store {
                 u.1 -= 1;
                 u.1
             });
-            let payload = match left {
+            let opened = match left {
                 Some(0) => objects.remove(location).map(|(p, _)| p),
-                _ => Some(payload.clone()),
+                _ => Some(opened.clone()),
             };
-            payloads.extend(payload.map(|p| (*index, p)));
+            payloads.extend(opened.map(|p| (*index, p)));
         }
         Ok(payloads)
     }
