@@ -12,7 +12,6 @@ import base64
 import json
 import os
 import re
-import socket
 import statistics
 import subprocess
 import sys
@@ -22,25 +21,10 @@ import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "tests" / "support"))
+from ports import serve_on_free_port  # noqa: E402
+
 BUCKET = "bench-payloads"
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_port(port, proc, what):
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return
-        except OSError:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                sys.exit(f"{what} did not start")
-            time.sleep(0.05)
 
 
 def post(url, body, namespace="bench"):
@@ -64,11 +48,10 @@ def main():
     work = Path(tempfile.mkdtemp(prefix="tcodec-storage-bench-"))
     procs = []
     try:
-        s3_port = free_port()
-        moto = subprocess.Popen([str(ROOT / ".venv/bin/moto_server"), "-H", "127.0.0.1", "-p", str(s3_port)],
-                                cwd=work, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        moto, s3_port = serve_on_free_port(
+            "moto_server", work / "moto.log",
+            lambda port: [str(ROOT / ".venv/bin/moto_server"), "-H", "127.0.0.1", "-p", str(port)], cwd=work)
         procs.append(moto)
-        wait_port(s3_port, moto, "moto_server")
         endpoint = f"http://127.0.0.1:{s3_port}"
         s3 = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="testing",
                           aws_secret_access_key="testing")
@@ -81,20 +64,22 @@ def main():
         env = {"PATH": os.environ["PATH"], "TCODEC_KEYRING": str(keyring), "TCODEC_MASTER_KEY_FILE": str(master)}
         subprocess.run([args.tcodec, "keys", "init", "--name", "bench", "--kek", "local"], env=env, check=True,
                        capture_output=True)
-        port = free_port()
         config = work / "tcodec.toml"
-        config.write_text(
-            f'listen = "127.0.0.1:{port}"\n[log]\nformat = "json"\n[kek]\nmaster_key_file = "{master}"\n'
-            f'[limits]\nmax_body_bytes = 16777216\n'
-            f'[namespaces.bench]\nkeyring = "{keyring}"\n'
-            f'[namespaces.bench.storage]\nbucket = "{BUCKET}"\nendpoint = "{endpoint}"\nregion = "us-east-1"\n'
-            f'max_object_bytes = 16777216\n')
-        server = subprocess.Popen([args.tcodec, "serve", "--config", str(config)],
-                                  env={**env, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                                       "AWS_EC2_METADATA_DISABLED": "true"},
-                                  stdout=subprocess.DEVNULL, stderr=open(work / "serve.log", "w"))
+
+        def serve(port):
+            config.write_text(
+                f'listen = "127.0.0.1:{port}"\n[log]\nformat = "json"\n[kek]\nmaster_key_file = "{master}"\n'
+                f'[limits]\nmax_body_bytes = 16777216\n'
+                f'[namespaces.bench]\nkeyring = "{keyring}"\n'
+                f'[namespaces.bench.storage]\nbucket = "{BUCKET}"\nendpoint = "{endpoint}"\nregion = "us-east-1"\n'
+                f'max_object_bytes = 16777216\n')
+            return [args.tcodec, "serve", "--config", str(config)]
+
+        server, port = serve_on_free_port(
+            "tcodec serve", work / "serve.log", serve,
+            env={**env, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+                 "AWS_EC2_METADATA_DISABLED": "true"})
         procs.append(server)
-        wait_port(port, server, "tcodec serve")
         url = f"http://127.0.0.1:{port}"
 
         # A document of random bytes (as a scan is): compression leaves it about as large.
