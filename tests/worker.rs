@@ -78,29 +78,6 @@ impl Starter {
     }
 }
 
-fn history(temporal: &DevServer, id: &str, codec: Option<&str>) -> String {
-    let mut args = vec!["workflow", "show", "--workflow-id", id, "--output", "json"];
-    if let Some(url) = codec {
-        args.extend(["--codec-endpoint", url]);
-    }
-    temporal.cli_ok(&args)
-}
-
-fn describe(temporal: &DevServer, id: &str, codec: Option<&str>) -> String {
-    let mut args = vec![
-        "workflow",
-        "describe",
-        "--workflow-id",
-        id,
-        "--output",
-        "json",
-    ];
-    if let Some(url) = codec {
-        args.extend(["--codec-endpoint", url]);
-    }
-    temporal.cli_ok(&args)
-}
-
 fn events(history: &str) -> Vec<serde_json::Value> {
     let v: serde_json::Value = serde_json::from_str(history).unwrap();
     v["events"].as_array().unwrap().clone()
@@ -164,7 +141,7 @@ fn input_key_id(history: &str) -> String {
 fn task_failure(temporal: &DevServer, id: &str) -> String {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let raw = history(temporal, id, None);
+        let raw = temporal.history(id, None);
         if let Some(event) = events(&raw)
             .into_iter()
             .find(|e| e["eventType"] == "EVENT_TYPE_WORKFLOW_TASK_FAILED")
@@ -202,8 +179,8 @@ fn onboarding_completes_and_the_server_holds_only_ciphertext() {
 
     // (b) the server's copy: no secret, raw or base64-decoded, anywhere in
     // inputs, results, the signal, the memo or the activity's failure.
-    let raw = history(&temporal, "onb-1", None);
-    let raw_described = describe(&temporal, "onb-1", None);
+    let raw = temporal.history("onb-1", None);
+    let raw_described = temporal.describe("onb-1", None);
     for doc in [&raw, &raw_described] {
         for secret in SECRETS {
             assert!(!holds(doc, secret), "the server holds {secret:?}:\n{doc}");
@@ -257,7 +234,7 @@ fn onboarding_completes_and_the_server_holds_only_ciphertext() {
 
     // (c) through the codec server, the same history decodes to the plaintext.
     let server = CodecServer::start(&keys.keyring, &keys.master_key_file);
-    let decoded = history(&temporal, "onb-1", Some(&server.url));
+    let decoded = temporal.history("onb-1", Some(&server.url));
     for secret in SECRETS {
         assert!(
             holds(&decoded, secret),
@@ -271,7 +248,7 @@ fn onboarding_completes_and_the_server_holds_only_ciphertext() {
         ),
         "the failure message decodes:\n{decoded}"
     );
-    let decoded_described = describe(&temporal, "onb-1", Some(&server.url));
+    let decoded_described = temporal.describe("onb-1", Some(&server.url));
     assert!(
         holds(&decoded_described, "Ada Lovelace <ada@example.com>"),
         "memo: {decoded_described}"
@@ -307,12 +284,12 @@ fn rotating_the_key_while_workflows_run_disturbs_none() {
     let server = CodecServer::start(&keys.keyring, &keys.master_key_file);
     for (ids, key) in [(&before, "k1"), (&after, "k2")] {
         for id in ids {
-            let raw = history(&temporal, id, None);
+            let raw = temporal.history(id, None);
             assert_eq!(input_key_id(&raw), key, "{id}");
             for secret in SECRETS {
                 assert!(!holds(&raw, secret), "{id} holds {secret:?}");
             }
-            let decoded = history(&temporal, id, Some(&server.url));
+            let decoded = temporal.history(id, Some(&server.url));
             for secret in SECRETS {
                 assert!(
                     holds(&decoded, secret),
@@ -376,7 +353,7 @@ fn a_plaintext_signal_sent_past_the_codec_fails_the_workflow_task_and_never_runs
         "--input",
         &format!("{FORGED:?}"),
     ]);
-    let raw = history(&temporal, "onb-swap", None);
+    let raw = temporal.history("onb-swap", None);
     let signal = events(&raw)
         .into_iter()
         .find(|e| e["eventType"] == "EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED")
@@ -399,12 +376,12 @@ fn a_plaintext_signal_sent_past_the_codec_fails_the_workflow_task_and_never_runs
     // And the workflow does not run on it: it is still waiting, and the
     // account was never opened.
     let described: serde_json::Value =
-        serde_json::from_str(&describe(&temporal, "onb-swap", None)).unwrap();
+        serde_json::from_str(&temporal.describe("onb-swap", None)).unwrap();
     assert_eq!(
         described["workflowExecutionInfo"]["status"], "WORKFLOW_EXECUTION_STATUS_RUNNING",
         "{described}"
     );
-    let raw = history(&temporal, "onb-swap", None);
+    let raw = temporal.history("onb-swap", None);
     let opened = events(&raw).into_iter().any(|e| {
         e["activityTaskScheduledEventAttributes"]["activityType"]["name"]
             .as_str()
@@ -426,7 +403,7 @@ fn a_plaintext_failure_written_past_the_codec_is_refused_by_a_tcodec_client() {
         .status()
         .unwrap();
     assert!(status.success());
-    let raw = history(&temporal, "forged", None);
+    let raw = temporal.history("forged", None);
     assert!(raw.contains(FORGED), "the failure is stored in plaintext");
     // `tcodec history check` names it (by event, not by content).
     let (sealed, report) = history_check(&raw);
@@ -525,7 +502,7 @@ fn a_workflow_a_samples_codec_worker_started_is_finished_by_a_tcodec_worker_give
         .status()
         .unwrap();
     assert!(status.success());
-    let before = history(&temporal, "migrated", None);
+    let before = temporal.history("migrated", None);
     assert!(
         encodings(&before).iter().all(|e| e == "binary/encrypted"),
         "{:?}",
@@ -553,7 +530,7 @@ fn a_workflow_a_samples_codec_worker_started_is_finished_by_a_tcodec_worker_give
     assert_eq!(account.address, CONFIRMED_ADDRESS);
 
     // The history holds both formats, and nothing in plaintext.
-    let raw = history(&temporal, "migrated", None);
+    let raw = temporal.history("migrated", None);
     let found = encodings(&raw);
     assert!(found.iter().any(|e| e == "binary/encrypted"), "{found:?}");
     assert!(found.iter().any(|e| e == "binary/tcodec"), "{found:?}");
@@ -574,7 +551,7 @@ fn a_workflow_a_samples_codec_worker_started_is_finished_by_a_tcodec_worker_give
         &keys.master_key_file,
         "decode_allow = [\"binary/encrypted\"]",
     );
-    let decoded = history(&temporal, "migrated", Some(&codec.url));
+    let decoded = temporal.history("migrated", Some(&codec.url));
     let found = encodings(&decoded);
     assert!(
         found
@@ -588,7 +565,7 @@ fn a_workflow_a_samples_codec_worker_started_is_finished_by_a_tcodec_worker_give
     assert!(holds(&decoded, "verified ada@example.com"));
     // Without the exception, the samples' payloads stay as they are.
     let strict = CodecServer::start(&keys.keyring, &keys.master_key_file);
-    let shown = history(&temporal, "migrated", Some(&strict.url));
+    let shown = temporal.history("migrated", Some(&strict.url));
     assert!(encodings(&shown).iter().any(|e| e == "binary/encrypted"));
     assert!(!holds(&shown, "12 Crescent Road"));
 }

@@ -93,14 +93,7 @@ async fn temporal_cli_stores_ciphertext_and_shows_plaintext_through_tcodec() {
 
     // What the server holds: tcodec ciphertext and no plaintext, raw or base64.
     let raw = temporal.cli_ok(&SHOW);
-    let described = temporal.cli_ok(&[
-        "workflow",
-        "describe",
-        "--workflow-id",
-        "onb-1",
-        "--output",
-        "json",
-    ]);
+    let described = temporal.describe("onb-1", None);
     for doc in [&raw, &described] {
         for secret in [CARD, "Ada Lovelace", ADDRESS, NOTE] {
             assert!(
@@ -226,18 +219,8 @@ fn tcodec_history_check_names_every_plaintext_payload_and_decode_reads_the_rest(
         args.extend(["--codec-endpoint".into(), endpoint.clone()]);
         args
     };
-    let show =
-        |id: &str| temporal.cli_ok(&["workflow", "show", "--workflow-id", id, "--output", "json"]);
-    let describe = |id: &str| {
-        temporal.cli_ok(&[
-            "workflow",
-            "describe",
-            "--workflow-id",
-            id,
-            "--output",
-            "json",
-        ])
-    };
+    let show = |id: &str| temporal.history(id, None);
+    let describe = |id: &str| temporal.describe(id, None);
     let check = |doc: &str| {
         let out = t.run_with(&["history", "check"], doc);
         let stdout = String::from_utf8(out.stdout).unwrap();

@@ -133,6 +133,26 @@ impl DevServer {
             .unwrap()
     }
 
+    /// `temporal workflow show` of workflow `id` as JSON: the history as the
+    /// server holds it, or decoded through the codec server at `codec`.
+    pub fn history(&self, id: &str, codec: Option<&str>) -> String {
+        self.workflow("show", id, codec)
+    }
+
+    /// `temporal workflow describe` of workflow `id` as JSON (memo, search
+    /// attributes), raw or through the codec server at `codec`.
+    pub fn describe(&self, id: &str, codec: Option<&str>) -> String {
+        self.workflow("describe", id, codec)
+    }
+
+    fn workflow(&self, command: &str, id: &str, codec: Option<&str>) -> String {
+        let mut args = vec!["workflow", command, "--workflow-id", id, "--output", "json"];
+        if let Some(url) = codec {
+            args.extend(["--codec-endpoint", url]);
+        }
+        self.cli_ok(&args)
+    }
+
     /// Like [`DevServer::cli`], requiring success; returns stdout.
     pub fn cli_ok(&self, args: &[&str]) -> String {
         let out = self.cli(args);
