@@ -5,6 +5,11 @@ server's peak RSS (VmHWM) after the run, against the object's size.
 
     .venv/bin/python benches/storage/download.py [--tcodec target/release/tcodec] [--rounds 30]
     .venv/bin/python benches/storage/download.py --quick     # smoke run (scripts/test.sh)
+    .venv/bin/python benches/storage/download.py --s3-mbps 100   # S3 as over a network
+
+Also: the answer's size and the time to read it, and so the floor any codec server has here: it
+cannot answer before it has the whole object (nothing is released before the AEAD tag verifies),
+and its answer, the payload as base64 in the protocol's JSON, is larger than the object.
 """
 
 import argparse
@@ -12,10 +17,12 @@ import base64
 import json
 import os
 import re
+import socket
 import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -25,6 +32,38 @@ sys.path.insert(0, str(ROOT / "tests" / "support"))
 from ports import serve_on_free_port  # noqa: E402
 
 BUCKET = "bench-payloads"
+
+
+class Throttle:
+    """A TCP forwarder on loopback to `target` ("host:port") passing at most `rate` bytes a second
+    each way on each connection: S3 a network away instead of on loopback."""
+
+    def __init__(self, target, rate):
+        host, port = target.rsplit(":", 1)
+        self.target, self.rate = (host, int(port)), rate
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        threading.Thread(target=self.accept, daemon=True).start()
+
+    def accept(self):
+        while True:
+            client, _ = self.listener.accept()
+            server = socket.create_connection(self.target)
+            for a, b in ((client, server), (server, client)):
+                threading.Thread(target=self.pump, args=(a, b), daemon=True).start()
+
+    def pump(self, source, sink):
+        free = time.perf_counter()
+        try:
+            while chunk := source.recv(64 << 10):
+                sink.sendall(chunk)
+                # Rate shaping: the link is busy for this chunk's time at the rate, counted from when
+                # it was last free (an idle pooled connection earns no burst).
+                free = max(free, time.perf_counter()) + len(chunk) / self.rate
+                time.sleep(max(0.0, free - time.perf_counter()))
+            sink.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass
 
 
 def post(url, body, namespace="bench"):
@@ -40,6 +79,9 @@ def main():
     parser.add_argument("--rounds", type=int, default=30)
     parser.add_argument("--size", type=int, default=5 << 20, help="random bytes in the document")
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--s3-mbps", type=float,
+                        help="reach S3 (the bare GET and the codec server alike) through a forwarder passing at "
+                             "most this many MB/s per connection, as over a network")
     args = parser.parse_args()
     if args.quick:
         args.rounds, args.size = 2, 256 << 10
@@ -53,6 +95,8 @@ def main():
             lambda port: [str(ROOT / ".venv/bin/moto_server"), "-H", "127.0.0.1", "-p", str(port)], cwd=work)
         procs.append(moto)
         endpoint = f"http://127.0.0.1:{s3_port}"
+        if args.s3_mbps:
+            endpoint = f"http://127.0.0.1:{Throttle(f'127.0.0.1:{s3_port}', args.s3_mbps * 1e6).port}"
         s3 = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="testing",
                           aws_secret_access_key="testing")
         s3.create_bucket(Bucket=BUCKET)
@@ -98,9 +142,18 @@ def main():
             with urllib.request.urlopen(object_url, timeout=120) as answer:
                 return len(answer.read())
 
+        reads = []
+
         def download():
             # The whole answer received, as the S3 GET's; parsing it is the client's business.
-            return len(post(url + "/download", body))
+            # Also timed: reading the body once the headers are in (the server has it all by then).
+            request = urllib.request.Request(url + "/download", data=body, method="POST",
+                                             headers={"Content-Type": "application/json", "X-Namespace": "bench"})
+            with urllib.request.urlopen(request, timeout=120) as answer:
+                started = time.perf_counter()
+                size = len(answer.read())
+                reads.append(time.perf_counter() - started)
+            return size
 
         def hwm_mib():
             status = Path(f"/proc/{server.pid}/status").read_text()
@@ -125,6 +178,11 @@ def main():
         print(f"S3 GET alone      median {s3_ms:8.1f} ms  (min {min(times['s3']) * 1e3:.1f})")
         print(f"/download         median {dl_ms:8.1f} ms  (min {min(times['download']) * 1e3:.1f})")
         print(f"ratio /download : S3   {dl_ms / s3_ms:.2f}x   (target <= 1.2x)")
+        read_ms = statistics.median(reads) * 1e3
+        answer_size = download()
+        print(f"  the answer: {answer_size / 2**20:.2f} MiB ({answer_size / object_size:.2f}x the object), read in "
+              f"{read_ms:.1f} ms once its headers are in; a server that only fetched the object and sent this answer "
+              f"would take >= {s3_ms + read_ms:.1f} ms, {(s3_ms + read_ms) / s3_ms:.2f}x")
         # The server's own account (its audit lines): the S3 fetch inside /download, and the whole request.
         audit = [json.loads(line) for line in (work / "serve.log").read_text().splitlines() if '"tcodec::audit"' in line]
         fetches = [a["latency_ms"] for a in audit if a.get("operation") == "fetch" and a.get("status", 200) == 200]
