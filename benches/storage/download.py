@@ -56,10 +56,11 @@ class Throttle:
         free = time.perf_counter()
         try:
             while chunk := source.recv(64 << 10):
-                sink.sendall(chunk)
                 # Rate shaping: the link is busy for this chunk's time at the rate, counted from when
-                # it was last free (an idle pooled connection earns no burst).
+                # it was last free (an idle pooled connection earns no burst); handing the chunk to
+                # the receiver happens within that time, as a network's buffers would let it.
                 free = max(free, time.perf_counter()) + len(chunk) / self.rate
+                sink.sendall(chunk)
                 time.sleep(max(0.0, free - time.perf_counter()))
             sink.shutdown(socket.SHUT_WR)
         except OSError:
