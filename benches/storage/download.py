@@ -67,11 +67,16 @@ class Throttle:
             pass
 
 
-def post(url, body, namespace="bench"):
+def post(url, body, namespace="bench", reads=None):
+    """The answer's body; with `reads`, appends the time reading it took once its headers were in."""
     request = urllib.request.Request(url, data=body, method="POST",
                                      headers={"Content-Type": "application/json", "X-Namespace": namespace})
     with urllib.request.urlopen(request, timeout=120) as answer:
-        return answer.read()
+        started = time.perf_counter()
+        data = answer.read()
+        if reads is not None:
+            reads.append(time.perf_counter() - started)
+        return data
 
 
 def main():
@@ -148,13 +153,7 @@ def main():
         def download():
             # The whole answer received, as the S3 GET's; parsing it is the client's business.
             # Also timed: reading the body once the headers are in (the server has it all by then).
-            request = urllib.request.Request(url + "/download", data=body, method="POST",
-                                             headers={"Content-Type": "application/json", "X-Namespace": "bench"})
-            with urllib.request.urlopen(request, timeout=120) as answer:
-                started = time.perf_counter()
-                size = len(answer.read())
-                reads.append(time.perf_counter() - started)
-            return size
+            return len(post(url + "/download", body, reads=reads))
 
         def hwm_mib():
             status = Path(f"/proc/{server.pid}/status").read_text()

@@ -388,11 +388,8 @@ impl Step<'_> {
                 if let Some(config) = store {
                     let object = storage::object_bytes(&sealed);
                     if object.len() >= config.threshold {
-                        let location = config.locate(&object);
-                        let reference = location
-                            .reference(&config.driver_name, object.len())
-                            .to_payload();
-                        out.owned(&reference)?;
+                        let (location, reference) = config.place(&object);
+                        out.owned(&reference.to_payload())?;
                         stored.push(Stored {
                             index,
                             location,

@@ -460,6 +460,14 @@ impl StorageConfig {
         Ok(location)
     }
 
+    /// Where `object` is stored ([`locate`](Self::locate)) and the reference,
+    /// in this configuration's driver name, that stands for it in a history.
+    pub fn place(&self, object: &[u8]) -> (S3Location, Reference) {
+        let location = self.locate(object);
+        let reference = location.reference(&self.driver_name, object.len());
+        (location, reference)
+    }
+
     /// Where the serialized payload `object` is stored: its SHA-256 names it,
     /// so storing the same ciphertext twice (a retried task) writes one object.
     pub fn locate(&self, object: &[u8]) -> S3Location {
@@ -548,11 +556,8 @@ mod tests {
 
     fn written(config: &StorageConfig) -> (Payload, S3Location) {
         let object = object_bytes(&Payload::new("binary/tcodec", vec![7u8; 64]));
-        let location = config.locate(&object);
-        (
-            location.reference(S3_DRIVER, object.len()).to_payload(),
-            location,
-        )
+        let (location, reference) = config.place(&object);
+        (reference.to_payload(), location)
     }
 
     #[test]

@@ -25,7 +25,8 @@ def listens_on(pid: int, port: int) -> bool:
     inodes = set()
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):
         try:
-            lines = open(table).read().splitlines()[1:]
+            with open(table) as f:
+                lines = f.read().splitlines()[1:]
         except OSError:
             continue
         for fields in (line.split() for line in lines):

@@ -149,8 +149,7 @@ async fn store_large(
             out.push(to_sdk(payload));
             continue;
         }
-        let location = config.locate(&object);
-        let reference = location.reference(&config.driver_name, object.len());
+        let (location, reference) = config.place(&object);
         out.push(to_sdk(reference.to_payload()));
         objects.push((index, location, object.into()));
     }

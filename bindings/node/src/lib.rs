@@ -376,8 +376,7 @@ impl Task for StoreObjects {
         let mut claims = Vec::with_capacity(objects.len());
         let mut located = Vec::with_capacity(objects.len());
         for (index, object) in objects.into_iter().enumerate() {
-            let location = config.locate(&object);
-            let reference = location.reference(&config.driver_name, object.len());
+            let (location, reference) = config.place(&object);
             claims.push(reference.claim.into_iter().collect());
             located.push((index, location, object.into()));
         }

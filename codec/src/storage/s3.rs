@@ -136,9 +136,11 @@ impl S3Store {
     }
 
     /// Fetches the payloads `locations` name (each from [`permit`](Self::permit)),
-    /// by payload index: each distinct object once however many references
-    /// name it, [`FETCH_CONCURRENCY`] at a time, and no more than `budget`
-    /// bytes fetched, nor in all the payloads returned (counted once for each
+    /// by payload index, each object checked against its reference's SHA-256
+    /// (computed as it arrives, into one buffer of its announced size) and read
+    /// as a payload: each distinct object once however many references name
+    /// it, [`FETCH_CONCURRENCY`] at a time, and no more than `budget` bytes
+    /// fetched, nor in all the payloads returned (counted once for each
     /// reference). `observe` sees each fetch as it ends: where, how long, and
     /// the object's size or the error. The first error ends the call.
     pub async fn fetch_each(
@@ -238,20 +240,6 @@ impl S3Store {
             payloads.extend(opened.map(|p| (*index, p)));
         }
         Ok(payloads)
-    }
-
-    /// Fetches the payload at `location` (permitted by [`permit`](Self::permit)),
-    /// checks its SHA-256 (computed as the object arrives) and reads it. The
-    /// object is read once into one buffer of its announced size, never more
-    /// than the configured maximum. Returns the payload and the object's size.
-    pub async fn fetch(
-        &self,
-        index: usize,
-        location: &S3Location,
-    ) -> Result<(Payload, usize), StorageError> {
-        let (object, digest) = self.get(index, location).await?;
-        let size = object.len();
-        Ok((open_hashed(index, location, object, digest.as_ref())?, size))
     }
 
     /// The object's bytes, bounded by the configured maximum, and their SHA-256.
