@@ -26,15 +26,16 @@ from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
 import tcodec
 
-from conftest import ROOT, TCODEC, cli, payload_strings, show
+from conftest import CARD, ROOT, TCODEC, cli, payload_strings, show
 
 NODE_QUEUE = "tcodec-polyglot-node"
 RUST_QUEUE = "tcodec-onboarding"  # the reference worker's (examples/onboarding)
 PYTHON_QUEUE = "tcodec-polyglot-python"
-CUSTOMER = {"name": "Ada Lovelace", "email": "ada@example.com", "card_number": "4111 1111 1111 1111",
+CUSTOMER = {"name": "Ada Lovelace", "email": "ada@example.com", "card_number": CARD,
             "address": "12 Crescent Road, Bath"}
 NEW_ADDRESS = "7 Royal Crescent, Bath"
-PLAINTEXT = ["Ada Lovelace", "ada@example.com", "4111", "Crescent"]
+# The card in full (see conftest.CARD).
+PLAINTEXT = ["Ada Lovelace", "ada@example.com", CARD, "Crescent"]
 
 
 @workflow.defn(name="PolyglotOnboarding")

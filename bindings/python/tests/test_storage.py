@@ -29,7 +29,7 @@ from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
 import tcodec
 
-from conftest import ROOT, SECRET, TCODEC, payload_strings, show
+from conftest import CARD, ROOT, SECRET, TCODEC, payload_strings, show
 from test_polyglot import Process
 
 BUCKET = "python-driver-payloads"
@@ -106,7 +106,7 @@ def sealed_objects(s3, bucket):
     """Every object in `bucket`, each checked to be tcodec ciphertext with no plaintext."""
     objects = [s3.get_object(Bucket=bucket, Key=o["Key"])["Body"].read()
                for o in s3.list_objects_v2(Bucket=bucket)["Contents"]]
-    assert objects and all(b"binary/tcodec" in o and b"4111" not in o for o in objects)
+    assert objects and all(b"binary/tcodec" in o and CARD.encode() not in o for o in objects)
     return objects
 
 
@@ -157,7 +157,7 @@ def test_the_official_s3_driver_stores_tcodec_ciphertext_that_the_codec_server_r
     assert claim["bucket"] == BUCKET and claim["key"].startswith("v0/ns/default/"), claim
     encodings, texts = payload_strings(raw)
     assert set(encodings) == {"json/protobuf", "binary/tcodec"}, encodings
-    assert not [t for t in texts if "4111" in t], "plaintext on the server"
+    assert not [t for t in texts if CARD in t], "plaintext on the server"
 
     # The bucket holds tcodec ciphertext only.
     sealed_objects(s3, BUCKET)
@@ -230,7 +230,7 @@ def test_the_typescript_workers_driver_and_the_official_python_driver_read_each_
     assert int(answer["externalPayloads"][0]["sizeBytes"]) == len(stored)
     encodings, texts = payload_strings(raw)
     assert set(encodings) == {"json/protobuf", "binary/tcodec"}, encodings
-    assert not [t for t in texts if "4111" in t], "plaintext on the server"
+    assert not [t for t in texts if CARD in t], "plaintext on the server"
     assert len(sealed_objects(s3, bucket)) >= 3
 
     # The codec server decodes what the TypeScript worker stored; `tcodec history check`, with
