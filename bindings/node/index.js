@@ -114,28 +114,85 @@ class Codec {
 
   /** Seals `payloads` under the keyring's primary key; resolves to the sealed payloads, in order. */
   encode(payloads) {
-    return this.#run(payloads, (batch) => this.#native.encode(batch));
+    return this.#run(payloads, Op.encode);
   }
 
   /** Decodes `payloads`; resolves to them decoded, in order. All or nothing: the first payload
    * that fails rejects the batch with a CodecError naming its index. */
   decode(payloads) {
-    return this.#run(payloads, (batch) => this.#native.decode(batch));
+    return this.#run(payloads, Op.decode);
   }
 
+  // The payload objects cross as they are (the native side copies metadata here and reads each
+  // payload's data in place on the pool's thread) and come back packed in one buffer, sliced
+  // here: no serialization on the event loop. A batch with anything else in it crosses
+  // serialized instead, protobufjs reading what it accepts and the native side carrying
+  // External Storage details through (references, which the SDK's own storage handles before
+  // and after the codec, so rare here; or protobufjs's empty data, an empty array).
   async #run(payloads, op) {
     if (payloads.length === 0) {
       return [];
     }
-    const bytes = Payloads.encode({ payloads }).finish();
-    let out;
     try {
-      out = await op(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength));
+      if (payloads.every(crossesAsIs)) {
+        return unpack(await this.#native[op.objects](payloads));
+      }
+      const bytes = Payloads.encode({ payloads }).finish();
+      const out = await this.#native[op.serialized](Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength));
+      return Payloads.decode(out).payloads;
     } catch (err) {
-      rethrow(err);
+      return rethrow(err);
     }
-    return Payloads.decode(out).payloads;
   }
+}
+
+// A payload the native side reads as it is: no External Storage details, data and metadata
+// values Uint8Arrays (Buffers are).
+function crossesAsIs(payload) {
+  if (payload.externalPayloads != null && payload.externalPayloads.length > 0) {
+    return false;
+  }
+  if (payload.data != null && !(payload.data instanceof Uint8Array)) {
+    return false;
+  }
+  for (const key in payload.metadata) {
+    if (!(payload.metadata[key] instanceof Uint8Array)) {
+      return false;
+    }
+  }
+  return true;
+}
+
+const Op = {
+  encode: { objects: 'encodePayloads', serialized: 'encode' },
+  decode: { objects: 'decodePayloads', serialized: 'decode' },
+};
+
+// The native side's packed batch as payload objects: `layout` holds, for each payload, its number
+// of metadata entries, each entry's key and value as (offset, length) in `bytes`, its data's
+// (offset, length), then its number of External Storage details and each one's size (low and
+// high 32 bits). Values and data are views of `bytes`, not copies.
+function unpack({ bytes, layout }) {
+  const payloads = [];
+  let i = 0;
+  while (i < layout.length) {
+    const metadata = {};
+    for (let entries = layout[i++]; entries > 0; entries--, i += 4) {
+      const key = bytes.toString('utf8', layout[i], layout[i] + layout[i + 1]);
+      metadata[key] = bytes.subarray(layout[i + 2], layout[i + 2] + layout[i + 3]);
+    }
+    const payload = { metadata, data: bytes.subarray(layout[i], layout[i] + layout[i + 1]) };
+    i += 2;
+    const details = layout[i++];
+    if (details > 0) {
+      payload.externalPayloads = [];
+      for (let d = 0; d < details; d++, i += 2) {
+        payload.externalPayloads.push({ sizeBytes: layout[i + 1] * 2 ** 32 + layout[i] });
+      }
+    }
+    payloads.push(payload);
+  }
+  return payloads;
 }
 
 /** A PayloadCodec for the Temporal TypeScript SDK: seals every payload the SDK sends and opens

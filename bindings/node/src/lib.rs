@@ -3,9 +3,13 @@
 //!
 //! The package's JavaScript (`bindings/node/index.js`) wraps it: `Keyring`,
 //! `Codec`, and a `PayloadCodec` and data converter for the Temporal
-//! TypeScript SDK. A batch crosses the boundary once, as one serialized
-//! `temporal.api.common.v1.Payloads` message, and is parsed, encoded or
-//! decoded and serialized on libuv's thread pool, off the event loop.
+//! TypeScript SDK. A batch crosses the boundary once and is encoded or
+//! decoded on libuv's thread pool, off the event loop: the payload objects
+//! themselves (`encodePayloads`, `decodePayloads`: metadata copied on the
+//! JavaScript thread, each payload's data read in place on the pool's), the
+//! answer one buffer the package's JavaScript slices into payloads; or, for
+//! payloads with External Storage details, one serialized
+//! `temporal.api.common.v1.Payloads` message each way (`encode`, `decode`).
 //!
 //! `S3Store` is the store behind the package's External Storage driver: the
 //! codec server's and the Rust worker's S3 code, objects keyed by their
@@ -16,7 +20,10 @@ use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use napi::bindgen_prelude::{AsyncTask, Buffer};
+use std::collections::BTreeMap;
+
+use bytes::Bytes;
+use napi::bindgen_prelude::{AsyncTask, Buffer, Uint8Array, Uint8ArraySlice, Uint32Array};
 use napi::{Env, Error, Result, Task};
 use napi_derive::napi;
 use prost::Message;
@@ -179,6 +186,21 @@ impl Codec {
     pub fn decode(&self, payloads: Buffer) -> AsyncTask<Batch> {
         self.batch(payloads, Op::Decode)
     }
+
+    /// Seals a batch of payload objects (`{ metadata, data }`, as the
+    /// Temporal SDK holds them); the promise gives the sealed batch packed
+    /// (see [`PackedPayloads`]), in order.
+    #[napi(ts_return_type = "Promise<PackedPayloads>")]
+    pub fn encode_payloads(&self, payloads: Vec<PayloadObject<'_>>) -> AsyncTask<ObjectBatch> {
+        self.objects(payloads, Op::Encode)
+    }
+
+    /// Decodes a batch of payload objects; the promise gives it decoded,
+    /// packed, in order. All or nothing, as [`decode`](Self::decode).
+    #[napi(ts_return_type = "Promise<PackedPayloads>")]
+    pub fn decode_payloads(&self, payloads: Vec<PayloadObject<'_>>) -> AsyncTask<ObjectBatch> {
+        self.objects(payloads, Op::Decode)
+    }
 }
 
 impl Codec {
@@ -190,6 +212,32 @@ impl Codec {
             // again (napi's Buffer keeps it alive and releases it on the
             // JavaScript thread).
             input: payloads,
+            op,
+        })
+    }
+}
+
+impl Codec {
+    fn objects(&self, payloads: Vec<PayloadObject<'_>>, op: Op) -> AsyncTask<ObjectBatch> {
+        let input = payloads
+            .into_iter()
+            .map(|p| Held {
+                // Metadata is small: copied here, on the JavaScript thread.
+                metadata: p
+                    .metadata
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|(k, v)| (k, v.to_vec()))
+                    .collect(),
+                // Data is read on the pool's thread, where it lies; the
+                // reference keeps it alive until the task is dropped, back on
+                // the JavaScript thread.
+                data: p.data,
+            })
+            .collect();
+        AsyncTask::new(ObjectBatch {
+            codec: Arc::clone(&self.codec),
+            input,
             op,
         })
     }
@@ -234,6 +282,132 @@ impl Task for Batch {
     fn resolve(&mut self, _env: Env, output: Vec<u8>) -> Result<Buffer> {
         Ok(Buffer::from(output))
     }
+}
+
+/// A payload object as the Temporal TypeScript SDK holds it. (Payloads with
+/// External Storage details go through [`Codec::encode`] and
+/// [`Codec::decode`], which carry them.)
+#[napi(object, object_to_js = false)]
+pub struct PayloadObject<'a> {
+    /// Metadata values by key.
+    pub metadata: Option<HashMap<String, Uint8ArraySlice<'a>>>,
+    /// The payload's bytes.
+    pub data: Option<Uint8Array>,
+}
+
+/// A batch of payloads, packed: every metadata key, value and payload's data
+/// lies in `bytes`, and `layout` says where. For each payload in order:
+/// the number of metadata entries `n`, then for each entry the key's offset
+/// and length and the value's offset and length, then the data's offset and
+/// length, then the number of External Storage details `m` (a decoded
+/// reference's) and each one's size in bytes as two numbers, low 32 bits
+/// first (`1 + 4n + 2 + 1 + 2m` numbers a payload).
+#[napi(object, object_from_js = false)]
+pub struct PackedPayloads {
+    /// The batch's bytes.
+    pub bytes: Buffer,
+    /// Where each part lies in `bytes`.
+    pub layout: Uint32Array,
+}
+
+/// A payload object's parts the pool's thread reads.
+struct Held {
+    metadata: BTreeMap<String, Vec<u8>>,
+    data: Option<Uint8Array>,
+}
+
+/// One batch of payload objects' work on libuv's thread pool.
+pub struct ObjectBatch {
+    codec: Arc<RustCodec>,
+    input: Vec<Held>,
+    op: Op,
+}
+
+impl Task for ObjectBatch {
+    type Output = (Vec<u8>, Vec<u32>);
+    type JsValue = PackedPayloads;
+
+    fn compute(&mut self) -> Result<Self::Output> {
+        let count = self.input.len();
+        let payloads = self.input.iter_mut().map(|held| Payload {
+            metadata: std::mem::take(&mut held.metadata),
+            data: held
+                .data
+                .as_deref()
+                .map(Bytes::copy_from_slice)
+                .unwrap_or_default(),
+            external_payloads: Vec::new(),
+        });
+        let done = match self.op {
+            Op::Encode => {
+                let mut encoder = self
+                    .codec
+                    .encoder(count)
+                    .map_err(|e| error(display_chain(&e)))?;
+                payloads
+                    .enumerate()
+                    .map(|(index, payload)| encoder.encode(index, &payload))
+                    .collect::<std::result::Result<Vec<_>, _>>()
+            }
+            // The copy is ours: sealed data is opened where it lies.
+            Op::Decode => self.codec.decode_owned(payloads.collect()),
+        }
+        .map_err(|e| error(display_chain(&e)))?;
+        pack(&done)
+    }
+
+    fn resolve(&mut self, _env: Env, (bytes, layout): Self::Output) -> Result<PackedPayloads> {
+        Ok(PackedPayloads {
+            bytes: Buffer::from(bytes),
+            layout: Uint32Array::new(layout),
+        })
+    }
+}
+
+/// Packs `payloads` as [`PackedPayloads`] lays them out.
+fn pack(payloads: &[Payload]) -> Result<(Vec<u8>, Vec<u32>)> {
+    let size: usize = payloads
+        .iter()
+        .map(|p| {
+            p.data.len()
+                + p.metadata
+                    .iter()
+                    .map(|(k, v)| k.len() + v.len())
+                    .sum::<usize>()
+        })
+        .sum();
+    let entries: usize = payloads
+        .iter()
+        .map(|p| 4 + 4 * p.metadata.len() + 2 * p.external_payloads.len())
+        .sum();
+    let too_large = || error("the batch is over 4 GiB, more than one answer can carry");
+    if u32::try_from(size).is_err() {
+        return Err(too_large());
+    }
+    let mut bytes = Vec::with_capacity(size);
+    let mut layout = Vec::with_capacity(entries);
+    let put = |bytes: &mut Vec<u8>, layout: &mut Vec<u32>, part: &[u8]| {
+        // Both fit: the whole is under 4 GiB.
+        layout.push(bytes.len() as u32);
+        layout.push(part.len() as u32);
+        bytes.extend_from_slice(part);
+    };
+    for payload in payloads {
+        layout.push(u32::try_from(payload.metadata.len()).map_err(|_| too_large())?);
+        for (key, value) in &payload.metadata {
+            put(&mut bytes, &mut layout, key.as_bytes());
+            put(&mut bytes, &mut layout, value);
+        }
+        put(&mut bytes, &mut layout, &payload.data);
+        layout.push(u32::try_from(payload.external_payloads.len()).map_err(|_| too_large())?);
+        for details in &payload.external_payloads {
+            // Sizes are never negative; a negative one reads as 0.
+            let size = u64::try_from(details.size_bytes).unwrap_or(0);
+            layout.push((size & 0xffff_ffff) as u32);
+            layout.push((size >> 32) as u32);
+        }
+    }
+    Ok((bytes, layout))
 }
 
 /// Where an [`S3Store`] keeps payloads.
