@@ -3,6 +3,7 @@
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fmt;
+use std::ops::Range;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -43,6 +44,29 @@ pub struct CodecOptions {
     /// the codec server on its async workers, sets this and moves deferred
     /// batches to a thread that may take longer. Default off.
     pub defer_decompression: bool,
+    /// The most threads one call of [`Codec::encode`] or
+    /// [`Codec::decode_owned`] works on: a batch of two payloads or more
+    /// holding at least [`PARALLEL_MIN_BYTES`] of data is split into that many
+    /// runs of consecutive payloads (fewer where the batch is smaller), all
+    /// but the first on scoped threads of their own. The output, and the
+    /// error when a payload fails (the first failing payload's), are those of
+    /// one thread. Default 1: a server answering many requests at once gains
+    /// nothing from it; a worker's codec, with one batch at a time and idle
+    /// cores, does (see [`available_threads`]).
+    pub threads: usize,
+}
+
+/// The least data (payloads' `data`, in bytes) a batch holds for
+/// [`CodecOptions::threads`] to split it: below this, starting a thread
+/// costs more than the work it would take over.
+pub const PARALLEL_MIN_BYTES: usize = 256 * 1024;
+
+/// The threads this process may run at once (its CPU quota or affinity
+/// where set), read once: what a worker's codec passes to
+/// [`CodecOptions::with_threads`].
+pub fn available_threads() -> usize {
+    static THREADS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *THREADS.get_or_init(|| std::thread::available_parallelism().map_or(1, usize::from))
 }
 
 impl Default for CodecOptions {
@@ -52,6 +76,7 @@ impl Default for CodecOptions {
             max_decoded_size: 64 << 20,
             policy: DecodePolicy::strict(),
             defer_decompression: false,
+            threads: 1,
         }
     }
 }
@@ -80,6 +105,13 @@ impl CodecOptions {
     /// [`defer_decompression`](Self::defer_decompression)).
     pub fn with_deferred_decompression(mut self, on: bool) -> Self {
         self.defer_decompression = on;
+        self
+    }
+
+    /// These options with at most `threads` threads a batch (see
+    /// [`threads`](Self::threads)); 0 counts as 1.
+    pub fn with_threads(mut self, threads: usize) -> Self {
+        self.threads = threads.max(1);
         self
     }
 }
@@ -135,6 +167,19 @@ impl Codec {
     pub fn encode(&self, payloads: &[Payload]) -> Result<Vec<Payload>, CodecError> {
         if payloads.is_empty() {
             return Ok(Vec::new());
+        }
+        let lanes = self.lanes(payloads);
+        if lanes > 1 {
+            let runs = split_runs(payloads.len(), lanes)
+                .map(|range| (range.start, &payloads[range]))
+                .collect();
+            return in_parallel(runs, |start, run| {
+                let mut encoder = self.encoder(run.len())?;
+                run.iter()
+                    .enumerate()
+                    .map(|(i, payload)| encoder.encode(start + i, payload))
+                    .collect()
+            });
         }
         let key = self.primary()?;
         let cipher = Xaes256Gcm::new(key.secret());
@@ -228,7 +273,7 @@ impl Codec {
     /// decoded; all others are returned as they came. The output has one payload
     /// per input payload, in order. The first payload that fails fails the batch.
     pub fn decode(&self, payloads: &[Payload]) -> Result<Vec<Payload>, CodecError> {
-        self.decode_all(payloads.iter().map(Cow::Borrowed))
+        self.decode_all(0, payloads.iter().map(Cow::Borrowed))
     }
 
     /// [`decode`](Self::decode) for a batch the caller hands over, as the codec
@@ -238,19 +283,49 @@ impl Codec {
     /// the same as `decode`'s. On error the batch is gone; call `decode` to keep
     /// it.
     pub fn decode_owned(&self, payloads: Vec<Payload>) -> Result<Vec<Payload>, CodecError> {
-        self.decode_all(payloads.into_iter().map(Cow::Owned))
+        let lanes = self.lanes(&payloads);
+        if lanes > 1 {
+            let mut rest = payloads;
+            let mut runs: Vec<(usize, Vec<Payload>)> = split_runs(rest.len(), lanes)
+                .rev()
+                .map(|range| (range.start, rest.split_off(range.start)))
+                .collect();
+            runs.reverse();
+            return in_parallel(runs, |start, run| {
+                self.decode_all(start, run.into_iter().map(Cow::Owned))
+            });
+        }
+        self.decode_all(0, payloads.into_iter().map(Cow::Owned))
     }
 
-    /// Decodes a batch, borrowed or owned, with one cipher per key id.
+    /// Decodes a batch, borrowed or owned, with one cipher per key id; `start`
+    /// is the index in the caller's batch of the first payload.
     fn decode_all<'a>(
         &self,
+        start: usize,
         payloads: impl Iterator<Item = Cow<'a, Payload>>,
     ) -> Result<Vec<Payload>, CodecError> {
         let mut batch = Batch::default();
         payloads
             .enumerate()
-            .map(|(index, payload)| self.decode_layers(index, payload, &mut batch, 0))
+            .map(|(i, payload)| self.decode_layers(start + i, payload, &mut batch, 0))
             .collect()
+    }
+
+    /// How many threads to split `payloads` over (1: none).
+    fn lanes(&self, payloads: &[Payload]) -> usize {
+        if self.options.threads <= 1 || payloads.len() < 2 {
+            return 1;
+        }
+        let bytes: usize = payloads.iter().map(|p| p.data.len()).sum();
+        if bytes < PARALLEL_MIN_BYTES {
+            return 1;
+        }
+        // Each thread gets at least half the minimum's worth of data.
+        self.options
+            .threads
+            .min(payloads.len())
+            .min(bytes / (PARALLEL_MIN_BYTES / 2))
     }
 
     /// A [`Decoder`] for one batch whose payloads the caller holds in its own
@@ -659,6 +734,51 @@ impl Metadata for [(&str, &[u8])] {
     fn value(&self, key: &str) -> Option<&[u8]> {
         self.iter().rev().find(|(k, _)| *k == key).map(|(_, v)| *v)
     }
+}
+
+/// `len` consecutive indices in `lanes` runs, as even as can be, in order.
+fn split_runs(len: usize, lanes: usize) -> impl DoubleEndedIterator<Item = Range<usize>> {
+    let (each, extra) = (len / lanes, len % lanes);
+    (0..lanes).map(move |lane| {
+        let start = lane * each + lane.min(extra);
+        start..start + each + usize::from(lane < extra)
+    })
+}
+
+/// Runs `work` over each of `runs` (its first index in the batch, its
+/// payloads), the first on this thread and the others on scoped threads,
+/// and joins the outputs in order. Runs are consecutive, so the first run
+/// that failed holds the batch's first failing payload: its error is the
+/// answer, as one thread would have given it.
+fn in_parallel<T, F>(runs: Vec<(usize, T)>, work: F) -> Result<Vec<Payload>, CodecError>
+where
+    T: Send,
+    F: Fn(usize, T) -> Result<Vec<Payload>, CodecError> + Sync,
+{
+    let work = &work;
+    let outputs: Vec<Result<Vec<Payload>, CodecError>> = std::thread::scope(|scope| {
+        let mut runs = runs.into_iter();
+        let first = runs.next();
+        let others: Vec<_> = runs
+            .map(|(start, run)| scope.spawn(move || work(start, run)))
+            .collect();
+        let mut outputs: Vec<_> = first
+            .map(|(start, run)| work(start, run))
+            .into_iter()
+            .collect();
+        // A run that panicked panics here, as it would have on one thread.
+        outputs.extend(others.into_iter().map(|handle| {
+            handle
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+        }));
+        outputs
+    });
+    let mut all = Vec::with_capacity(outputs.iter().map(|o| o.as_ref().map_or(0, Vec::len)).sum());
+    for output in outputs {
+        all.extend(output?);
+    }
+    Ok(all)
 }
 
 /// The parts of an outer payload the checks before decryption read.

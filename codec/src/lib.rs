@@ -13,7 +13,10 @@ pub mod wire;
 pub mod xaes;
 
 pub use bytes::Bytes;
-pub use codec::{Codec, CodecOptions, Decoded, Decoder, Encoder, PayloadParts};
+pub use codec::{
+    Codec, CodecOptions, Decoded, Decoder, Encoder, PARALLEL_MIN_BYTES, PayloadParts,
+    available_threads,
+};
 pub use compress::Compression;
 pub use error::{CodecError, Malformed};
 pub use payload::{ExternalPayloadDetails, Payload};

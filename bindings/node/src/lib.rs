@@ -29,7 +29,9 @@ use napi_derive::napi;
 use prost::Message;
 use tcodec::storage::s3::{S3Options, S3Store as RustS3Store};
 use tcodec::storage::{Reference, StorageConfig};
-use tcodec::{Codec as RustCodec, CodecOptions, Compression, DecodePolicy, Payload};
+use tcodec::{
+    Codec as RustCodec, CodecOptions, Compression, DecodePolicy, Payload, available_threads,
+};
 use tcodec_keys::kek::KekSettings;
 use tcodec_keys::{FileKeyring, WATCH_INTERVAL, Watcher, display_chain, keyring_path_from_env};
 
@@ -143,6 +145,10 @@ pub struct CodecSettings {
     pub decode_allow: Option<String>,
     /// `false` turns zstd off where a length side channel matters.
     pub compression: Option<bool>,
+    /// The most threads one batch of 256 KiB or more is split across
+    /// (default: as many as the process may run at once; 1 keeps every batch
+    /// on the one pool thread).
+    pub threads: Option<u32>,
 }
 
 /// The codec over a keyring: encodes and decodes batches.
@@ -156,11 +162,13 @@ impl Codec {
     /// A codec over `keyring`.
     #[napi(constructor)]
     pub fn new(keyring: &Keyring, settings: Option<CodecSettings>) -> Self {
-        let (allow, compression) = settings
-            .map(|s| (s.decode_allow.unwrap_or_default(), s.compression))
+        let (allow, compression, threads) = settings
+            .map(|s| (s.decode_allow.unwrap_or_default(), s.compression, s.threads))
             .unwrap_or_default();
-        let mut options =
-            CodecOptions::default().with_decode_policy(DecodePolicy::from_allow_list(&allow));
+        let threads = threads.map_or_else(available_threads, |n| n as usize);
+        let mut options = CodecOptions::default()
+            .with_decode_policy(DecodePolicy::from_allow_list(&allow))
+            .with_threads(threads);
         if compression == Some(false) {
             options = options.with_compression(Compression::Off);
         }
@@ -328,7 +336,6 @@ impl Task for ObjectBatch {
     type JsValue = PackedPayloads;
 
     fn compute(&mut self) -> Result<Self::Output> {
-        let count = self.input.len();
         let payloads = self.input.iter_mut().map(|held| Payload {
             metadata: std::mem::take(&mut held.metadata),
             data: held
@@ -339,16 +346,7 @@ impl Task for ObjectBatch {
             external_payloads: Vec::new(),
         });
         let done = match self.op {
-            Op::Encode => {
-                let mut encoder = self
-                    .codec
-                    .encoder(count)
-                    .map_err(|e| error(display_chain(&e)))?;
-                payloads
-                    .enumerate()
-                    .map(|(index, payload)| encoder.encode(index, &payload))
-                    .collect::<std::result::Result<Vec<_>, _>>()
-            }
+            Op::Encode => self.codec.encode(&payloads.collect::<Vec<_>>()),
             // The copy is ours: sealed data is opened where it lies.
             Op::Decode => self.codec.decode_owned(payloads.collect()),
         }

@@ -92,6 +92,26 @@ test('payloads of every shape the SDK makes cross as they are, and External Stor
   assert.equal(openedEmpty.data.length, 0);
 });
 
+test('a large batch split across threads reads the same and names the first failing payload', async () => {
+  const ring = makeKeyring();
+  // 16 payloads of 64 KiB (random: the sealed batch stays over 256 KiB), split into runs on up to
+  // four threads or kept on one. Payloads 9 and 13 tampered: the first failure is 9's.
+  const payloads = Array.from({ length: 16 }, () => jsonPayload(randomBytes(48 << 10).toString('base64')));
+  for (const threads of [1, 4]) {
+    const codec = new PayloadCodec(codecOf(ring, { threads }));
+    const sealed = await codec.encode(payloads);
+    assert.equal(new Set(sealed.map((p) => b64(p.data))).size, 16);
+    assert.deepEqual((await codec.decode(sealed)).map((p) => b64(p.data)), payloads.map((p) => b64(p.data)));
+    for (const i of [9, 13]) {
+      const data = Buffer.from(sealed[i].data);
+      data[data.length - 1] ^= 1;
+      sealed[i] = { ...sealed[i], data };
+    }
+    await assert.rejects(codec.decode(sealed), (err) => err instanceof CodecError && /^payload 9\b/.test(err.message));
+  }
+  assert.throws(() => codecOf(ring, { threads: 'four' }), /threads|Number/);
+});
+
 test('the Rust CLI reads what Node sealed, and Node reads what the CLI sealed', async () => {
   const ring = makeKeyring();
   const codec = codecOf(ring);

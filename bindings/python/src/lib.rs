@@ -14,7 +14,9 @@ use pyo3::create_exception;
 use pyo3::exceptions::PyException;
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
-use tcodec::{Codec as RustCodec, CodecOptions, Compression, DecodePolicy, Payload};
+use tcodec::{
+    Codec as RustCodec, CodecOptions, Compression, DecodePolicy, Payload, available_threads,
+};
 use tcodec_keys::kek::KekSettings;
 use tcodec_keys::{FileKeyring, WATCH_INTERVAL, Watcher, display_chain, keyring_path_from_env};
 
@@ -139,12 +141,20 @@ impl Codec {
     /// exceptions as `TCODEC_DECODE_ALLOW` does (comma separated: plaintext
     /// encodings, `*`, `binary/encrypted`, `binary/zlib`); empty, the default,
     /// refuses every payload tcodec did not seal. `compression` turns zstd off
-    /// where a length side channel matters.
+    /// where a length side channel matters. `threads`: the most threads one
+    /// batch of 256 KiB or more is split across (default: as many as the
+    /// process may run at once; 1 keeps every batch on one thread).
     #[new]
-    #[pyo3(signature = (keyring, *, decode_allow="", compression=true))]
-    fn new(keyring: Py<Keyring>, decode_allow: &str, compression: bool) -> Self {
-        let mut options =
-            CodecOptions::default().with_decode_policy(DecodePolicy::from_allow_list(decode_allow));
+    #[pyo3(signature = (keyring, *, decode_allow="", compression=true, threads=None))]
+    fn new(
+        keyring: Py<Keyring>,
+        decode_allow: &str,
+        compression: bool,
+        threads: Option<usize>,
+    ) -> Self {
+        let mut options = CodecOptions::default()
+            .with_decode_policy(DecodePolicy::from_allow_list(decode_allow))
+            .with_threads(threads.unwrap_or_else(available_threads));
         if !compression {
             options = options.with_compression(Compression::Off);
         }
@@ -165,7 +175,7 @@ impl Codec {
     fn from_env(py: Python<'_>) -> PyResult<Self> {
         let keyring = Py::new(py, Keyring::from_env()?)?;
         let allow = std::env::var("TCODEC_DECODE_ALLOW").unwrap_or_default();
-        Ok(Self::new(keyring, &allow, true))
+        Ok(Self::new(keyring, &allow, true, None))
     }
 
     /// The keyring.
