@@ -2,7 +2,7 @@
 // WebCrypto codec of the samples' encryption format (AES-256-GCM via crypto.subtle, written
 // here as a TypeScript team would), in one run, alternating.
 //
-//   node benches/bindings/node_codec.mjs --keyring K --master-key-file M [--quick]
+//   node benches/bindings/node_codec.mjs --keyring K --master-key-file M [--quick] [--threads N]
 //
 // Sizes 1 KiB and 64 KiB, batches of 1 and 100, JSON payloads (compressible like real records)
 // and random bytes (incompressible). Medians of alternating rounds (tcodec also with compression off); --quick is the smoke run of
@@ -88,11 +88,15 @@ const same = (a, b) => a.length === b.length && a.every((p, i) => Buffer.compare
 const median = (xs) => [...xs].sort((x, y) => x - y)[Math.floor(xs.length / 2)];
 const fmt = (x) => Math.round(x).toLocaleString('en-US');
 
-const { values } = parseArgs({ options: { keyring: { type: 'string' }, 'master-key-file': { type: 'string' }, quick: { type: 'boolean' } } });
+const { values } = parseArgs({
+  options: { keyring: { type: 'string' }, 'master-key-file': { type: 'string' }, quick: { type: 'boolean' }, threads: { type: 'string' } },
+});
+// --threads N: tcodec's threads a batch (default: the package's, the cores).
+const threads = values.threads === undefined ? undefined : Number(values.threads);
 const [rounds, seconds] = values.quick ? [1, 0.05] : [5, 0.6];
 const keyring = Keyring.open(values.keyring, { masterKeyFile: values['master-key-file'] });
-const ours = new PayloadCodec(new Codec(keyring));
-const plain = new PayloadCodec(new Codec(keyring, { compression: false }));
+const ours = new PayloadCodec(new Codec(keyring, { threads }));
+const plain = new PayloadCodec(new Codec(keyring, { compression: false, threads }));
 const theirs = await WebCryptoCodec.create('bench-key');
 const rng = seeded(7);
 console.log('| data | size | batch | op | WebCrypto payloads/s | tcodec payloads/s | ratio | tcodec, compression off | ratio |');

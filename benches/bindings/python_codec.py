@@ -2,7 +2,7 @@
 behind PyO3) against a pure-Python codec of the samples' encryption format (AES-256-GCM from
 `cryptography`, written here as the Temporal samples write theirs), in one run, alternating.
 
-    .venv/bin/python benches/bindings/python_codec.py --keyring K --master-key-file M [--quick]
+    .venv/bin/python benches/bindings/python_codec.py --keyring K --master-key-file M [--quick] [--threads N]
 
 Sizes 1 KiB and 64 KiB, batches of 1 and 100, JSON payloads (what the SDK's default converter
 makes; compressible like real records) and random bytes (incompressible). Each cell runs the
@@ -86,14 +86,15 @@ async def main() -> None:
     ap.add_argument("--master-key-file", required=True)
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--floor", action="store_true", help="only the compression-against-encryption table")
+    ap.add_argument("--threads", type=int, help="tcodec's threads a batch (default: the package's, the cores)")
     args = ap.parse_args()
     rounds, seconds = (1, 0.05) if args.quick else (5, 0.6)
     if args.floor:
         floor(random.Random(7), seconds)
         return
     keyring = tcodec.Keyring.open(args.keyring, master_key_file=args.master_key_file)
-    ours = tcodec.temporal.PayloadCodec(tcodec.Codec(keyring))
-    plain = tcodec.temporal.PayloadCodec(tcodec.Codec(keyring, compression=False))
+    ours = tcodec.temporal.PayloadCodec(tcodec.Codec(keyring, threads=args.threads))
+    plain = tcodec.temporal.PayloadCodec(tcodec.Codec(keyring, compression=False, threads=args.threads))
     samples = SamplesCodec(os.urandom(32), "bench-key")
     rng = random.Random(7)
     print("| data | size | batch | op | samples (Python) payloads/s | tcodec payloads/s | ratio | "

@@ -48,7 +48,7 @@ pub struct CodecOptions {
     /// [`Codec::decode_owned`] works on: a batch of two payloads or more
     /// holding at least [`PARALLEL_MIN_BYTES`] of data is split into that many
     /// runs of consecutive payloads (fewer where the batch is smaller), all
-    /// but the first on scoped threads of their own. The output, and the
+    /// but the first on rayon's global pool (one thread per core). The output, and the
     /// error when a payload fails (the first failing payload's), are those of
     /// one thread. Default 1: a server answering many requests at once gains
     /// nothing from it; a worker's codec, with one batch at a time and idle
@@ -201,9 +201,32 @@ impl Codec {
             .enumerate()
             .map(|(index, (payload, nonce))| {
                 let nonce: &[u8; NONCE_LEN] = nonce.try_into().map_err(|_| CodecError::Random)?;
-                self.encode_one(index, payload, &cipher, key.id(), nonce)
+                self.encode_one(index, Inner::Payload(payload), &cipher, key.id(), nonce)
             })
             .collect()
+    }
+
+    /// [`encode`](Self::encode) for a batch the caller holds serialized (a
+    /// language binding's payloads): each is checked to be a `Payload` message
+    /// ([`CodecError::NotAPayload`] otherwise) and, in the shape every
+    /// Temporal SDK writes, sealed as it is, without being parsed into a
+    /// [`Payload`] and serialized again; anything else is sealed as
+    /// [`encode`](Self::encode) would seal it. Decoding gives the payload
+    /// back; its serialized form may differ from what came in only where
+    /// prost's would (map order, repeated keys).
+    pub fn encode_serialized(&self, payloads: &[&[u8]]) -> Result<Vec<Payload>, CodecError> {
+        let bytes: usize = payloads.iter().map(|p| p.len()).sum();
+        let lanes = self.lanes_for(payloads.len(), bytes);
+        let runs = split_runs(payloads.len(), lanes)
+            .map(|range| (range.start, &payloads[range]))
+            .collect();
+        in_parallel(runs, |start, run| {
+            let mut encoder = self.encoder(run.len())?;
+            run.iter()
+                .enumerate()
+                .map(|(i, payload)| encoder.encode_serialized(start + i, payload))
+                .collect()
+        })
     }
 
     /// The primary key, to encode under.
@@ -233,15 +256,15 @@ impl Codec {
     fn encode_one(
         &self,
         index: usize,
-        payload: &Payload,
+        payload: Inner<'_>,
         cipher: &Xaes256Gcm,
         key_id: &KeyId,
         nonce: &[u8; NONCE_LEN],
     ) -> Result<Payload, CodecError> {
-        let inner_len = payload.encoded_len();
+        let inner_len = payload.len();
         let compressed = match self.options.compression {
             Compression::Zstd { level, min_size } if inner_len >= min_size => {
-                let inner = payload.encode_to_vec();
+                let inner = payload.bytes();
                 // A failure to compress is no reason to fail the payload.
                 compress::zstd_compress(&inner, level)
                     .ok()
@@ -255,9 +278,7 @@ impl Codec {
         };
         let sealed = match &compressed {
             Some(packed) => wire::seal(cipher, &header, nonce, packed),
-            None => wire::seal_with(cipher, &header, nonce, inner_len, |out| {
-                payload.encode_raw(out)
-            }),
+            None => wire::seal_with(cipher, &header, nonce, inner_len, |out| payload.write(out)),
         };
         let data = sealed.map_err(|_| CodecError::Seal {
             index,
@@ -317,14 +338,19 @@ impl Codec {
         if self.options.threads <= 1 || payloads.len() < 2 {
             return 1;
         }
-        let bytes: usize = payloads.iter().map(|p| p.data.len()).sum();
-        if bytes < PARALLEL_MIN_BYTES {
+        self.lanes_for(payloads.len(), payloads.iter().map(|p| p.data.len()).sum())
+    }
+
+    /// How many threads to split a batch of `count` payloads holding `bytes`
+    /// over (1: none).
+    fn lanes_for(&self, count: usize, bytes: usize) -> usize {
+        if self.options.threads <= 1 || count < 2 || bytes < PARALLEL_MIN_BYTES {
             return 1;
         }
         // Each thread gets at least half the minimum's worth of data.
         self.options
             .threads
-            .min(payloads.len())
+            .min(count)
             .min(bytes / (PARALLEL_MIN_BYTES / 2))
     }
 
@@ -746,36 +772,33 @@ fn split_runs(len: usize, lanes: usize) -> impl DoubleEndedIterator<Item = Range
 }
 
 /// Runs `work` over each of `runs` (its first index in the batch, its
-/// payloads), the first on this thread and the others on scoped threads,
-/// and joins the outputs in order. Runs are consecutive, so the first run
-/// that failed holds the batch's first failing payload: its error is the
-/// answer, as one thread would have given it.
+/// payloads), the first on this thread and the others on rayon's pool (its
+/// threads live on, so each keeps its compression context and its
+/// allocator's memory from one batch to the next), and joins the outputs in
+/// order. Runs are consecutive, so the first run that failed holds the
+/// batch's first failing payload: its error is the answer, as one thread
+/// would have given it. A run that panics panics here.
 fn in_parallel<T, F>(runs: Vec<(usize, T)>, work: F) -> Result<Vec<Payload>, CodecError>
 where
     T: Send,
     F: Fn(usize, T) -> Result<Vec<Payload>, CodecError> + Sync,
 {
+    let mut outputs: Vec<Option<Result<Vec<Payload>, CodecError>>> =
+        std::iter::repeat_with(|| None).take(runs.len()).collect();
     let work = &work;
-    let outputs: Vec<Result<Vec<Payload>, CodecError>> = std::thread::scope(|scope| {
+    rayon::in_place_scope(|scope| {
+        let mut slots = outputs.iter_mut();
         let mut runs = runs.into_iter();
-        let first = runs.next();
-        let others: Vec<_> = runs
-            .map(|(start, run)| scope.spawn(move || work(start, run)))
-            .collect();
-        let mut outputs: Vec<_> = first
-            .map(|(start, run)| work(start, run))
-            .into_iter()
-            .collect();
-        // A run that panicked panics here, as it would have on one thread.
-        outputs.extend(others.into_iter().map(|handle| {
-            handle
-                .join()
-                .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
-        }));
-        outputs
+        let first = runs.next().zip(slots.next());
+        for ((start, run), slot) in runs.zip(slots) {
+            scope.spawn(move |_| *slot = Some(work(start, run)));
+        }
+        if let Some(((start, run), slot)) = first {
+            *slot = Some(work(start, run));
+        }
     });
-    let mut all = Vec::with_capacity(outputs.iter().map(|o| o.as_ref().map_or(0, Vec::len)).sum());
-    for output in outputs {
+    let mut all = Vec::new();
+    for output in outputs.into_iter().flatten() {
         all.extend(output?);
     }
     Ok(all)
@@ -856,6 +879,22 @@ pub struct Encoder<'c> {
 impl Encoder<'_> {
     /// Seals `payload`, the one at `index` in the batch, under the primary key.
     pub fn encode(&mut self, index: usize, payload: &Payload) -> Result<Payload, CodecError> {
+        self.seal(index, Inner::Payload(payload))
+    }
+
+    /// Seals the serialized payload `bytes`, the one at `index` in the batch,
+    /// as [`Codec::encode_serialized`] does.
+    pub fn encode_serialized(&mut self, index: usize, bytes: &[u8]) -> Result<Payload, CodecError> {
+        // The shape every SDK writes is sealed as it came; anything else is
+        // read by prost (or refused) and sealed as prost writes it.
+        if PayloadView::parse(bytes).is_some() {
+            return self.seal(index, Inner::Serialized(bytes));
+        }
+        let payload = Payload::decode(bytes).map_err(|_| CodecError::NotAPayload { index })?;
+        self.seal(index, Inner::Payload(&payload))
+    }
+
+    fn seal(&mut self, index: usize, payload: Inner<'_>) -> Result<Payload, CodecError> {
         if self.next >= self.nonces.len() {
             let want = self.remaining.clamp(1, NONCE_POOL);
             let start = self.nonces.len() - NONCE_LEN * want;
@@ -873,6 +912,40 @@ impl Encoder<'_> {
         self.remaining = self.remaining.saturating_sub(1);
         self.codec
             .encode_one(index, payload, &self.cipher, self.key.id(), &nonce)
+    }
+}
+
+/// What [`Codec::encode_one`] seals: a payload, or one the caller holds
+/// serialized (checked to be a `Payload` message).
+#[derive(Clone, Copy)]
+enum Inner<'a> {
+    Payload(&'a Payload),
+    Serialized(&'a [u8]),
+}
+
+impl<'a> Inner<'a> {
+    /// The serialized payload's length.
+    fn len(self) -> usize {
+        match self {
+            Self::Payload(p) => p.encoded_len(),
+            Self::Serialized(b) => b.len(),
+        }
+    }
+
+    /// The serialized payload.
+    fn bytes(self) -> Cow<'a, [u8]> {
+        match self {
+            Self::Payload(p) => Cow::Owned(p.encode_to_vec()),
+            Self::Serialized(b) => Cow::Borrowed(b),
+        }
+    }
+
+    /// Appends the serialized payload to `out`.
+    fn write(self, out: &mut Vec<u8>) {
+        match self {
+            Self::Payload(p) => p.encode_raw(out),
+            Self::Serialized(b) => out.extend_from_slice(b),
+        }
     }
 }
 

@@ -90,6 +90,13 @@ pub enum CodecError {
         /// The payload's `encoding` (empty when it has none), as it came.
         encoding: String,
     },
+    /// What was handed to [`Codec::encode_serialized`](crate::Codec::encode_serialized)
+    /// is not a serialized `Payload` message; nothing was encoded.
+    #[error("payload {index}: not a serialized Payload message")]
+    NotAPayload {
+        /// Index of the payload in its batch.
+        index: usize,
+    },
     /// Sealing failed (a payload too large for the cipher); nothing was
     /// encoded.
     #[error("payload {index}: cannot seal under key {key_id}")]
@@ -124,6 +131,7 @@ impl CodecError {
             | Self::MalformedForeign { index, .. }
             | Self::TooLarge { index, .. }
             | Self::OverBudget { index, .. }
+            | Self::NotAPayload { index }
             | Self::Deferred { index } => Some(*index),
             Self::Random => None,
         }
@@ -141,6 +149,7 @@ impl CodecError {
             | Self::MalformedForeign { index, .. }
             | Self::TooLarge { index, .. }
             | Self::OverBudget { index, .. }
+            | Self::NotAPayload { index }
             | Self::Deferred { index } => *index = new,
             Self::Random => {}
         }
@@ -170,7 +179,7 @@ impl CodecError {
     /// `unknown_key`, `key_refused` (disabled or destroyed), `key_unavailable`,
     /// `decrypt`, `compression`, `too_large`, `inner_payload`, `too_deep`;
     /// and outside the format itself `not_sealed`, `malformed_foreign`,
-    /// `over_budget`, `deferred`, `seal`, `random`.
+    /// `over_budget`, `deferred`, `seal`, `not_a_payload`, `random`.
     pub fn class(&self) -> &'static str {
         match self {
             Self::Malformed { reason, .. } => reason.class(),
@@ -185,6 +194,7 @@ impl CodecError {
             Self::OverBudget { .. } => "over_budget",
             Self::NotSealed { .. } => "not_sealed",
             Self::Seal { .. } => "seal",
+            Self::NotAPayload { .. } => "not_a_payload",
             Self::Random => "random",
             Self::Deferred { .. } => "deferred",
         }

@@ -11,12 +11,12 @@ use std::thread::ThreadId;
 use tcodec::keys::{DataKey, KeyError, KeyId, KeySource, MemoryKeyring, SecretBytes32};
 use tcodec::{Codec, CodecError, CodecOptions, PARALLEL_MIN_BYTES, Payload};
 
-/// The keyring, noting which threads asked it for keys: each run of a split
-/// batch asks once, on the thread that works on it.
+/// The keyring, noting each time it is asked for a key and on which thread:
+/// each run of a split batch asks once, on the thread that works on it.
 #[derive(Debug)]
 struct Watched {
     ring: MemoryKeyring,
-    threads: Mutex<HashSet<ThreadId>>,
+    asked: Mutex<Vec<ThreadId>>,
 }
 
 impl Watched {
@@ -26,20 +26,34 @@ impl Watched {
                 KeyId::new("k1").unwrap(),
                 SecretBytes32::new([0x22; 32]),
             ),
-            threads: Mutex::new(HashSet::new()),
+            asked: Mutex::new(Vec::new()),
         })
     }
 
     fn note(&self) {
-        self.threads
-            .lock()
-            .unwrap()
-            .insert(std::thread::current().id());
+        self.asked.lock().unwrap().push(std::thread::current().id());
     }
 
-    /// How many threads asked since the last call.
-    fn take(&self) -> usize {
-        std::mem::take(&mut *self.threads.lock().unwrap()).len()
+    /// Since the last call: how many runs asked (one each), and on how many
+    /// threads.
+    fn take(&self) -> (usize, usize) {
+        let asked = std::mem::take(&mut *self.asked.lock().unwrap());
+        let threads: HashSet<_> = asked.iter().collect();
+        (asked.len(), threads.len())
+    }
+
+    /// Asserts that the work since the last call was split into `runs` runs,
+    /// on more than one thread when there were several.
+    fn split_into(&self, runs: usize) {
+        let (asked, threads) = self.take();
+        assert_eq!(asked, runs, "runs");
+        if runs == 1 {
+            assert_eq!(threads, 1);
+        } else {
+            // Rayon's pool has as many threads as the machine has cores: at
+            // least the caller's and one of the pool's.
+            assert!(threads >= 2, "{runs} runs on {threads} thread(s)");
+        }
     }
 }
 
@@ -95,16 +109,16 @@ fn a_large_batch_is_split_across_threads_and_reads_the_same() {
     assert!(plain.iter().map(|p| p.data.len()).sum::<usize>() >= PARALLEL_MIN_BYTES);
 
     let sealed = four.encode(&plain).unwrap();
-    assert_eq!(keys.take(), 4, "four runs, each on its own thread");
+    keys.split_into(4);
     assert_eq!(sealed.len(), plain.len());
     // Every payload sealed on its own nonce, whichever thread sealed it.
     let nonces: HashSet<_> = sealed.iter().map(|p| p.data[..40].to_vec()).collect();
     assert_eq!(nonces.len(), plain.len());
 
     assert_eq!(one.decode_owned(sealed.clone()).unwrap(), plain);
-    assert_eq!(keys.take(), 1);
+    keys.split_into(1);
     assert_eq!(four.decode_owned(sealed).unwrap(), plain);
-    assert_eq!(keys.take(), 4);
+    keys.split_into(4);
     assert_eq!(
         four.decode_owned(one.encode(&plain).unwrap()).unwrap(),
         plain
@@ -118,7 +132,7 @@ fn small_batches_and_the_default_stay_on_one_thread() {
     let sealed = codec(&keys, 4).encode(&small).unwrap();
     keys.take();
     assert_eq!(codec(&keys, 4).decode_owned(sealed).unwrap(), small);
-    assert_eq!(keys.take(), 1, "under PARALLEL_MIN_BYTES: one thread");
+    keys.split_into(1); // under PARALLEL_MIN_BYTES
 
     let large = batch(16, 64 << 10);
     let default = Codec::with_options(
@@ -126,7 +140,7 @@ fn small_batches_and_the_default_stay_on_one_thread() {
         CodecOptions::default(),
     );
     let sealed = default.encode(&large).unwrap();
-    assert_eq!(keys.take(), 1, "one thread unless asked");
+    keys.split_into(1); // one thread unless asked
     assert_eq!(default.decode_owned(sealed).unwrap(), large);
 }
 
@@ -157,6 +171,38 @@ fn a_split_batch_names_the_first_failing_payload_as_one_thread_does() {
         assert!(
             matches!(err, CodecError::Decrypt { index: 9, .. }),
             "expected payload 9 named, got {err:?}"
+        );
+    }
+}
+
+#[test]
+fn serialized_payloads_are_split_too_and_a_non_payload_is_named() {
+    use prost::Message;
+    let keys = Watched::new();
+    let plain = batch(16, 64 << 10);
+    let mut serialized: Vec<Vec<u8>> = plain.iter().map(Message::encode_to_vec).collect();
+    for threads in [1, 4] {
+        let codec = codec(&keys, threads);
+        let borrowed: Vec<&[u8]> = serialized.iter().map(Vec::as_slice).collect();
+        let sealed = codec.encode_serialized(&borrowed).unwrap();
+        keys.split_into(threads);
+        assert_eq!(codec.decode_owned(sealed).unwrap(), plain);
+        keys.split_into(threads);
+    }
+    // Payload 10 is no Payload message (a field of wire type 7 does not exist).
+    serialized[10] = vec![0x0f, 0x01];
+    let borrowed: Vec<&[u8]> = serialized.iter().map(Vec::as_slice).collect();
+    for threads in [1, 4] {
+        let err = codec(&keys, threads)
+            .encode_serialized(&borrowed)
+            .unwrap_err();
+        assert!(
+            matches!(err, CodecError::NotAPayload { index: 10 }),
+            "expected payload 10 named, got {err:?}"
+        );
+        assert_eq!(
+            err.to_string(),
+            "payload 10: not a serialized Payload message"
         );
     }
 }

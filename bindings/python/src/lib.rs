@@ -191,7 +191,7 @@ impl Codec {
         py: Python<'py>,
         payloads: Vec<Bound<'py, PyBytes>>,
     ) -> PyResult<Vec<Bound<'py, PyBytes>>> {
-        self.run(py, payloads, |codec, batch| codec.encode(&batch))
+        self.run(py, payloads, Op::Encode)
     }
 
     /// Decodes a batch of serialized payloads; returns them decoded,
@@ -202,7 +202,7 @@ impl Codec {
         py: Python<'py>,
         payloads: Vec<Bound<'py, PyBytes>>,
     ) -> PyResult<Vec<Bound<'py, PyBytes>>> {
-        self.run(py, payloads, |codec, batch| codec.decode_owned(batch))
+        self.run(py, payloads, Op::Decode)
     }
 
     /// Like `encode`, with the keys already in memory only: `None` when the
@@ -213,7 +213,7 @@ impl Codec {
         py: Python<'py>,
         payloads: Vec<Bound<'py, PyBytes>>,
     ) -> PyResult<Option<Vec<Bound<'py, PyBytes>>>> {
-        self.run_inline(py, payloads, |codec, batch| codec.encode(&batch))
+        self.run_inline(py, payloads, Op::Encode)
     }
 
     /// Like `decode`, with the keys already in memory only: `None` when the
@@ -223,13 +223,20 @@ impl Codec {
         py: Python<'py>,
         payloads: Vec<Bound<'py, PyBytes>>,
     ) -> PyResult<Option<Vec<Bound<'py, PyBytes>>>> {
-        self.run_inline(py, payloads, |codec, batch| codec.decode_owned(batch))
+        self.run_inline(py, payloads, Op::Decode)
     }
 }
 
-/// A batch's work; decoding takes the parsed batch over, so sealed data is
-/// opened where it lies (`Codec::decode_owned`).
-type Op = fn(&RustCodec, Vec<Payload>) -> Result<Vec<Payload>, tcodec::CodecError>;
+/// A batch's work.
+#[derive(Clone, Copy)]
+enum Op {
+    /// `Codec::encode_serialized`: Python's serialized payloads are sealed
+    /// as they are, read where they lie.
+    Encode,
+    /// `Codec::decode_owned` over the parsed batch: sealed data is opened
+    /// where it lies in the parsed copy.
+    Decode,
+}
 
 impl Codec {
     fn run<'py>(
@@ -256,8 +263,8 @@ impl Codec {
     }
 }
 
-/// Parses and runs `op` without the GIL (the codec, and any KMS call,
-/// included). The outer error is a payload that does not parse.
+/// Runs `op` without the GIL (parsing, the codec, and any KMS call
+/// included). The outer error is a payload to decode that does not parse.
 fn batch(
     py: Python<'_>,
     codec: &RustCodec,
@@ -265,13 +272,16 @@ fn batch(
     op: Op,
 ) -> PyResult<Result<Vec<Payload>, tcodec::CodecError>> {
     let payloads: Vec<&[u8]> = payloads.iter().map(|b| b.as_bytes()).collect();
-    py.detach(move || {
-        let batch = payloads
-            .iter()
-            .enumerate()
-            .map(|(i, b)| parse(i, b))
-            .collect::<PyResult<Vec<_>>>()?;
-        Ok(op(codec, batch))
+    py.detach(move || match op {
+        Op::Encode => Ok(codec.encode_serialized(&payloads)),
+        Op::Decode => {
+            let batch = payloads
+                .iter()
+                .enumerate()
+                .map(|(i, b)| parse(i, b))
+                .collect::<PyResult<Vec<_>>>()?;
+            Ok(codec.decode_owned(batch))
+        }
     })
 }
 

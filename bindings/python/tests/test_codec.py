@@ -85,6 +85,8 @@ def test_errors_name_the_payload_and_key_never_key_material(keyring, tmp_path, m
     assert MASTER_KEY not in message and "ffff" not in message and "Ada" not in message
     with pytest.raises(tcodec.CodecError, match="payload 0: not a serialized Payload"):
         codec_of(keyring).decode([b"\xff\xff\xff"])
+    with pytest.raises(tcodec.CodecError, match="^payload 1: not a serialized Payload"):
+        codec_of(keyring).encode([json_payload("fine").SerializeToString(), b"\x0f\x01"])
     monkeypatch.delenv("TCODEC_KEYRING", raising=False)
     with pytest.raises(tcodec.CodecError, match="no keyring"):
         tcodec.Codec.from_env()
