@@ -124,18 +124,20 @@ class Codec {
     return this.#run(payloads, Op.decode);
   }
 
-  // The payload objects cross as they are (the native side copies metadata here and reads each
-  // payload's data in place on the pool's thread) and come back packed in one buffer, sliced
-  // here: no serialization on the event loop. A batch with anything else in it crosses
-  // serialized instead, protobufjs reading what it accepts and the native side carrying
-  // External Storage details through (references, which the SDK's own storage handles before
-  // and after the codec, so rare here; or protobufjs's empty data, an empty array).
+  // Payloads of OBJECTS_FROM bytes or more on average cross as they are (the native side
+  // copies metadata here and reads each payload's data in place on the pool's thread) and come
+  // back packed in one buffer, sliced here: no serialization on the event loop. Smaller ones,
+  // where reading objects through Node-API costs more than protobufjs's serialization, and a
+  // batch with anything else in it cross serialized, protobufjs reading what it accepts and the
+  // native side carrying External Storage details through (references, which the SDK's own
+  // storage handles before and after the codec, so rare here; or protobufjs's empty data, an
+  // empty array).
   async #run(payloads, op) {
     if (payloads.length === 0) {
       return [];
     }
     try {
-      if (payloads.every(crossesAsIs)) {
+      if (asObjects(payloads)) {
         return unpack(await this.#native[op.objects](payloads));
       }
       const bytes = Payloads.encode({ payloads }).finish();
@@ -145,6 +147,22 @@ class Codec {
       return rethrow(err);
     }
   }
+}
+
+// The average payload size (data bytes) from which a batch crosses as objects: below it the
+// serialized way is as fast or faster (measured with benches/bindings/node_codec.mjs; see
+// BENCHMARKS.md).
+const OBJECTS_FROM = 2048;
+
+function asObjects(payloads) {
+  let bytes = 0;
+  for (const payload of payloads) {
+    if (!crossesAsIs(payload)) {
+      return false;
+    }
+    bytes += payload.data == null ? 0 : payload.data.length;
+  }
+  return bytes >= OBJECTS_FROM * payloads.length;
 }
 
 // A payload the native side reads as it is: no External Storage details, data and metadata
@@ -169,26 +187,54 @@ const Op = {
   decode: { objects: 'decodePayloads', serialized: 'decode' },
 };
 
-// The native side's packed batch as payload objects: `layout` holds, for each payload, its number
-// of metadata entries, each entry's key and value as (offset, length) in `bytes`, its data's
-// (offset, length), then its number of External Storage details and each one's size (low and
-// high 32 bits). Values and data are views of `bytes`, not copies.
-function unpack({ bytes, layout }) {
-  const payloads = [];
-  let i = 0;
-  while (i < layout.length) {
-    const metadata = {};
-    for (let entries = layout[i++]; entries > 0; entries--, i += 4) {
-      const key = bytes.toString('utf8', layout[i], layout[i] + layout[i + 1]);
-      metadata[key] = bytes.subarray(layout[i + 2], layout[i + 2] + layout[i + 3]);
+// A metadata key: short ASCII ones (all the SDKs' and tcodec's) read here, which is cheaper than
+// a call out to Buffer's decoder, the others by it.
+function key(bytes, start, end) {
+  if (end - start <= 32) {
+    let text = '';
+    for (let i = start; i < end; i++) {
+      const c = bytes[i];
+      if (c >= 0x80) {
+        return bytes.toString('utf8', start, end);
+      }
+      text += String.fromCharCode(c);
     }
-    const payload = { metadata, data: bytes.subarray(layout[i], layout[i] + layout[i + 1]) };
-    i += 2;
-    const details = layout[i++];
+    return text;
+  }
+  return bytes.toString('utf8', start, end);
+}
+
+// The native side's packed batch as payload objects. 32-bit little-endian words: the count of
+// layout words, then for each payload its number of metadata entries, each entry's key and value
+// as (offset, length) in `bytes`, its data's (offset, length), its number of External Storage
+// details and each one's size (low, high); then the parts. Values and data are views of `bytes`,
+// not copies.
+function unpack(bytes) {
+  const end = 4 + 4 * bytes.readUInt32LE(0);
+  const payloads = [];
+  let i = 4;
+  const next = () => {
+    const word = bytes.readUInt32LE(i);
+    i += 4;
+    return word;
+  };
+  const part = () => {
+    const at = next();
+    return bytes.subarray(at, at + next());
+  };
+  while (i < end) {
+    const metadata = {};
+    for (let entries = next(); entries > 0; entries--) {
+      const at = next();
+      metadata[key(bytes, at, at + next())] = part();
+    }
+    const payload = { metadata, data: part() };
+    const details = next();
     if (details > 0) {
       payload.externalPayloads = [];
-      for (let d = 0; d < details; d++, i += 2) {
-        payload.externalPayloads.push({ sizeBytes: layout[i + 1] * 2 ** 32 + layout[i] });
+      for (let d = 0; d < details; d++) {
+        const low = next();
+        payload.externalPayloads.push({ sizeBytes: next() * 2 ** 32 + low });
       }
     }
     payloads.push(payload);

@@ -23,7 +23,7 @@ use std::time::Duration;
 use std::collections::BTreeMap;
 
 use bytes::Bytes;
-use napi::bindgen_prelude::{AsyncTask, Buffer, Uint8Array, Uint8ArraySlice, Uint32Array};
+use napi::bindgen_prelude::{AsyncTask, Buffer, Uint8Array, Uint8ArraySlice};
 use napi::{Env, Error, Result, Task};
 use napi_derive::napi;
 use prost::Message;
@@ -197,15 +197,15 @@ impl Codec {
 
     /// Seals a batch of payload objects (`{ metadata, data }`, as the
     /// Temporal SDK holds them); the promise gives the sealed batch packed
-    /// (see [`PackedPayloads`]), in order.
-    #[napi(ts_return_type = "Promise<PackedPayloads>")]
+    /// in one buffer (see `pack`), in order.
+    #[napi(ts_return_type = "Promise<Buffer>")]
     pub fn encode_payloads(&self, payloads: Vec<PayloadObject<'_>>) -> AsyncTask<ObjectBatch> {
         self.objects(payloads, Op::Encode)
     }
 
     /// Decodes a batch of payload objects; the promise gives it decoded,
     /// packed, in order. All or nothing, as [`decode`](Self::decode).
-    #[napi(ts_return_type = "Promise<PackedPayloads>")]
+    #[napi(ts_return_type = "Promise<Buffer>")]
     pub fn decode_payloads(&self, payloads: Vec<PayloadObject<'_>>) -> AsyncTask<ObjectBatch> {
         self.objects(payloads, Op::Decode)
     }
@@ -303,21 +303,6 @@ pub struct PayloadObject<'a> {
     pub data: Option<Uint8Array>,
 }
 
-/// A batch of payloads, packed: every metadata key, value and payload's data
-/// lies in `bytes`, and `layout` says where. For each payload in order:
-/// the number of metadata entries `n`, then for each entry the key's offset
-/// and length and the value's offset and length, then the data's offset and
-/// length, then the number of External Storage details `m` (a decoded
-/// reference's) and each one's size in bytes as two numbers, low 32 bits
-/// first (`1 + 4n + 2 + 1 + 2m` numbers a payload).
-#[napi(object, object_from_js = false)]
-pub struct PackedPayloads {
-    /// The batch's bytes.
-    pub bytes: Buffer,
-    /// Where each part lies in `bytes`.
-    pub layout: Uint32Array,
-}
-
 /// A payload object's parts the pool's thread reads.
 struct Held {
     metadata: BTreeMap<String, Vec<u8>>,
@@ -332,10 +317,10 @@ pub struct ObjectBatch {
 }
 
 impl Task for ObjectBatch {
-    type Output = (Vec<u8>, Vec<u32>);
-    type JsValue = PackedPayloads;
+    type Output = Vec<u8>;
+    type JsValue = Buffer;
 
-    fn compute(&mut self) -> Result<Self::Output> {
+    fn compute(&mut self) -> Result<Vec<u8>> {
         let payloads = self.input.iter_mut().map(|held| Payload {
             metadata: std::mem::take(&mut held.metadata),
             data: held
@@ -354,17 +339,22 @@ impl Task for ObjectBatch {
         pack(&done)
     }
 
-    fn resolve(&mut self, _env: Env, (bytes, layout): Self::Output) -> Result<PackedPayloads> {
-        Ok(PackedPayloads {
-            bytes: Buffer::from(bytes),
-            layout: Uint32Array::new(layout),
-        })
+    fn resolve(&mut self, _env: Env, packed: Vec<u8>) -> Result<Buffer> {
+        Ok(Buffer::from(packed))
     }
 }
 
-/// Packs `payloads` as [`PackedPayloads`] lays them out.
-fn pack(payloads: &[Payload]) -> Result<(Vec<u8>, Vec<u32>)> {
-    let size: usize = payloads
+/// Packs a batch of payloads into one buffer, the answer of
+/// [`Codec::encode_payloads`] and [`Codec::decode_payloads`]. All numbers are
+/// 32-bit little-endian. First the count `w` of layout words that follow it;
+/// then the layout, for each payload in order: its number of metadata
+/// entries `n`, each entry's key and value as (offset, length), its data's
+/// (offset, length), its number of External Storage details `m` (a decoded
+/// reference's) and each one's size in bytes as (low, high) 32 bits: `1 + 4n
+/// \+ 2 + 1 + 2m` words a payload. Then the keys, values and data the offsets
+/// (from the buffer's start) point at.
+fn pack(payloads: &[Payload]) -> Result<Vec<u8>> {
+    let parts: usize = payloads
         .iter()
         .map(|p| {
             p.data.len()
@@ -374,30 +364,36 @@ fn pack(payloads: &[Payload]) -> Result<(Vec<u8>, Vec<u32>)> {
                     .sum::<usize>()
         })
         .sum();
-    let entries: usize = payloads
+    let words: usize = payloads
         .iter()
         .map(|p| 4 + 4 * p.metadata.len() + 2 * p.external_payloads.len())
         .sum();
+    let header = 4 * (1 + words);
     let too_large = || error("the batch is over 4 GiB, more than one answer can carry");
-    if u32::try_from(size).is_err() {
+    let word = |n: usize| u32::try_from(n).map_err(|_| too_large());
+    if header
+        .checked_add(parts)
+        .is_none_or(|total| u32::try_from(total).is_err())
+    {
         return Err(too_large());
     }
-    let mut bytes = Vec::with_capacity(size);
-    let mut layout = Vec::with_capacity(entries);
-    let put = |bytes: &mut Vec<u8>, layout: &mut Vec<u32>, part: &[u8]| {
-        // Both fit: the whole is under 4 GiB.
-        layout.push(bytes.len() as u32);
-        layout.push(part.len() as u32);
-        bytes.extend_from_slice(part);
-    };
+    let mut layout: Vec<u32> = Vec::with_capacity(1 + words);
+    layout.push(word(words)?);
+    let mut out = vec![0u8; header];
+    out.reserve(parts);
     for payload in payloads {
-        layout.push(u32::try_from(payload.metadata.len()).map_err(|_| too_large())?);
-        for (key, value) in &payload.metadata {
-            put(&mut bytes, &mut layout, key.as_bytes());
-            put(&mut bytes, &mut layout, value);
+        layout.push(word(payload.metadata.len())?);
+        let parts = payload
+            .metadata
+            .iter()
+            .flat_map(|(key, value)| [key.as_bytes(), value.as_slice()])
+            .chain([&payload.data[..]]);
+        for part in parts {
+            layout.push(word(out.len())?);
+            layout.push(word(part.len())?);
+            out.extend_from_slice(part);
         }
-        put(&mut bytes, &mut layout, &payload.data);
-        layout.push(u32::try_from(payload.external_payloads.len()).map_err(|_| too_large())?);
+        layout.push(word(payload.external_payloads.len())?);
         for details in &payload.external_payloads {
             // Sizes are never negative; a negative one reads as 0.
             let size = u64::try_from(details.size_bytes).unwrap_or(0);
@@ -405,7 +401,10 @@ fn pack(payloads: &[Payload]) -> Result<(Vec<u8>, Vec<u32>)> {
             layout.push((size >> 32) as u32);
         }
     }
-    Ok((bytes, layout))
+    for (slot, value) in out.chunks_exact_mut(4).zip(&layout) {
+        slot.copy_from_slice(&value.to_le_bytes());
+    }
+    Ok(out)
 }
 
 /// Where an [`S3Store`] keeps payloads.
