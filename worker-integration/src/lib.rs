@@ -94,10 +94,19 @@ impl std::fmt::Debug for WorkerCodec {
     }
 }
 
+/// A worker's codec options: the defaults, with batches of 256 KiB or more
+/// split across the process's cores (a worker has one batch at a time and
+/// idle cores; a codec server does not, and keeps the default of one).
+fn worker_options() -> CodecOptions {
+    CodecOptions::default().with_threads(tcodec::available_threads())
+}
+
 impl WorkerCodec {
     /// Opens the keyring at `path`, with KEKs from `settings`, and watches it.
+    /// Batches of 256 KiB or more are split across the process's cores
+    /// ([`CodecOptions::threads`]; `open_with` sets other options).
     pub fn open(path: impl AsRef<Path>, settings: &KekSettings) -> Result<Self, WorkerCodecError> {
-        Self::open_with(path, settings, CodecOptions::default())
+        Self::open_with(path, settings, worker_options())
     }
 
     /// Like [`WorkerCodec::open`], with codec options (compression, limits).
@@ -126,12 +135,13 @@ impl WorkerCodec {
     /// `TCODEC_DECODE_ALLOW` names the decode policy's exceptions, comma
     /// separated (see [`decode_policy_from`]); by default the worker refuses
     /// every payload tcodec did not seal. `TCODEC_STORAGE_BUCKET` and its
-    /// companions turn on External Storage ([`S3Store::from_env`]).
+    /// companions turn on External Storage ([`S3Store::from_env`]). Batches
+    /// are split across cores as [`WorkerCodec::open`] says.
     pub fn from_env() -> Result<Self, WorkerCodecError> {
         let path = tcodec_keys::keyring_path_from_env().ok_or(WorkerCodecError::NoKeyring)?;
         let settings = KekSettings::from_env();
         let allow = std::env::var("TCODEC_DECODE_ALLOW").unwrap_or_default();
-        let options = CodecOptions::default().with_decode_policy(decode_policy_from(&allow));
+        let options = worker_options().with_decode_policy(decode_policy_from(&allow));
         let storage = S3Store::from_env().map_err(|e| WorkerCodecError::Storage {
             variable: e.variable,
             message: e.message,

@@ -15,6 +15,8 @@ const CHILD: &str = "TCODEC_TEST_FROM_ENV_CHILD";
 /// payload, printing the error.
 fn child() {
     let codec = tcodec_worker::WorkerCodec::from_env().unwrap();
+    // A worker splits large batches across the cores it may use.
+    assert_eq!(codec.codec().options().threads, tcodec::available_threads());
     let err = codec
         .codec()
         .encode(&[tcodec::Payload::new("json/plain", b"\"x\"".to_vec())])
