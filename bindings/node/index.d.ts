@@ -60,8 +60,9 @@ export interface CodecOptions {
   decodeAllow?: string;
   /** `false` turns zstd off where a length side channel matters. Default `true`. */
   compression?: boolean;
-  /** The most threads one batch of two payloads or more holding 256 KiB or more is split
-   * across. Default: as many as the process may run at once; `1` keeps every batch on one. */
+  /** The most threads the encoding (compression on) of one batch of two payloads or more holding
+   * 256 KiB or more is split across. Default: as many as the process may run at once; `1` keeps
+   * every batch on one. */
   threads?: number;
 }
 

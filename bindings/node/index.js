@@ -94,8 +94,8 @@ class Codec {
 
   /** `options.decodeAllow`: the decode policy's exceptions, as TCODEC_DECODE_ALLOW names them
    * (empty, the default, refuses every payload tcodec did not seal); `options.compression`:
-   * false turns zstd off; `options.threads`: the most threads a batch of 256 KiB or more is
-   * split across (default: the process's cores). */
+   * false turns zstd off; `options.threads`: the most threads the compression of a batch of
+   * 256 KiB or more is split across (default: the process's cores). */
   constructor(keyring, options) {
     if (!(keyring instanceof Keyring)) {
       throw new TypeError('new Codec(keyring): keyring must come from Keyring.open or Keyring.fromEnv');

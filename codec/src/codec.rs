@@ -45,14 +45,18 @@ pub struct CodecOptions {
     /// batches to a thread that may take longer. Default off.
     pub defer_decompression: bool,
     /// The most threads one call of [`Codec::encode`] or
-    /// [`Codec::decode_owned`] works on: a batch of two payloads or more
-    /// holding at least [`PARALLEL_MIN_BYTES`] of data is split into that many
-    /// runs of consecutive payloads (fewer where the batch is smaller), all
-    /// but the first on rayon's global pool (one thread per core). The output, and the
-    /// error when a payload fails (the first failing payload's), are those of
-    /// one thread. Default 1: a server answering many requests at once gains
-    /// nothing from it; a worker's codec, with one batch at a time and idle
-    /// cores, does (see [`available_threads`]).
+    /// [`Codec::encode_serialized`] works on when it compresses: a batch of
+    /// two payloads or more holding at least [`PARALLEL_MIN_BYTES`] of data
+    /// is split into that many runs of consecutive payloads (fewer where the
+    /// batch is smaller), all but the first on rayon's global pool (one
+    /// thread per core). The output, and the error when a payload fails (the
+    /// first failing payload's), are those of one thread. Only compression
+    /// is split: it costs ~100 µs per 64 KiB, where a second core pays; the
+    /// rest (AES-GCM, copies, decompression) costs a few µs per 64 KiB, and
+    /// measured split it was slower than on one thread (BENCHMARKS.md).
+    /// Default 1: a server answering many requests at once gains nothing
+    /// from it; a worker's codec, with one batch at a time and idle cores,
+    /// does (see [`available_threads`]).
     pub threads: usize,
 }
 
@@ -294,7 +298,7 @@ impl Codec {
     /// decoded; all others are returned as they came. The output has one payload
     /// per input payload, in order. The first payload that fails fails the batch.
     pub fn decode(&self, payloads: &[Payload]) -> Result<Vec<Payload>, CodecError> {
-        self.decode_all(0, payloads.iter().map(Cow::Borrowed))
+        self.decode_all(payloads.iter().map(Cow::Borrowed))
     }
 
     /// [`decode`](Self::decode) for a batch the caller hands over, as the codec
@@ -304,32 +308,18 @@ impl Codec {
     /// the same as `decode`'s. On error the batch is gone; call `decode` to keep
     /// it.
     pub fn decode_owned(&self, payloads: Vec<Payload>) -> Result<Vec<Payload>, CodecError> {
-        let lanes = self.lanes(&payloads);
-        if lanes > 1 {
-            let mut rest = payloads;
-            let mut runs: Vec<(usize, Vec<Payload>)> = split_runs(rest.len(), lanes)
-                .rev()
-                .map(|range| (range.start, rest.split_off(range.start)))
-                .collect();
-            runs.reverse();
-            return in_parallel(runs, |start, run| {
-                self.decode_all(start, run.into_iter().map(Cow::Owned))
-            });
-        }
-        self.decode_all(0, payloads.into_iter().map(Cow::Owned))
+        self.decode_all(payloads.into_iter().map(Cow::Owned))
     }
 
-    /// Decodes a batch, borrowed or owned, with one cipher per key id; `start`
-    /// is the index in the caller's batch of the first payload.
+    /// Decodes a batch, borrowed or owned, with one cipher per key id.
     fn decode_all<'a>(
         &self,
-        start: usize,
         payloads: impl Iterator<Item = Cow<'a, Payload>>,
     ) -> Result<Vec<Payload>, CodecError> {
         let mut batch = Batch::default();
         payloads
             .enumerate()
-            .map(|(i, payload)| self.decode_layers(start + i, payload, &mut batch, 0))
+            .map(|(index, payload)| self.decode_layers(index, payload, &mut batch, 0))
             .collect()
     }
 
@@ -341,10 +331,11 @@ impl Codec {
         self.lanes_for(payloads.len(), payloads.iter().map(|p| p.data.len()).sum())
     }
 
-    /// How many threads to split a batch of `count` payloads holding `bytes`
-    /// over (1: none).
+    /// How many threads to split the encoding of a batch of `count` payloads
+    /// holding `bytes` over (1: none).
     fn lanes_for(&self, count: usize, bytes: usize) -> usize {
-        if self.options.threads <= 1 || count < 2 || bytes < PARALLEL_MIN_BYTES {
+        let compresses = matches!(self.options.compression, Compression::Zstd { .. });
+        if !compresses || self.options.threads <= 1 || count < 2 || bytes < PARALLEL_MIN_BYTES {
             return 1;
         }
         // Each thread gets at least half the minimum's worth of data.

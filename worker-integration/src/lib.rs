@@ -94,17 +94,19 @@ impl std::fmt::Debug for WorkerCodec {
     }
 }
 
-/// A worker's codec options: the defaults, with batches of 256 KiB or more
-/// split across the process's cores (a worker has one batch at a time and
-/// idle cores; a codec server does not, and keeps the default of one).
+/// A worker's codec options: the defaults, with the compression of batches
+/// of 256 KiB or more split across the process's cores (a worker has one
+/// batch at a time and idle cores; a codec server does not, and keeps the
+/// default of one).
 fn worker_options() -> CodecOptions {
     CodecOptions::default().with_threads(tcodec::available_threads())
 }
 
 impl WorkerCodec {
     /// Opens the keyring at `path`, with KEKs from `settings`, and watches it.
-    /// Batches of 256 KiB or more are split across the process's cores
-    /// ([`CodecOptions::threads`]; `open_with` sets other options).
+    /// The compression of batches of 256 KiB or more is split across the
+    /// process's cores ([`CodecOptions::threads`]; `open_with` sets other
+    /// options).
     pub fn open(path: impl AsRef<Path>, settings: &KekSettings) -> Result<Self, WorkerCodecError> {
         Self::open_with(path, settings, worker_options())
     }
@@ -136,7 +138,7 @@ impl WorkerCodec {
     /// separated (see [`decode_policy_from`]); by default the worker refuses
     /// every payload tcodec did not seal. `TCODEC_STORAGE_BUCKET` and its
     /// companions turn on External Storage ([`S3Store::from_env`]). Batches
-    /// are split across cores as [`WorkerCodec::open`] says.
+    /// are compressed across cores as [`WorkerCodec::open`] says.
     pub fn from_env() -> Result<Self, WorkerCodecError> {
         let path = tcodec_keys::keyring_path_from_env().ok_or(WorkerCodecError::NoKeyring)?;
         let settings = KekSettings::from_env();

@@ -145,9 +145,9 @@ pub struct CodecSettings {
     pub decode_allow: Option<String>,
     /// `false` turns zstd off where a length side channel matters.
     pub compression: Option<bool>,
-    /// The most threads one batch of 256 KiB or more is split across
-    /// (default: as many as the process may run at once; 1 keeps every batch
-    /// on the one pool thread).
+    /// The most threads the encoding (with compression) of one batch of
+    /// 256 KiB or more is split across (default: as many as the process may
+    /// run at once; 1 keeps every batch on the one pool thread).
     pub threads: Option<u32>,
 }
 

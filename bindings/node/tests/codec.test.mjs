@@ -100,10 +100,10 @@ test('payloads of every shape the SDK makes cross as they are, and External Stor
   assert.equal(openedEmpty.data.length, 0);
 });
 
-test('a large batch split across threads reads the same and names the first failing payload', async () => {
+test('a large batch compressed across threads reads the same; a failing payload is named', async () => {
   const ring = makeKeyring();
-  // 16 payloads of 64 KiB (random: the sealed batch stays over 256 KiB), split into runs on up to
-  // four threads or kept on one. Payloads 9 and 13 tampered: the first failure is 9's.
+  // 16 payloads of 64 KiB: their compression split into runs on up to four threads, or kept on
+  // one. Payloads 9 and 13 tampered: the first failure named is 9's.
   const payloads = Array.from({ length: 16 }, () => jsonPayload(randomBytes(48 << 10).toString('base64')));
   for (const threads of [1, 4]) {
     const codec = new PayloadCodec(codecOf(ring, { threads }));

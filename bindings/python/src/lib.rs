@@ -141,9 +141,10 @@ impl Codec {
     /// exceptions as `TCODEC_DECODE_ALLOW` does (comma separated: plaintext
     /// encodings, `*`, `binary/encrypted`, `binary/zlib`); empty, the default,
     /// refuses every payload tcodec did not seal. `compression` turns zstd off
-    /// where a length side channel matters. `threads`: the most threads one
-    /// batch of 256 KiB or more is split across (default: as many as the
-    /// process may run at once; 1 keeps every batch on one thread).
+    /// where a length side channel matters. `threads`: the most threads the
+    /// encoding (with compression) of one batch of 256 KiB or more is split
+    /// across (default: as many as the process may run at once; 1 keeps every
+    /// batch on one thread).
     #[new]
     #[pyo3(signature = (keyring, *, decode_allow="", compression=true, threads=None))]
     fn new(
