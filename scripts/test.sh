@@ -68,6 +68,9 @@ step "tcodec's decoder passes the format's conformance runner (codec/tests/vecto
 
 step "benchmarks compile and run once (timings are measured by benches, not here)"
 cargo bench -p tcodec-benches --locked -- --test
+# cargo bench built the load generator with the bench profile; phases of 0.2 s, and it fails
+# on any answer but a 200.
+target/release/tcodec-load target/debug/tcodec 0.2
 benches/bindings/run.sh --quick
 .venv/bin/python benches/storage/download.py --quick
 

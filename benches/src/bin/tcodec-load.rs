@@ -18,8 +18,13 @@
 //!   the codec server's real answers to them, over plain HTTP by a server that
 //!   does nothing else (this binary, run with `--http-floor`).
 //!
-//! It prints Markdown tables for `BENCHMARKS.md`. Every request goes to
-//! loopback; every phase is bounded in time.
+//! It prints Markdown tables for `BENCHMARKS.md` and exits with failure if any
+//! request was answered with anything but a 200. Every request goes to
+//! loopback; every phase is bounded in time. Servers start on ports picked
+//! free, started again on a fresh one when another process took it first, and
+//! are waited for until they themselves listen (the end-to-end tests'
+//! `tests/support/common.rs`). `scripts/test.sh` runs it once, with phases of
+//! 0.2 s, to check it works.
 #![allow(clippy::print_stdout, clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::{Path, PathBuf};
@@ -39,14 +44,11 @@ use tcodec_keys::FileKeyring;
 use tcodec_keys::kek::local::LocalKek;
 use tcodec_keys::kek::{KekProvider, Keks};
 
-const MASTER_KEY: &str = "0f1e2d3c4b5a69788796a5b4c3d2e1f00f1e2d3c4b5a69788796a5b4c3d2e1f0";
+// Free ports and waiting for a server to listen, shared with the end-to-end tests.
+#[path = "../../../tests/support/common.rs"]
+mod common;
 
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_owned()
-}
+const MASTER_KEY: &str = "0f1e2d3c4b5a69788796a5b4c3d2e1f00f1e2d3c4b5a69788796a5b4c3d2e1f0";
 
 struct Server {
     child: Child,
@@ -62,11 +64,6 @@ impl Drop for Server {
 
 impl Server {
     fn start(tcodec: &Path, dir: &Path, name: &str, tls: Option<&Path>) -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
         let tls_section = tls
             .map(|d| {
                 format!(
@@ -77,33 +74,32 @@ impl Server {
             })
             .unwrap_or_default();
         let config = dir.join(format!("{name}.toml"));
-        std::fs::write(
-            &config,
-            format!(
-                "listen = \"127.0.0.1:{port}\"\n{tls_section}[log]\nlevel = \"warn\"\n[limits]\nmax_concurrent_requests = 1024\n\
-                 [kek]\nmaster_key_file = {:?}\n[namespaces.default]\nkeyring = {:?}\n",
-                dir.join("master.key").display().to_string(),
-                dir.join("default.json").display().to_string()
-            ),
-        )
-        .unwrap();
-        let child = Command::new(tcodec)
-            .args(["serve", "--config"])
-            .arg(&config)
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start tcodec serve");
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "tcodec serve did not start");
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        let log = dir.join(format!("{name}.log"));
         let scheme = if tls.is_some() { "https" } else { "http" };
-        Self {
-            child,
-            url: format!("{scheme}://127.0.0.1:{port}"),
-        }
+        common::on_free_port("tcodec serve", |port| {
+            std::fs::write(
+                &config,
+                format!(
+                    "listen = \"127.0.0.1:{port}\"\n{tls_section}[log]\nlevel = \"warn\"\n[limits]\nmax_concurrent_requests = 1024\n\
+                     [kek]\nmaster_key_file = {:?}\n[namespaces.default]\nkeyring = {:?}\n",
+                    dir.join("master.key").display().to_string(),
+                    dir.join("default.json").display().to_string()
+                ),
+            )
+            .unwrap();
+            let mut child = Command::new(tcodec)
+                .args(["serve", "--config"])
+                .arg(&config)
+                .stdout(Stdio::null())
+                .stderr(std::fs::File::create(&log).unwrap())
+                .spawn()
+                .expect("start tcodec serve");
+            common::wait_listening(&mut child, port, &log)?;
+            Ok(Self {
+                child,
+                url: format!("{scheme}://127.0.0.1:{port}"),
+            })
+        })
     }
 
     fn peak_rss_mib(&self) -> f64 {
@@ -361,8 +357,8 @@ fn main() {
     let keks = Keks::new().with(Arc::new(local));
     let keyring_path = dir.path().join("default.json");
     tcodec_keys::ops::init(&keyring_path, "default", &keks, &kek).unwrap();
-    let status = Command::new(root().join(".venv/bin/python"))
-        .arg(root().join("cli/tests/support/gen_test_keys.py"))
+    let status = Command::new(common::repo_root().join(".venv/bin/python"))
+        .arg(common::repo_root().join("cli/tests/support/gen_test_keys.py"))
         .arg("tls")
         .arg(dir.path())
         .status()
@@ -397,6 +393,8 @@ fn main() {
         us(in_process_one),
         us(in_process_many)
     );
+    // Every answer but a 200, over all phases: any fails the run.
+    let mut failed = 0;
     for (name, tls) in [("HTTP", None), ("TLS", Some(dir.path()))] {
         let server = Server::start(&tcodec, dir.path(), name, tls);
         let url = format!("{}/decode", server.url);
@@ -439,30 +437,24 @@ fn main() {
             server.peak_rss_mib(),
             tally.errors.load(Ordering::Relaxed)
         );
+        failed += tally.errors.load(Ordering::Relaxed);
     }
 
     // The floor: the same request and answer bodies over plain HTTP, nothing done.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let floor = Server {
-        child: Command::new(std::env::current_exe().unwrap())
+    let floor_log = dir.path().join("http-floor.log");
+    let floor = common::on_free_port("the HTTP floor server", |port| {
+        let mut child = Command::new(std::env::current_exe().unwrap())
             .args(["--http-floor", &port.to_string()])
             .arg(dir.path())
+            .stderr(std::fs::File::create(&floor_log).unwrap())
             .spawn()
-            .unwrap(),
-        url: format!("http://127.0.0.1:{port}"),
-    };
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            Instant::now() < deadline,
-            "the HTTP floor server did not start"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+            .unwrap();
+        common::wait_listening(&mut child, port, &floor_log)?;
+        Ok(Server {
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+        })
+    });
     let tally = Tally {
         errors: AtomicU64::new(0),
     };
@@ -485,4 +477,9 @@ fn main() {
         floor_p50.as_secs_f64() / in_process_many.as_secs_f64(),
         tally.errors.load(Ordering::Relaxed)
     );
+    failed += tally.errors.load(Ordering::Relaxed);
+    if failed > 0 {
+        eprintln!("tcodec-load: {failed} requests were not answered 200 (see the errors column)");
+        std::process::exit(1);
+    }
 }
