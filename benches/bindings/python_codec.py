@@ -2,13 +2,15 @@
 behind PyO3) against a pure-Python codec of the samples' encryption format (AES-256-GCM from
 `cryptography`, written here as the Temporal samples write theirs), in one run, alternating.
 
-    .venv/bin/python benches/bindings/python_codec.py --keyring K --master-key-file M [--quick] [--threads N]
+    .venv/bin/python benches/bindings/python_codec.py --keyring K --master-key-file M [--quick] [--threads N] [--inline-bytes N]
 
 Sizes 1 KiB and 64 KiB, batches of 1 and 100, JSON payloads (what the SDK's default converter
 makes; compressible like real records) and random bytes (incompressible). Each cell runs the
 codecs (tcodec also with compression off) in alternating rounds and reports medians; `--quick` is the smoke run of scripts/test.sh
 (one short round: it checks the bench works, its numbers mean nothing). A last table, alone
 with `--floor`, puts zstd's compression rate at several levels beside AES-256-GCM's.
+`--inline-bytes` sets the PayloadCodec's bound for running a batch on the event loop's thread
+(0: every batch through the executor).
 """
 
 import argparse
@@ -87,14 +89,18 @@ async def main() -> None:
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--floor", action="store_true", help="only the compression-against-encryption table")
     ap.add_argument("--threads", type=int, help="tcodec's threads a batch (default: the package's, the cores)")
+    ap.add_argument("--inline-bytes", type=int, default=tcodec.temporal.INLINE_BYTES,
+                    help="largest batch run on the event loop's thread (default: the package's)")
     args = ap.parse_args()
     rounds, seconds = (1, 0.05) if args.quick else (5, 0.6)
     if args.floor:
         floor(random.Random(7), seconds)
         return
     keyring = tcodec.Keyring.open(args.keyring, master_key_file=args.master_key_file)
-    ours = tcodec.temporal.PayloadCodec(tcodec.Codec(keyring, threads=args.threads))
-    plain = tcodec.temporal.PayloadCodec(tcodec.Codec(keyring, compression=False, threads=args.threads))
+    ours = tcodec.temporal.PayloadCodec(tcodec.Codec(keyring, threads=args.threads),
+                                        inline_bytes=args.inline_bytes)
+    plain = tcodec.temporal.PayloadCodec(tcodec.Codec(keyring, compression=False, threads=args.threads),
+                                         inline_bytes=args.inline_bytes)
     samples = SamplesCodec(os.urandom(32), "bench-key")
     rng = random.Random(7)
     print("| data | size | batch | op | samples (Python) payloads/s | tcodec payloads/s | ratio | "

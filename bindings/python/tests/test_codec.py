@@ -158,11 +158,16 @@ def test_small_batches_run_inline_once_their_key_is_in_memory(keyring):
     assert Payload.FromString(fresh.try_encode([opened[0]])[0]).metadata["tcodec-key-id"] == b"k1"
     with pytest.raises(tcodec.CodecError, match="payload 0"):
         fresh.try_decode([b"\x12\x01x"])
-    # The PayloadCodec takes either path; both give the same payloads back.
+    # The PayloadCodec takes either path; both give the same payloads back, for batches of
+    # none, one (served apart) and several.
     payloads = [json_payload({"n": i, "who": SECRET}) for i in range(3)]
     for inline_bytes in (0, tcodec.temporal.INLINE_BYTES):
         payload_codec = tcodec.temporal.PayloadCodec(codec_of(keyring), inline_bytes=inline_bytes)
-        assert run(payload_codec.decode(run(payload_codec.encode(payloads)))) == payloads
+        for batch in ([], payloads[:1], payloads):
+            sealed = run(payload_codec.encode(batch))
+            assert len(sealed) == len(batch)
+            assert all(p.metadata["encoding"] == b"binary/tcodec" for p in sealed)
+            assert run(payload_codec.decode(sealed)) == batch
 
 
 def test_a_kms_keyring_opens_only_for_the_kms_keys_the_deployment_lists(moto, tmp_path, monkeypatch):
