@@ -9,6 +9,9 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::thread::ThreadId;
 
+use sha3::Shake128;
+use sha3::digest::{ExtendableOutput, Update, XofReader};
+
 use tcodec::keys::{DataKey, KeyError, KeyId, KeySource, MemoryKeyring, SecretBytes32};
 use tcodec::{Codec, CodecError, CodecOptions, Compression, PARALLEL_MIN_BYTES, Payload};
 
@@ -86,16 +89,12 @@ fn batch(n: usize, size: usize) -> Vec<Payload> {
                     .repeat(size / 24 + 1)
                     .into_bytes()
             } else {
-                // xorshift: bytes zstd cannot shrink.
-                let mut x = 0x9e37_79b9_7f4a_7c15_u64 ^ i as u64;
-                (0..size)
-                    .map(|_| {
-                        x ^= x << 13;
-                        x ^= x >> 7;
-                        x ^= x << 17;
-                        x as u8
-                    })
-                    .collect()
+                // SHAKE128's output: bytes zstd cannot shrink.
+                let mut shake = Shake128::default();
+                shake.update(&(i as u64).to_le_bytes());
+                let mut bytes = vec![0; size];
+                shake.finalize_xof().read(&mut bytes);
+                bytes
             };
             Payload::new("json/plain", data[..size].to_vec())
         })
