@@ -840,6 +840,9 @@ impl PayloadParts<'_> {
 
 /// A payload [`Decoder::decode_in_place`] decoded.
 #[derive(Debug)]
+// The view is larger than a `Payload` (its metadata is an array on the
+// stack); boxing it would cost the allocation per payload it exists to save.
+#[allow(clippy::large_enum_variant)]
 pub enum Decoded<'a> {
     /// Read where it was decrypted, in the caller's buffer: the common case
     /// (one tcodec layer around a payload of any other encoding).

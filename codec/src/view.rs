@@ -28,6 +28,7 @@ pub struct PayloadView<'a> {
     metadata: [(&'a str, &'a [u8]); MAX_METADATA],
     len: usize,
     data: &'a [u8],
+    serialized: &'a [u8],
 }
 
 impl<'a> PayloadView<'a> {
@@ -39,6 +40,7 @@ impl<'a> PayloadView<'a> {
             metadata: [("", &[]); MAX_METADATA],
             len: 0,
             data: &[],
+            serialized: buf,
         };
         let mut data_seen = false;
         while !buf.is_empty() {
@@ -87,6 +89,13 @@ impl<'a> PayloadView<'a> {
     /// The data.
     pub fn data(&self) -> &'a [u8] {
         self.data
+    }
+
+    /// The serialized payload it was read from, as it was (metadata in the
+    /// order written): what a caller that hands payloads on serialized can
+    /// pass on without serializing it again.
+    pub fn serialized(&self) -> &'a [u8] {
+        self.serialized
     }
 
     /// The same payload, owned.
@@ -191,6 +200,7 @@ mod tests {
             let bytes = p.encode_to_vec();
             let view = PayloadView::parse(&bytes).expect("SDK shape");
             assert_eq!(view.to_payload(), p);
+            assert_eq!(view.serialized(), &bytes[..]);
             assert_eq!(view.encoding(), p.encoding());
             let keys: Vec<&str> = view.metadata().iter().map(|(k, _)| *k).collect();
             let want: Vec<&str> = p.metadata.keys().map(String::as_str).collect();

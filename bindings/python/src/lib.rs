@@ -15,7 +15,8 @@ use pyo3::exceptions::PyException;
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 use tcodec::{
-    Codec as RustCodec, CodecOptions, Compression, DecodePolicy, Payload, available_threads,
+    Codec as RustCodec, CodecOptions, Compression, DecodePolicy, Decoded, Payload, PayloadParts,
+    PayloadView, available_threads,
 };
 use tcodec_keys::kek::KekSettings;
 use tcodec_keys::{FileKeyring, WATCH_INTERVAL, Watcher, display_chain, keyring_path_from_env};
@@ -234,9 +235,23 @@ enum Op {
     /// `Codec::encode_serialized`: Python's serialized payloads are sealed
     /// as they are, read where they lie.
     Encode,
-    /// `Codec::decode_owned` over the parsed batch: sealed data is opened
-    /// where it lies in the parsed copy.
+    /// A `Decoder` over the batch: each payload's metadata read where it lies
+    /// in Python's bytes, its data copied once into one buffer for the batch
+    /// and opened there; a payload opened to a plain one is handed back as
+    /// the bytes it was sealed from (see [`opened`]).
     Decode,
+}
+
+/// A batch's result, each payload either serialized in `buffer` or whole.
+struct Done {
+    buffer: Vec<u8>,
+    payloads: Vec<Out>,
+}
+
+enum Out {
+    /// Serialized, at this range of [`Done::buffer`].
+    At(std::ops::Range<usize>),
+    Whole(Payload),
 }
 
 impl Codec {
@@ -271,30 +286,84 @@ fn batch(
     codec: &RustCodec,
     payloads: &[Bound<'_, PyBytes>],
     op: Op,
-) -> PyResult<Result<Vec<Payload>, tcodec::CodecError>> {
+) -> PyResult<Result<Done, tcodec::CodecError>> {
     let payloads: Vec<&[u8]> = payloads.iter().map(|b| b.as_bytes()).collect();
     py.detach(move || match op {
-        Op::Encode => Ok(codec.encode_serialized(&payloads)),
-        Op::Decode => {
-            let batch = payloads
-                .iter()
-                .enumerate()
-                .map(|(i, b)| parse(i, b))
-                .collect::<PyResult<Vec<_>>>()?;
-            Ok(codec.decode_owned(batch))
-        }
+        Op::Encode => Ok(codec.encode_serialized(&payloads).map(|sealed| Done {
+            buffer: Vec::new(),
+            payloads: sealed.into_iter().map(Out::Whole).collect(),
+        })),
+        Op::Decode => opened(codec, &payloads),
     })
 }
 
+/// Decodes a batch of serialized payloads as `Codec::decode` would. Payloads
+/// in the shape SDKs write are read in place ([`PayloadView`]) and their data
+/// opened in one buffer; when what was sealed is a plain payload, its bytes
+/// there are the answer, with no parse and no serialization. Others (more
+/// metadata than a view holds, External Storage details) are parsed whole.
+fn opened(codec: &RustCodec, payloads: &[&[u8]]) -> PyResult<Result<Done, tcodec::CodecError>> {
+    let views: Vec<Option<PayloadView<'_>>> =
+        payloads.iter().map(|b| PayloadView::parse(b)).collect();
+    let mut buffer: Vec<u8> =
+        Vec::with_capacity(views.iter().flatten().map(|v| v.data().len()).sum());
+    for view in views.iter().flatten() {
+        buffer.extend_from_slice(view.data());
+    }
+    let (base, filled) = (buffer.as_ptr() as usize, buffer.len());
+    let mut rest: &mut [u8] = &mut buffer;
+    let mut decoder = codec.decoder();
+    let mut out = Vec::with_capacity(payloads.len());
+    for (index, (bytes, view)) in payloads.iter().zip(&views).enumerate() {
+        let decoded = match view {
+            Some(view) => {
+                let (data, tail) = std::mem::take(&mut rest).split_at_mut(view.data().len());
+                rest = tail;
+                let parts = PayloadParts {
+                    metadata: view.metadata(),
+                    external_payloads: &[],
+                };
+                decoder
+                    .decode_in_place(index, parts, data)
+                    .map(|d| match d {
+                        // Opened in `buffer`, where its bytes stay; anything else
+                        // (not expected) is copied out.
+                        Decoded::View(plain) => {
+                            let len = plain.serialized().len();
+                            match (plain.serialized().as_ptr() as usize).checked_sub(base) {
+                                Some(start) if start + len <= filled => Out::At(start..start + len),
+                                _ => Out::Whole(plain.to_payload()),
+                            }
+                        }
+                        Decoded::Owned(payload) => Out::Whole(payload),
+                    })
+            }
+            None => decoder
+                .decode_payload(index, parse(index, bytes)?)
+                .map(Out::Whole),
+        };
+        match decoded {
+            Ok(o) => out.push(o),
+            Err(e) => return Ok(Err(e)),
+        }
+    }
+    Ok(Ok(Done {
+        buffer,
+        payloads: out,
+    }))
+}
+
 /// Serializes each payload straight into a new Python `bytes` (no copy in
-/// between).
-fn serialize<'py>(py: Python<'py>, done: &[Payload]) -> PyResult<Vec<Bound<'py, PyBytes>>> {
-    done.iter()
-        .map(|p| {
-            PyBytes::new_with(py, p.encoded_len(), |mut buf: &mut [u8]| {
+/// between), or copies its bytes from the batch's buffer.
+fn serialize<'py>(py: Python<'py>, done: &Done) -> PyResult<Vec<Bound<'py, PyBytes>>> {
+    done.payloads
+        .iter()
+        .map(|out| match out {
+            Out::At(range) => Ok(PyBytes::new(py, &done.buffer[range.clone()])),
+            Out::Whole(p) => PyBytes::new_with(py, p.encoded_len(), |mut buf: &mut [u8]| {
                 p.encode(&mut buf)
                     .map_err(|e| CodecError::new_err(format!("cannot serialize a payload: {e}")))
-            })
+            }),
         })
         .collect()
 }

@@ -72,6 +72,36 @@ def test_unsealed_payloads_are_refused_unless_the_policy_allows_them(keyring):
     assert Payload.FromString(allowed[0]) == plain
 
 
+def test_every_shape_of_payload_decodes_to_what_was_sealed(keyring):
+    # Decoding reads a payload in the shape SDKs write where it lies and hands back the bytes
+    # it opened; other shapes take the general way. One batch of each, in both calls.
+    many_keys = Payload(metadata={f"key-{i}": f"value-{i}".encode() for i in range(12)}, data=b"12 keys")
+    with_details = Payload(metadata={"encoding": b"binary/plain"}, data=b"a reference's details")
+    with_details.external_payloads.add(size_bytes=1234)
+    shapes = [
+        json_payload({"customer": SECRET}),           # small: sealed uncompressed
+        json_payload("x" * 4000),                     # compressed
+        many_keys,                                    # more metadata than a view holds
+        Payload(),                                    # nothing at all
+        with_details,                                 # External Storage details
+        Payload(metadata={"encoding": b"binary/plain"}, data=os.urandom(70_000)),
+    ]
+    codec = codec_of(keyring, decode_allow="json/plain")
+    sealed = codec.encode([p.SerializeToString() for p in shapes])
+    plain = json_payload("allowed plaintext").SerializeToString()
+    batch = sealed[:3] + [plain] + sealed[3:]
+    expected = shapes[:3] + [Payload.FromString(plain)] + shapes[3:]
+    for decode in (codec.decode, codec.try_decode):
+        assert [Payload.FromString(b) for b in decode(batch)] == expected
+    # A sealed payload never carries details outside its ciphertext (FORMAT.md): one that
+    # does, read the general way, is refused and named.
+    outer = Payload.FromString(sealed[4])
+    outer.external_payloads.add(size_bytes=99)
+    for decode in (codec.decode, codec.try_decode):
+        with pytest.raises(tcodec.CodecError, match="payload 1: .*external payload details"):
+            decode([sealed[0], outer.SerializeToString()])
+
+
 def test_errors_name_the_payload_and_key_never_key_material(keyring, tmp_path, monkeypatch):
     path, _, _ = keyring
     sealed = codec_of(keyring).encode([json_payload(SECRET).SerializeToString()])
