@@ -93,6 +93,12 @@ async def main() -> None:
                     help="largest batch run on the event loop's thread (default: the package's)")
     args = ap.parse_args()
     rounds, seconds = (1, 0.05) if args.quick else (5, 0.6)
+    # glibc raises its mmap and trim thresholds the first time a large block is freed, and
+    # from then on small allocations stop faulting pages in and out (BENCHMARKS.md measured
+    # both codecs twice as fast at 100 x 64 KiB). A long-running worker has freed one long
+    # ago; free one now, so every row runs in that state whichever codec frees one first.
+    block = bytearray(16 << 20)
+    del block
     if args.floor:
         floor(random.Random(7), seconds)
         return
