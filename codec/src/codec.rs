@@ -174,15 +174,8 @@ impl Codec {
         }
         let lanes = self.lanes(payloads);
         if lanes > 1 {
-            let runs = split_runs(payloads.len(), lanes)
-                .map(|range| (range.start, &payloads[range]))
-                .collect();
-            return in_parallel(runs, |start, run| {
-                let mut encoder = self.encoder(run.len())?;
-                run.iter()
-                    .enumerate()
-                    .map(|(i, payload)| encoder.encode(start + i, payload))
-                    .collect()
+            return self.encode_split(payloads, lanes, |encoder, index, payload| {
+                encoder.encode(index, payload)
             });
         }
         let key = self.primary()?;
@@ -221,6 +214,20 @@ impl Codec {
     pub fn encode_serialized(&self, payloads: &[&[u8]]) -> Result<Vec<Payload>, CodecError> {
         let bytes: usize = payloads.iter().map(|p| p.len()).sum();
         let lanes = self.lanes_for(payloads.len(), bytes);
+        self.encode_split(payloads, lanes, |encoder, index, payload| {
+            encoder.encode_serialized(index, payload)
+        })
+    }
+
+    /// Seals `payloads` in `lanes` runs of consecutive payloads (see
+    /// [`in_parallel`]), each with its own [`Encoder`], `seal` sealing one
+    /// payload by its index in the batch.
+    fn encode_split<T: Sync>(
+        &self,
+        payloads: &[T],
+        lanes: usize,
+        seal: impl Fn(&mut Encoder<'_>, usize, &T) -> Result<Payload, CodecError> + Sync,
+    ) -> Result<Vec<Payload>, CodecError> {
         let runs = split_runs(payloads.len(), lanes)
             .map(|range| (range.start, &payloads[range]))
             .collect();
@@ -228,7 +235,7 @@ impl Codec {
             let mut encoder = self.encoder(run.len())?;
             run.iter()
                 .enumerate()
-                .map(|(i, payload)| encoder.encode_serialized(start + i, payload))
+                .map(|(i, payload)| seal(&mut encoder, start + i, payload))
                 .collect()
         })
     }
