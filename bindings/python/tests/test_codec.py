@@ -189,7 +189,7 @@ def test_small_batches_run_inline_once_their_key_is_in_memory(keyring):
     with pytest.raises(tcodec.CodecError, match="payload 0"):
         fresh.try_decode([b"\x12\x01x"])
     # The PayloadCodec takes either path; both give the same payloads back, for batches of
-    # none, one (served apart) and several.
+    # none, one and several.
     payloads = [json_payload({"n": i, "who": SECRET}) for i in range(3)]
     for inline_bytes in (0, tcodec.temporal.INLINE_BYTES):
         payload_codec = tcodec.temporal.PayloadCodec(codec_of(keyring), inline_bytes=inline_bytes)
@@ -198,6 +198,37 @@ def test_small_batches_run_inline_once_their_key_is_in_memory(keyring):
             assert len(sealed) == len(batch)
             assert all(p.metadata["encoding"] == b"binary/tcodec" for p in sealed)
             assert run(payload_codec.decode(sealed)) == batch
+
+
+def test_payload_messages_are_worked_through_in_steps_and_failures_named_in_the_whole_batch(keyring):
+    # 12 payloads of 100 KB cross as messages: the codec serializes, seals or opens, and parses
+    # them about 256 KiB at a time (four steps of three). What comes back is what went in, in
+    # order, as the same class; a payload failing in a later step is named by its batch index.
+    payloads = [json_payload(os.urandom(50_000).hex()) for _ in range(12)]
+    codec = codec_of(keyring, compression=False)
+    sealed = codec.encode_payloads(payloads)
+    assert all(type(p) is Payload and p.metadata["encoding"] == b"binary/tcodec" for p in sealed)
+    assert len({p.data for p in sealed}) == 12
+    assert codec.decode_payloads(sealed) == payloads
+    assert codec.decode([p.SerializeToString() for p in sealed]) == [p.SerializeToString() for p in payloads]
+    assert codec.try_decode_payloads(sealed) == payloads
+    tampered = list(sealed)
+    tampered[10] = Payload(metadata=sealed[10].metadata, data=sealed[10].data[:-1] + bytes([sealed[10].data[-1] ^ 1]))
+    for decode in (codec.decode_payloads, codec.try_decode_payloads):
+        with pytest.raises(tcodec.CodecError, match="^payload 10: cannot decrypt under key k1"):
+            decode(tampered)
+    # The inline path's bound: a batch over `max_bytes` gets None, whichever step passes it.
+    size = sum(len(p.SerializeToString()) for p in payloads)
+    assert codec.try_encode_payloads(payloads, size) is not None
+    assert codec.try_encode_payloads(payloads, size - 1) is None
+    assert codec.try_decode_payloads(sealed, 1000) is None
+    assert codec.try_decode_payloads([], 0) == []
+    # A key not yet unwrapped: None on the inline path, opened on the other.
+    fresh = codec_of(keyring)
+    assert fresh.try_decode_payloads(sealed) is None
+    assert fresh.decode_payloads(sealed) == payloads
+    with pytest.raises(AttributeError):
+        codec.encode_payloads([b"not a message"])
 
 
 def test_a_kms_keyring_opens_only_for_the_kms_keys_the_deployment_lists(moto, tmp_path, monkeypatch):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from typing import Callable, List, Optional, Sequence, Tuple
+from typing import List, Sequence
 
 import temporalio.converter
 from temporalio.api.common.v1 import Payload
@@ -33,42 +33,21 @@ class PayloadCodec(temporalio.converter.PayloadCodec):
         self.codec = codec
         self.inline_bytes = inline_bytes
 
-    # A batch of one payload is the common case (an input, a result): it is served without the
-    # comprehensions and the extra coroutine of a general path (measured: 16-20% more 1 KiB
-    # payloads a second, one at a time).
+    # The Rust side takes the payload messages themselves (`*_payloads`): it serializes,
+    # seals or opens and parses a batch a step of about 256 KiB at a time, while the step's
+    # bytes are still in the core's cache (BENCHMARKS.md).
 
     async def encode(self, payloads: Sequence[Payload]) -> List[Payload]:
-        serialized, out = self._try_inline(payloads, self.codec.try_encode)
+        out = self.codec.try_encode_payloads(payloads, self.inline_bytes)
         if out is None:
-            out = await asyncio.get_running_loop().run_in_executor(None, self.codec.encode, serialized)
-        return _parsed(out)
+            out = await asyncio.get_running_loop().run_in_executor(None, self.codec.encode_payloads, payloads)
+        return out
 
     async def decode(self, payloads: Sequence[Payload]) -> List[Payload]:
-        serialized, out = self._try_inline(payloads, self.codec.try_decode)
+        out = self.codec.try_decode_payloads(payloads, self.inline_bytes)
         if out is None:
-            out = await asyncio.get_running_loop().run_in_executor(None, self.codec.decode, serialized)
-        return _parsed(out)
-
-    def _try_inline(
-        self, payloads: Sequence[Payload], inline: Callable[[List[bytes]], Optional[List[bytes]]]
-    ) -> Tuple[List[bytes], Optional[List[bytes]]]:
-        """The batch serialized and, if it is small enough, its result from `inline` (None: it
-        needs the executor)."""
-        if len(payloads) == 1:
-            serialized = [payloads[0].SerializeToString()]
-            size = len(serialized[0])
-        elif payloads:
-            serialized = [p.SerializeToString() for p in payloads]
-            size = sum(map(len, serialized))
-        else:
-            return [], []
-        return serialized, (inline(serialized) if size <= self.inline_bytes else None)
-
-
-def _parsed(out: List[bytes]) -> List[Payload]:
-    if len(out) == 1:
-        return [Payload.FromString(out[0])]
-    return [Payload.FromString(b) for b in out]
+            out = await asyncio.get_running_loop().run_in_executor(None, self.codec.decode_payloads, payloads)
+        return out
 
 
 def data_converter(codec: Codec) -> temporalio.converter.DataConverter:
