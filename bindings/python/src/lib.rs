@@ -130,20 +130,21 @@ struct Codec {
     /// KMS, so a small batch can run on the caller's thread (see `try_encode`).
     inline: Arc<RustCodec>,
     keyring: Py<Keyring>,
-    /// The most bytes of serialized payloads one step of a batch takes: see
-    /// [`CHUNK_BYTES`].
+    /// The bytes of serialized payloads after which an encode's step ends:
+    /// see [`CHUNK_BYTES`].
     encode_chunk: usize,
 }
 
 /// A batch is worked through in steps of about this many serialized bytes
 /// (at least one payload each): a step's payloads are opened or sealed with
-/// the GIL released and its answers made (and parsed, with `parse`) before
+/// the GIL released and its answers made (and parsed, for messages) before
 /// the next step starts, so the step's bytes are still in the core's cache
 /// when they are read again. Measured (BENCHMARKS.md): 100 payloads of 64 KiB
-/// without compression, 28,000 a second decoded in one step, 41,000 in steps
-/// of 256 KiB, fewer at 512 KiB. An encode that compresses and may split
-/// across threads takes `threads` times this a step, so every thread has
-/// work.
+/// without compression, 28,600 a second decoded in one step, 40,800 in steps
+/// of 256 KiB; in Python, steps of 512 KiB gained less. An encode that
+/// compresses and may split across threads takes the batch in one step: split
+/// a step at a time, the threads met once a step and the same batch was
+/// 16-30% slower than in one.
 const CHUNK_BYTES: usize = 256 << 10;
 
 fn parse(index: usize, bytes: &[u8]) -> PyResult<Payload> {
@@ -170,16 +171,20 @@ impl Codec {
         compression: bool,
         threads: Option<usize>,
     ) -> Self {
+        let threads = threads.unwrap_or_else(available_threads);
         let mut options = CodecOptions::default()
             .with_decode_policy(DecodePolicy::from_allow_list(decode_allow))
-            .with_threads(threads.unwrap_or_else(available_threads));
+            .with_threads(threads);
         if !compression {
             options = options.with_compression(Compression::Off);
         }
-        let threads = threads.unwrap_or_else(available_threads).max(1);
         let ring = keyring.get().ring.clone();
         Self {
-            encode_chunk: CHUNK_BYTES * if compression { threads } else { 1 },
+            encode_chunk: if compression && threads > 1 {
+                usize::MAX
+            } else {
+                CHUNK_BYTES
+            },
             inline: Arc::new(RustCodec::with_options(
                 Arc::new(ring.in_memory()),
                 options.clone(),
