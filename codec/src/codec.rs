@@ -212,8 +212,7 @@ impl Codec {
     /// back; its serialized form may differ from what came in only where
     /// prost's would (map order, repeated keys).
     pub fn encode_serialized(&self, payloads: &[&[u8]]) -> Result<Vec<Payload>, CodecError> {
-        let bytes: usize = payloads.iter().map(|p| p.len()).sum();
-        let lanes = self.lanes_for(payloads.len(), bytes);
+        let lanes = self.lanes_for(payloads.iter().copied());
         self.encode_split(payloads, lanes, |encoder, index, payload| {
             encoder.encode_serialized(index, payload)
         })
@@ -276,10 +275,14 @@ impl Codec {
         let compressed = match self.options.compression {
             Compression::Zstd { level, min_size } if inner_len >= min_size => {
                 let inner = payload.bytes();
-                // A failure to compress is no reason to fail the payload.
-                compress::zstd_compress(&inner, level)
-                    .ok()
-                    .filter(|packed| packed.len() < inner.len())
+                if compress::looks_incompressible(&inner) {
+                    None
+                } else {
+                    // A failure to compress is no reason to fail the payload.
+                    compress::zstd_compress(&inner, level)
+                        .ok()
+                        .filter(|packed| packed.len() < inner.len())
+                }
             }
             _ => None,
         };
@@ -332,17 +335,24 @@ impl Codec {
 
     /// How many threads to split `payloads` over (1: none).
     fn lanes(&self, payloads: &[Payload]) -> usize {
-        if self.options.threads <= 1 || payloads.len() < 2 {
-            return 1;
-        }
-        self.lanes_for(payloads.len(), payloads.iter().map(|p| p.data.len()).sum())
+        self.lanes_for(payloads.iter().map(|p| &p.data[..]))
     }
 
-    /// How many threads to split the encoding of a batch of `count` payloads
-    /// holding `bytes` over (1: none).
-    fn lanes_for(&self, count: usize, bytes: usize) -> usize {
+    /// How many threads to split the encoding of a batch over (1: none), the
+    /// batch's payloads (or their data) in `payloads`. Only what zstd will be
+    /// tried on counts: sealing alone measured slower split (BENCHMARKS.md).
+    fn lanes_for<'p>(&self, payloads: impl ExactSizeIterator<Item = &'p [u8]> + Clone) -> usize {
         let compresses = matches!(self.options.compression, Compression::Zstd { .. });
-        if !compresses || self.options.threads <= 1 || count < 2 || bytes < PARALLEL_MIN_BYTES {
+        let count = payloads.len();
+        let all: usize = payloads.clone().map(<[u8]>::len).sum();
+        if !compresses || self.options.threads <= 1 || count < 2 || all < PARALLEL_MIN_BYTES {
+            return 1;
+        }
+        let bytes: usize = payloads
+            .filter(|p| !compress::looks_incompressible(p))
+            .map(<[u8]>::len)
+            .sum();
+        if bytes < PARALLEL_MIN_BYTES {
             return 1;
         }
         // Each thread gets at least half the minimum's worth of data.

@@ -16,7 +16,8 @@ pub enum Compression {
     /// Never compress.
     Off,
     /// Compress with zstd when the serialized payload is at least `min_size`
-    /// bytes, keeping the result only when it is smaller.
+    /// bytes and does not look random (see `looks_incompressible`), keeping
+    /// the result only when it is smaller.
     Zstd {
         /// zstd level, 1 (fast) to 22 (small). 3 is zstd's default.
         level: i32,
@@ -54,6 +55,60 @@ pub(crate) fn zstd_compress(src: &[u8], level: i32) -> std::io::Result<Vec<u8>> 
             None => zstd::bulk::compress(src, level),
         }
     })
+}
+
+/// Whether `src` looks like data zstd cannot shrink (already compressed,
+/// encrypted, random): its bytes, sampled, are spread over the 256 values as
+/// evenly as random bytes are. The codec seals such a payload (serialized) as
+/// it is without trying zstd, whose work would be thrown away (measured: a
+/// 64 KiB random payload costs zstd level 3 about 12 µs, this test about
+/// 0.25 µs, and 0.06 µs on ASCII such as JSON).
+///
+/// The sample is `WINDOWS` runs of `WINDOW` bytes spread over the input (all
+/// of it when shorter), and the test Pearson's chi-squared statistic against
+/// the uniform distribution. A sample of n bytes drawn evenly from k symbols
+/// scores about n (256 / k - 1) + 255: random bytes about 255 (standard
+/// deviation about 23; 266 with an SDK's metadata in the sample, at most 389
+/// in 20,000 trials), 512 bytes of 7-bit data (which zstd shrinks by an
+/// eighth) about 766, base64 1,790, text and JSON thousands. Below 480 is
+/// judged random: data spread evenly over 178 symbols or more, which zstd
+/// could shrink by 7% at most. What it cannot see is repetition of
+/// random-looking runs (the same encrypted block many times over): such a
+/// payload is sealed uncompressed.
+pub fn looks_incompressible(src: &[u8]) -> bool {
+    const WINDOWS: usize = 4;
+    const WINDOW: usize = 128;
+    /// Nine standard deviations above random bytes' mean.
+    const UNIFORM_BELOW: u64 = 480;
+    let sample: [&[u8]; WINDOWS] = if src.len() <= WINDOWS * WINDOW {
+        [src, &[], &[], &[]]
+    } else {
+        let stride = (src.len() - WINDOW) / (WINDOWS - 1);
+        std::array::from_fn(|w| &src[w * stride..w * stride + WINDOW])
+    };
+    let n: usize = sample.iter().map(|run| run.len()).sum();
+    // First, cheaply (the loop vectorizes): random bytes have the high bit set
+    // in half of them, ASCII text (JSON, base64, hex) in none. Fewer than a
+    // quarter is no random sample, nor one spread over 178 symbols or more
+    // (at least 50 of which are 0x80 or above).
+    let high: usize = sample
+        .iter()
+        .map(|run| {
+            run.iter()
+                .fold(0usize, |high, &b| high + usize::from(b >> 7))
+        })
+        .sum();
+    if n == 0 || high * 4 < n {
+        return false;
+    }
+    let mut counts = [0u32; 256];
+    for &b in sample.iter().flat_map(|run| run.iter()) {
+        counts[usize::from(b)] += 1;
+    }
+    // chi^2 = sum (c - e)^2 / e with e = n / 256, which is 256 sum(c^2) / n - n.
+    let n = n as u64;
+    let squares: u64 = counts.iter().map(|&c| u64::from(c) * u64::from(c)).sum();
+    (256 * squares / n).saturating_sub(n) < UNIFORM_BELOW
 }
 
 /// Why decompression gave nothing.
@@ -148,6 +203,64 @@ mod tests {
             zstd_decompress(b"not zstd", 100),
             Err(DecompressError::Corrupt)
         );
+    }
+
+    /// Bytes from xorshift64, a stand-in for random, encrypted or compressed
+    /// data.
+    fn noise(len: usize, mut x: u64) -> Vec<u8> {
+        (0..len)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                (x >> 32) as u8
+            })
+            .collect()
+    }
+
+    #[test]
+    fn only_uniform_looking_bytes_are_judged_incompressible() {
+        for (len, seed) in [(512, 1), (1024, 2), (65_536, 3), (5 << 20, 4)] {
+            let data = noise(len, seed);
+            assert!(looks_incompressible(&data), "{len} random bytes");
+            // The judgement is right: zstd keeps nothing of it.
+            assert!(zstd_compress(&data, 3).unwrap().len() >= data.len());
+        }
+        let json = br#"{"order_id":"ord-4f1c2a9b","customer":"cust-1207","amount_cents":129900,"currency":"EUR"},"#
+            .repeat(800);
+        let packed = zstd_compress(&json, 3).unwrap();
+        assert!(looks_incompressible(&packed), "zstd's own output");
+        let hex: Vec<u8> = noise(32_768, 5)
+            .iter()
+            .flat_map(|b| format!("{b:02x}").into_bytes())
+            .collect();
+        const B64: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+        let base64: Vec<u8> = noise(65_536, 6)
+            .iter()
+            .map(|b| B64[usize::from(b % 64)])
+            .collect();
+        let seven_bit: Vec<u8> = noise(65_536, 7).iter().map(|b| b & 0x7f).collect();
+        for (name, data) in [
+            ("JSON", &json),
+            ("hex", &hex),
+            ("base64", &base64),
+            ("7-bit bytes", &seven_bit),
+            (
+                "UTF-8 Japanese",
+                &"注文は支払い済みです。顧客番号と金額を確認してください。"
+                    .repeat(60)
+                    .into_bytes(),
+            ),
+            ("zeros", &vec![0u8; 4096]),
+        ] {
+            assert!(!looks_incompressible(data), "{name}");
+            assert!(zstd_compress(data, 3).unwrap().len() < data.len(), "{name}");
+        }
+        assert!(!looks_incompressible(b""));
+        // Its blind spot: random-looking runs repeated.
+        let repeated = noise(1024, 8).repeat(64);
+        assert!(looks_incompressible(&repeated));
+        assert!(zstd_compress(&repeated, 3).unwrap().len() < repeated.len() / 20);
     }
 
     #[test]

@@ -17,7 +17,7 @@ pub use codec::{
     Codec, CodecOptions, Decoded, Decoder, Encoder, PARALLEL_MIN_BYTES, PayloadParts,
     available_threads,
 };
-pub use compress::Compression;
+pub use compress::{Compression, looks_incompressible};
 pub use error::{CodecError, Malformed};
 pub use payload::{ExternalPayloadDetails, Payload};
 pub use policy::{DecodePolicy, Plaintext};

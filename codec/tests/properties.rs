@@ -362,7 +362,7 @@ fn compression_is_used_only_when_it_pays() {
             (z ^ (z >> 31)).to_le_bytes()
         })
         .collect();
-    let incompressible = Payload::new("binary/plain", random);
+    let incompressible = Payload::new("binary/plain", random.clone());
     let small = json(&"a".repeat(100));
 
     let default = codec();
@@ -382,6 +382,23 @@ fn compression_is_used_only_when_it_pays() {
     let out = off.encode(std::slice::from_ref(&compressible)).unwrap();
     assert!(!flag(&out[0]));
     assert!(out[0].data.len() > compressible.data.len());
+
+    // Bytes as evenly spread as random ones are sealed without trying zstd
+    // (compress.rs, `looks_incompressible`): even 4 KB of random bytes
+    // repeated 16 times, which zstd would shrink 16-fold, is sealed whole.
+    // Data of fewer symbols (7-bit bytes) is still compressed.
+    let repeated = Payload::new("binary/plain", random.repeat(16));
+    let seven_bit = Payload::new(
+        "binary/plain",
+        random.iter().map(|b| b & 0x7f).collect::<Vec<u8>>(),
+    );
+    let out = default
+        .encode(&[repeated.clone(), seven_bit.clone()])
+        .unwrap();
+    assert!(!flag(&out[0]), "random-looking bytes are not tried");
+    assert!(out[0].data.len() > repeated.data.len());
+    assert!(flag(&out[1]), "7-bit bytes are compressed");
+    assert_eq!(default.decode(&out).unwrap(), vec![repeated, seven_bit]);
 }
 
 #[test]

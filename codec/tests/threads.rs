@@ -1,7 +1,7 @@
 //! `CodecOptions::threads`: a large batch's encoding, when it compresses, is
 //! split across threads, and the answers (payloads, and the first failing
 //! payload's error) are those of one thread. Decoding, and encoding without
-//! compression, stay on one thread.
+//! compression (or of bytes that look random), stay on one thread.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers may panic
 
@@ -126,7 +126,7 @@ fn a_large_batch_is_split_across_threads_and_reads_the_same() {
 }
 
 #[test]
-fn small_batches_uncompressed_encoding_and_the_default_stay_on_one_thread() {
+fn small_batches_uncompressed_encoding_random_bytes_and_the_default_stay_on_one_thread() {
     let keys = Watched::new();
     codec(&keys, 4).encode(&batch(16, 1 << 10)).unwrap();
     keys.split_into(1); // under PARALLEL_MIN_BYTES
@@ -140,6 +140,14 @@ fn small_batches_uncompressed_encoding_and_the_default_stay_on_one_thread() {
     );
     plain.encode(&large).unwrap();
     keys.split_into(1); // no compression, nothing worth a second core
+
+    // Compression on, but every payload's bytes look random: zstd is not
+    // tried on them (compress.rs), so there is nothing to share either.
+    let random: Vec<Payload> = batch(32, 64 << 10).into_iter().skip(1).step_by(2).collect();
+    let sealed = codec(&keys, 4).encode(&random).unwrap();
+    keys.split_into(1);
+    assert_eq!(codec(&keys, 1).decode_owned(sealed).unwrap(), random);
+    keys.split_into(1);
 
     let default = Codec::with_options(
         Arc::clone(&keys) as Arc<dyn KeySource>,
