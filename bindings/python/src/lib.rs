@@ -130,9 +130,8 @@ struct Codec {
     /// KMS, so a small batch can run on the caller's thread (see `try_encode`).
     inline: Arc<RustCodec>,
     keyring: Py<Keyring>,
-    /// The bytes of serialized payloads after which an encode's step ends:
-    /// see [`CHUNK_BYTES`].
-    encode_chunk: usize,
+    /// Whether an encode may compress across threads: see [`CHUNK_BYTES`].
+    splits: bool,
 }
 
 /// A batch is worked through in steps of about this many serialized bytes
@@ -142,9 +141,10 @@ struct Codec {
 /// when they are read again. Measured (BENCHMARKS.md): 100 payloads of 64 KiB
 /// without compression, 28,600 a second decoded in one step, 40,800 in steps
 /// of 256 KiB; in Python, steps of 512 KiB gained less. An encode that
-/// compresses and may split across threads takes the batch in one step: split
-/// a step at a time, the threads met once a step and the same batch was
-/// 16-30% slower than in one.
+/// compresses and may split across threads takes the rest of the batch in one
+/// step when the step's first payload is one zstd will be tried on (split a
+/// step at a time, the threads met once a step and the same batch was 16-30%
+/// slower than in one).
 const CHUNK_BYTES: usize = 256 << 10;
 
 fn parse(index: usize, bytes: &[u8]) -> PyResult<Payload> {
@@ -180,11 +180,7 @@ impl Codec {
         }
         let ring = keyring.get().ring.clone();
         Self {
-            encode_chunk: if compression && threads > 1 {
-                usize::MAX
-            } else {
-                CHUNK_BYTES
-            },
+            splits: compression && threads > 1,
             inline: Arc::new(RustCodec::with_options(
                 Arc::new(ring.in_memory()),
                 options.clone(),
@@ -409,10 +405,6 @@ impl Codec {
         op: Op,
         max_bytes: Option<usize>,
     ) -> Result<Vec<Bound<'py, PyAny>>, Stop> {
-        let limit = match op {
-            Op::Encode => self.encode_chunk,
-            Op::Decode => CHUNK_BYTES,
-        };
         let from_string = match items {
             Items::Messages([first, ..]) => {
                 Some(first.get_type().getattr(intern!(py, "FromString"))?)
@@ -424,10 +416,14 @@ impl Codec {
         let mut serialized = Vec::new();
         while first < items.len() {
             serialized.clear();
-            let mut bytes = 0;
+            let (mut bytes, mut limit) = (0, CHUNK_BYTES);
             while first + serialized.len() < items.len() && (serialized.is_empty() || bytes < limit)
             {
                 let item = items.serialized(first + serialized.len())?;
+                let left = items.len() - first;
+                if serialized.is_empty() && left > 1 && self.takes_whole(op, item.as_bytes()) {
+                    limit = usize::MAX;
+                }
                 bytes += item.as_bytes().len();
                 serialized.push(item);
             }
@@ -445,6 +441,15 @@ impl Codec {
             first += serialized.len();
         }
         Ok(out)
+    }
+}
+
+impl Codec {
+    /// Whether a step that starts with the serialized payload `first` takes
+    /// the rest of the batch: an encode that may compress across threads, on
+    /// a payload zstd will be tried on (see [`CHUNK_BYTES`]).
+    fn takes_whole(&self, op: Op, first: &[u8]) -> bool {
+        matches!(op, Op::Encode) && self.splits && !tcodec::looks_incompressible(first)
     }
 }
 
