@@ -3,9 +3,9 @@
 //! The Python package (`bindings/python/python/tcodec`) wraps this module:
 //! `tcodec.Keyring`, `tcodec.Codec`, and `tcodec.temporal.PayloadCodec` for
 //! the Temporal Python SDK. A whole batch crosses the boundary at once, as
-//! `temporal.api.common.v1.Payload` messages (`encode_payloads`, what the
-//! `PayloadCodec` calls) or serialized (`encode`), and is worked through in
-//! steps of about [`CHUNK_BYTES`], the codec running with the GIL released.
+//! `temporal.api.common.v1.Payload` messages (what the `PayloadCodec` passes)
+//! or serialized, and is worked through in steps of about [`CHUNK_BYTES`],
+//! the codec running with the GIL released.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -205,101 +205,56 @@ impl Codec {
         self.keyring.clone_ref(py)
     }
 
-    /// Seals a batch of serialized payloads; returns the sealed payloads,
-    /// serialized, in order.
+    /// Seals a batch, in order: `Payload` messages (`temporalio`'s, or
+    /// anything with `SerializeToString` whose class has `FromString`) come
+    /// back as sealed messages of the first one's class; serialized payloads
+    /// (`bytes`) as serialized sealed payloads. Either way the batch is worked
+    /// through in steps (see [`CHUNK_BYTES`]).
     fn encode<'py>(
         &self,
         py: Python<'py>,
-        payloads: Vec<Bound<'py, PyBytes>>,
+        payloads: Vec<Bound<'py, PyAny>>,
     ) -> PyResult<Vec<Bound<'py, PyAny>>> {
-        let items = Items::Serialized(&payloads);
-        done(self.run(py, &self.codec, items, Op::Encode, None))
+        done(self.run(py, &self.codec, Items::of(&payloads), Op::Encode, None))
     }
 
-    /// Decodes a batch of serialized payloads; returns them decoded,
-    /// serialized, in order. All or nothing: the first failing payload fails
-    /// the batch, naming its index.
+    /// Decodes a batch as `encode` takes one, answering in the same kind.
+    /// All or nothing: the first failing payload fails the batch, naming its
+    /// index.
     fn decode<'py>(
         &self,
         py: Python<'py>,
-        payloads: Vec<Bound<'py, PyBytes>>,
+        payloads: Vec<Bound<'py, PyAny>>,
     ) -> PyResult<Vec<Bound<'py, PyAny>>> {
-        let items = Items::Serialized(&payloads);
-        done(self.run(py, &self.codec, items, Op::Decode, None))
+        done(self.run(py, &self.codec, Items::of(&payloads), Op::Decode, None))
     }
 
-    /// Like `encode`, with the keys already in memory only: `None` when the
-    /// batch needs a key unwrapped (a KMS call), which `encode` would wait
-    /// for. Cheap enough to call on an event loop for a small batch.
+    /// Like `encode`, with the keys already in memory only and at most
+    /// `max_bytes` of serialized payloads: `None` when the batch needs a key
+    /// unwrapped (a KMS call, which `encode` would wait for) or is larger
+    /// (known only as its steps are serialized, so some of it may have been
+    /// sealed for nothing). Cheap enough to call on an event loop for a small
+    /// batch; for `None`, run `encode` off the loop.
+    #[pyo3(signature = (payloads, max_bytes=None))]
     fn try_encode<'py>(
         &self,
         py: Python<'py>,
-        payloads: Vec<Bound<'py, PyBytes>>,
-    ) -> PyResult<Option<Vec<Bound<'py, PyAny>>>> {
-        let items = Items::Serialized(&payloads);
-        inline(self.run(py, &self.inline, items, Op::Encode, None))
-    }
-
-    /// Like `decode`, with the keys already in memory only: `None` when the
-    /// batch needs a key unwrapped, which `decode` would wait for.
-    fn try_decode<'py>(
-        &self,
-        py: Python<'py>,
-        payloads: Vec<Bound<'py, PyBytes>>,
-    ) -> PyResult<Option<Vec<Bound<'py, PyAny>>>> {
-        let items = Items::Serialized(&payloads);
-        inline(self.run(py, &self.inline, items, Op::Decode, None))
-    }
-
-    /// Seals a batch of payload messages (`temporalio`'s `Payload`: anything
-    /// with `SerializeToString` whose class has `FromString`); returns the
-    /// sealed payloads as messages of the same class, in order. Each step of
-    /// the batch is serialized, sealed and parsed before the next.
-    fn encode_payloads<'py>(
-        &self,
-        py: Python<'py>,
-        payloads: Vec<Bound<'py, PyAny>>,
-    ) -> PyResult<Vec<Bound<'py, PyAny>>> {
-        let items = Items::Messages(&payloads);
-        done(self.run(py, &self.codec, items, Op::Encode, None))
-    }
-
-    /// Decodes a batch of payload messages as `encode_payloads` takes them.
-    fn decode_payloads<'py>(
-        &self,
-        py: Python<'py>,
-        payloads: Vec<Bound<'py, PyAny>>,
-    ) -> PyResult<Vec<Bound<'py, PyAny>>> {
-        let items = Items::Messages(&payloads);
-        done(self.run(py, &self.codec, items, Op::Decode, None))
-    }
-
-    /// Like `encode_payloads`, with the keys already in memory only and at
-    /// most `max_bytes` of serialized payloads: `None` when the batch needs a
-    /// key unwrapped or is larger (known only as its steps are serialized, so
-    /// some of it may have been sealed for nothing: run it with
-    /// `encode_payloads`, off the event loop).
-    #[pyo3(signature = (payloads, max_bytes=None))]
-    fn try_encode_payloads<'py>(
-        &self,
-        py: Python<'py>,
         payloads: Vec<Bound<'py, PyAny>>,
         max_bytes: Option<usize>,
     ) -> PyResult<Option<Vec<Bound<'py, PyAny>>>> {
-        let items = Items::Messages(&payloads);
+        let items = Items::of(&payloads);
         inline(self.run(py, &self.inline, items, Op::Encode, max_bytes))
     }
 
-    /// Like `decode_payloads`, as `try_encode_payloads` is to
-    /// `encode_payloads`.
+    /// Like `decode`, as `try_encode` is to `encode`.
     #[pyo3(signature = (payloads, max_bytes=None))]
-    fn try_decode_payloads<'py>(
+    fn try_decode<'py>(
         &self,
         py: Python<'py>,
         payloads: Vec<Bound<'py, PyAny>>,
         max_bytes: Option<usize>,
     ) -> PyResult<Option<Vec<Bound<'py, PyAny>>>> {
-        let items = Items::Messages(&payloads);
+        let items = Items::of(&payloads);
         inline(self.run(py, &self.inline, items, Op::Decode, max_bytes))
     }
 }
@@ -308,13 +263,21 @@ impl Codec {
 #[derive(Clone, Copy)]
 enum Items<'a, 'py> {
     /// Serialized payloads, answered serialized.
-    Serialized(&'a [Bound<'py, PyBytes>]),
+    Serialized(&'a [Bound<'py, PyAny>]),
     /// Payload messages, serialized a step at a time and answered as
     /// messages of the first one's class (`FromString`).
     Messages(&'a [Bound<'py, PyAny>]),
 }
 
-impl<'py> Items<'_, 'py> {
+impl<'a, 'py> Items<'a, 'py> {
+    /// Serialized payloads when the first is `bytes`, messages otherwise.
+    fn of(payloads: &'a [Bound<'py, PyAny>]) -> Self {
+        match payloads.first() {
+            Some(first) if !first.is_instance_of::<PyBytes>() => Items::Messages(payloads),
+            _ => Items::Serialized(payloads),
+        }
+    }
+
     fn len(&self) -> usize {
         match self {
             Items::Serialized(items) => items.len(),
@@ -324,7 +287,7 @@ impl<'py> Items<'_, 'py> {
 
     fn serialized(&self, index: usize) -> PyResult<Bound<'py, PyBytes>> {
         match self {
-            Items::Serialized(items) => Ok(items[index].clone()),
+            Items::Serialized(items) => Ok(items[index].cast::<PyBytes>()?.clone()),
             Items::Messages(items) => Ok(items[index]
                 .call_method0(intern!(items[index].py(), "SerializeToString"))?
                 .cast_into::<PyBytes>()?),

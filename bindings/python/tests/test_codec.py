@@ -206,39 +206,42 @@ def test_payload_messages_are_worked_through_in_steps_and_failures_named_in_the_
     # order, as the same class; a payload failing in a later step is named by its batch index.
     payloads = [json_payload(os.urandom(50_000).hex()) for _ in range(12)]
     codec = codec_of(keyring, compression=False)
-    sealed = codec.encode_payloads(payloads)
+    sealed = codec.encode(payloads)
     assert all(type(p) is Payload and p.metadata["encoding"] == b"binary/tcodec" for p in sealed)
     assert len({p.data for p in sealed}) == 12
-    assert codec.decode_payloads(sealed) == payloads
+    assert codec.decode(sealed) == payloads
     assert codec.decode([p.SerializeToString() for p in sealed]) == [p.SerializeToString() for p in payloads]
-    assert codec.try_decode_payloads(sealed) == payloads
+    assert codec.try_decode(sealed) == payloads
     tampered = list(sealed)
     tampered[10] = Payload(metadata=sealed[10].metadata, data=sealed[10].data[:-1] + bytes([sealed[10].data[-1] ^ 1]))
-    for decode in (codec.decode_payloads, codec.try_decode_payloads):
+    for decode in (codec.decode, codec.try_decode):
         with pytest.raises(tcodec.CodecError, match="^payload 10: cannot decrypt under key k1"):
             decode(tampered)
     # The inline path's bound: a batch over `max_bytes` gets None, whichever step passes it.
     size = sum(len(p.SerializeToString()) for p in payloads)
-    assert codec.try_encode_payloads(payloads, size) is not None
-    assert codec.try_encode_payloads(payloads, size - 1) is None
-    assert codec.try_decode_payloads(sealed, 1000) is None
-    assert codec.try_decode_payloads([], 0) == []
+    assert codec.try_encode(payloads, size) is not None
+    assert codec.try_encode(payloads, size - 1) is None
+    assert codec.try_decode(sealed, 1000) is None
+    assert codec.try_decode([], 0) == []
+    assert codec.try_decode([p.SerializeToString() for p in sealed], 1000) is None
     # A key not yet unwrapped: None on the inline path, opened on the other.
     fresh = codec_of(keyring)
-    assert fresh.try_decode_payloads(sealed) is None
-    assert fresh.decode_payloads(sealed) == payloads
+    assert fresh.try_decode(sealed) is None
+    assert fresh.decode(sealed) == payloads
     with pytest.raises(AttributeError):
-        codec.encode_payloads([b"not a message"])
+        codec.encode(["neither bytes nor a message"])
+    with pytest.raises(TypeError):
+        codec.encode([b"bytes first, then", payloads[0]])
     # Compression on and threads to split over: random bytes (not tried with zstd) still go in
     # steps, JSON in one; either way the answers and the index named are the batch's.
     split = codec_of(keyring, threads=2)
     for batch in ([Payload(metadata={"encoding": b"binary/plain"}, data=os.urandom(100_000)) for _ in range(12)],
                   payloads):
-        sealed = split.encode_payloads(batch)
-        assert split.decode_payloads(sealed) == batch
+        sealed = split.encode(batch)
+        assert split.decode(sealed) == batch
         sealed[7] = Payload(metadata=sealed[7].metadata, data=sealed[7].data[:-1] + bytes([sealed[7].data[-1] ^ 1]))
         with pytest.raises(tcodec.CodecError, match="^payload 7: cannot decrypt"):
-            split.decode_payloads(sealed)
+            split.decode(sealed)
 
 
 def test_a_kms_keyring_opens_only_for_the_kms_keys_the_deployment_lists(moto, tmp_path, monkeypatch):

@@ -33,20 +33,20 @@ class PayloadCodec(temporalio.converter.PayloadCodec):
         self.codec = codec
         self.inline_bytes = inline_bytes
 
-    # The Rust side takes the payload messages themselves (`*_payloads`): it serializes,
-    # seals or opens and parses a batch a step of about 256 KiB at a time, while the step's
-    # bytes are still in the core's cache (BENCHMARKS.md).
+    # The Rust side takes the payload messages themselves: it serializes, seals or opens and
+    # parses a batch a step of about 256 KiB at a time, while the step's bytes are still in the
+    # core's cache (BENCHMARKS.md).
 
     async def encode(self, payloads: Sequence[Payload]) -> List[Payload]:
-        out = self.codec.try_encode_payloads(payloads, self.inline_bytes)
+        out = self.codec.try_encode(payloads, self.inline_bytes)
         if out is None:
-            out = await asyncio.get_running_loop().run_in_executor(None, self.codec.encode_payloads, payloads)
+            out = await asyncio.get_running_loop().run_in_executor(None, self.codec.encode, payloads)
         return out
 
     async def decode(self, payloads: Sequence[Payload]) -> List[Payload]:
-        out = self.codec.try_decode_payloads(payloads, self.inline_bytes)
+        out = self.codec.try_decode(payloads, self.inline_bytes)
         if out is None:
-            out = await asyncio.get_running_loop().run_in_executor(None, self.codec.decode_payloads, payloads)
+            out = await asyncio.get_running_loop().run_in_executor(None, self.codec.decode, payloads)
         return out
 
 
