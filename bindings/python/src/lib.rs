@@ -314,7 +314,8 @@ fn done<T>(done: Result<T, Stop>) -> PyResult<T> {
         Ok(done) => Ok(done),
         Err(Stop::Py(e)) => Err(e),
         Err(Stop::Codec(e)) => Err(error(&e)),
-        Err(Stop::TooLarge) => unreachable!("only the inline path has a bound"),
+        // Only the inline path passes a bound; this is for completeness.
+        Err(Stop::TooLarge) => Err(CodecError::new_err("the batch is over its bound")),
     }
 }
 
