@@ -19,7 +19,7 @@ use crate::payload::{ExternalPayloadDetails, Payload};
 use crate::policy::DecodePolicy;
 use crate::view::PayloadView;
 use crate::wire::{self, Header, HeaderError, HeaderView, MAX_LAYERS};
-use crate::xaes::{NONCE_LEN, Xaes256Gcm};
+use crate::xaes::{NONCE_LEN, TAG_LEN, Xaes256Gcm};
 
 /// Batches up to this size draw their nonces into a buffer on the stack.
 const SMALL_BATCH: usize = 8;
@@ -263,6 +263,24 @@ impl Codec {
         })
     }
 
+    /// The payload compressed, when compression is on, the payload is large
+    /// enough, its bytes do not look random and zstd makes it smaller.
+    fn compressed(&self, payload: Inner<'_>) -> Option<Vec<u8>> {
+        match self.options.compression {
+            Compression::Zstd { level, min_size } if payload.len() >= min_size => {
+                let inner = payload.bytes();
+                if compress::looks_incompressible(&inner) {
+                    return None;
+                }
+                // A failure to compress is no reason to fail the payload.
+                compress::zstd_compress(&inner, level)
+                    .ok()
+                    .filter(|packed| packed.len() < inner.len())
+            }
+            _ => None,
+        }
+    }
+
     fn encode_one(
         &self,
         index: usize,
@@ -272,20 +290,7 @@ impl Codec {
         nonce: &[u8; NONCE_LEN],
     ) -> Result<Payload, CodecError> {
         let inner_len = payload.len();
-        let compressed = match self.options.compression {
-            Compression::Zstd { level, min_size } if inner_len >= min_size => {
-                let inner = payload.bytes();
-                if compress::looks_incompressible(&inner) {
-                    None
-                } else {
-                    // A failure to compress is no reason to fail the payload.
-                    compress::zstd_compress(&inner, level)
-                        .ok()
-                        .filter(|packed| packed.len() < inner.len())
-                }
-            }
-            _ => None,
-        };
+        let compressed = self.compressed(payload);
         let header = Header {
             key_id: key_id.clone(),
             zstd: compressed.is_some(),
@@ -906,6 +911,13 @@ impl Encoder<'_> {
     }
 
     fn seal(&mut self, index: usize, payload: Inner<'_>) -> Result<Payload, CodecError> {
+        let nonce = self.nonce()?;
+        self.codec
+            .encode_one(index, payload, &self.cipher, self.key.id(), &nonce)
+    }
+
+    /// The next nonce from the pool, drawn from the OS when it is spent.
+    fn nonce(&mut self) -> Result<[u8; NONCE_LEN], CodecError> {
         if self.next >= self.nonces.len() {
             let want = self.remaining.clamp(1, NONCE_POOL);
             let start = self.nonces.len() - NONCE_LEN * want;
@@ -921,8 +933,104 @@ impl Encoder<'_> {
         self.nonces[self.next..self.next + NONCE_LEN].fill(0);
         self.next += NONCE_LEN;
         self.remaining = self.remaining.saturating_sub(1);
-        self.codec
-            .encode_one(index, payload, &self.cipher, self.key.id(), &nonce)
+        Ok(nonce)
+    }
+
+    /// The first of two steps that seal the serialized payload `bytes`, the
+    /// one at `index` in the batch, as [`encode_serialized`](Self::encode_serialized)
+    /// does, for a caller that wants the sealed payload serialized into a
+    /// buffer of its own (a language binding's answer, with no copy in
+    /// between): this one checks and compresses it and says how long the
+    /// serialized sealed payload will be ([`Prepared::serialized_len`]);
+    /// [`seal_into`](Self::seal_into) seals it into a buffer of that length.
+    pub fn prepare_serialized<'b>(
+        &self,
+        index: usize,
+        bytes: &'b [u8],
+    ) -> Result<Prepared<'b>, CodecError> {
+        let inner = if PayloadView::parse(bytes).is_some() {
+            Cow::Borrowed(bytes)
+        } else {
+            let payload = Payload::decode(bytes).map_err(|_| CodecError::NotAPayload { index })?;
+            Cow::Owned(payload.encode_to_vec())
+        };
+        let (plaintext, zstd) = match self.codec.compressed(Inner::Serialized(&inner)) {
+            Some(packed) => (Cow::Owned(packed), true),
+            None => (inner, false),
+        };
+        let header = Header {
+            key_id: self.key.id().clone(),
+            zstd,
+        };
+        let data_len = header.encoded_len() + NONCE_LEN + plaintext.len() + TAG_LEN;
+        let metadata = self.sealed_metadata();
+        let serialized_len = metadata.encoded_len()
+            + prost::encoding::key_len(2)
+            + prost::encoding::encoded_len_varint(data_len as u64)
+            + data_len;
+        Ok(Prepared {
+            index,
+            plaintext,
+            header,
+            metadata,
+            data_len,
+            serialized_len,
+        })
+    }
+
+    /// Seals a payload [`prepare_serialized`](Self::prepare_serialized)
+    /// prepared into `out`, which must be exactly
+    /// [`Prepared::serialized_len`] bytes long: `out` then holds the sealed
+    /// payload, serialized, as [`encode_serialized`](Self::encode_serialized)
+    /// would have returned it.
+    pub fn seal_into(&mut self, prepared: Prepared<'_>, out: &mut [u8]) -> Result<(), CodecError> {
+        let Prepared {
+            index,
+            plaintext,
+            header,
+            metadata,
+            data_len,
+            serialized_len,
+        } = prepared;
+        let failed = || CodecError::Seal {
+            index,
+            key_id: header.key_id.to_string(),
+        };
+        if out.len() != serialized_len {
+            return Err(failed());
+        }
+        let nonce = self.nonce()?;
+        let mut rest: &mut [u8] = out;
+        metadata.encode(&mut rest).map_err(|_| failed())?;
+        prost::encoding::encode_key(2, prost::encoding::WireType::LengthDelimited, &mut rest);
+        prost::encoding::encode_varint(data_len as u64, &mut rest);
+        let mut head = Vec::with_capacity(header.encoded_len());
+        header.write(&mut head);
+        let (aad, rest) = rest.split_at_mut(head.len());
+        aad.copy_from_slice(&head);
+        let (nonce_out, rest) = rest.split_at_mut(NONCE_LEN);
+        nonce_out.copy_from_slice(&nonce);
+        let (body, tag_out) = rest.split_at_mut(plaintext.len());
+        body.copy_from_slice(&plaintext);
+        let tag = self
+            .cipher
+            .seal_in_place_detached(&nonce, aad, body)
+            .map_err(|_| failed())?;
+        if tag_out.len() != tag.len() {
+            return Err(failed());
+        }
+        tag_out.copy_from_slice(&tag);
+        Ok(())
+    }
+
+    /// A sealed payload's metadata, with no data.
+    fn sealed_metadata(&self) -> Payload {
+        let mut out = Payload::new(wire::ENCODING, Bytes::new());
+        out.metadata.insert(
+            wire::METADATA_KEY_ID.to_owned(),
+            self.key.id().as_bytes().to_vec(),
+        );
+        out
     }
 }
 
@@ -957,6 +1065,38 @@ impl<'a> Inner<'a> {
             Self::Payload(p) => p.encode_raw(out),
             Self::Serialized(b) => out.extend_from_slice(b),
         }
+    }
+}
+
+/// A payload ready to be sealed into a caller's buffer
+/// ([`Encoder::prepare_serialized`], [`Encoder::seal_into`]).
+pub struct Prepared<'b> {
+    index: usize,
+    /// What is sealed: the serialized payload, or its zstd frame.
+    plaintext: Cow<'b, [u8]>,
+    header: Header,
+    /// The sealed payload's metadata (no data).
+    metadata: Payload,
+    data_len: usize,
+    serialized_len: usize,
+}
+
+impl Prepared<'_> {
+    /// The length of the sealed payload, serialized: the buffer
+    /// [`Encoder::seal_into`] takes.
+    pub fn serialized_len(&self) -> usize {
+        self.serialized_len
+    }
+}
+
+impl fmt::Debug for Prepared<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Prepared")
+            .field("index", &self.index)
+            .field("plaintext_len", &self.plaintext.len())
+            .field("zstd", &self.header.zstd)
+            .field("serialized_len", &self.serialized_len)
+            .finish_non_exhaustive()
     }
 }
 

@@ -14,7 +14,7 @@ pub mod xaes;
 
 pub use bytes::Bytes;
 pub use codec::{
-    Codec, CodecOptions, Decoded, Decoder, Encoder, PARALLEL_MIN_BYTES, PayloadParts,
+    Codec, CodecOptions, Decoded, Decoder, Encoder, PARALLEL_MIN_BYTES, PayloadParts, Prepared,
     available_threads,
 };
 pub use compress::{Compression, looks_incompressible};

@@ -686,3 +686,55 @@ fn deferred_decompression_leaves_compressed_layers_undone() {
     flip(&mut tampered, last, 1);
     assert!(!deferring.decode(&[tampered]).unwrap_err().is_deferred());
 }
+
+#[test]
+fn a_payload_sealed_into_a_callers_buffer_is_what_encode_serialized_seals() {
+    let flag = |p: &Payload| Header::parse(&p.data).unwrap().0.zstd;
+    let mut many_keys = json("12 keys");
+    for i in 0..12 {
+        many_keys
+            .metadata
+            .insert(format!("key-{i}"), format!("value-{i}").into_bytes());
+    }
+    let noise: Vec<u8> = (0..4096u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    // Compressed, not compressed (random-looking), below the threshold, a
+    // shape read by prost rather than in place, empty.
+    let shapes = [
+        (json(&r#"{"address":"1 Infinite Loop"}"#.repeat(100)), true),
+        (Payload::new("binary/plain", noise), false),
+        (json("small"), false),
+        (many_keys, false),
+        (Payload::default(), false),
+    ];
+    for compression in [Compression::default(), Compression::Off] {
+        let codec = codec_with(compression);
+        let mut encoder = codec.encoder(shapes.len()).unwrap();
+        for (index, (payload, compresses)) in shapes.iter().enumerate() {
+            let bytes = payload.encode_to_vec();
+            let prepared = encoder.prepare_serialized(index, &bytes).unwrap();
+            let mut out = vec![0u8; prepared.serialized_len()];
+            encoder.seal_into(prepared, &mut out).unwrap();
+            let sealed = Payload::decode(&out[..]).unwrap();
+            assert_eq!(sealed.metadata.len(), 2);
+            assert_eq!(sealed.metadata["encoding"], b"binary/tcodec");
+            assert_eq!(sealed.metadata["tcodec-key-id"], b"k1");
+            let expect = *compresses && compression != Compression::Off;
+            assert_eq!(flag(&sealed), expect, "payload {index}");
+            assert_eq!(codec.decode(&[sealed]).unwrap(), vec![payload.clone()]);
+        }
+        // Not a payload; a buffer of the wrong length.
+        assert!(matches!(
+            encoder.prepare_serialized(7, b"\x0f\x01"),
+            Err(CodecError::NotAPayload { index: 7 })
+        ));
+        let bytes = shapes[0].0.encode_to_vec();
+        let prepared = encoder.prepare_serialized(3, &bytes).unwrap();
+        let mut short = vec![0u8; prepared.serialized_len() - 1];
+        assert!(matches!(
+            encoder.seal_into(prepared, &mut short),
+            Err(CodecError::Seal { index: 3, .. })
+        ));
+    }
+}

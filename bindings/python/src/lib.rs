@@ -17,8 +17,8 @@ use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 use tcodec::{
-    Codec as RustCodec, CodecOptions, Compression, DecodePolicy, Decoded, Payload, PayloadParts,
-    PayloadView, available_threads,
+    Codec as RustCodec, CodecOptions, Compression, DecodePolicy, Decoded, Encoder, Payload,
+    PayloadParts, PayloadView, Prepared, available_threads,
 };
 use tcodec_keys::kek::KekSettings;
 use tcodec_keys::{FileKeyring, WATCH_INTERVAL, Watcher, display_chain, keyring_path_from_env};
@@ -344,17 +344,29 @@ enum Op {
     Decode,
 }
 
-/// A step's result, each payload either serialized in `buffer` or whole.
-struct Done {
+/// A step's result, each payload serialized in `buffer`, whole, or to be
+/// sealed into its answer by `encoder`.
+struct Done<'b, 'c> {
     buffer: Vec<u8>,
-    payloads: Vec<Out>,
+    payloads: Vec<Out<'b>>,
+    encoder: Option<Encoder<'c>>,
 }
 
-enum Out {
+enum Out<'b> {
     /// Serialized, at this range of [`Done::buffer`].
     At(std::ops::Range<usize>),
     Whole(Payload),
+    /// Compressed (if that paid) and measured, to be sealed straight into
+    /// the answer's `bytes` (see [`SEAL_INTO_BYTES`]).
+    Sealing(Prepared<'b>),
 }
+
+/// A payload of this many serialized bytes or more, encoded on one thread, is
+/// sealed straight into the answer's `bytes` (`Encoder::seal_into`, the GIL
+/// released while it seals), instead of into a buffer then copied into the
+/// answer. Below it, the GIL's release and retaking for each payload would
+/// cost more than the copy saves.
+const SEAL_INTO_BYTES: usize = 16 << 10;
 
 impl Codec {
     /// Works through `items` a step of about [`CHUNK_BYTES`] at a time:
@@ -395,8 +407,9 @@ impl Codec {
             if max_bytes.is_some_and(|max| total > max) {
                 return Err(Stop::TooLarge);
             }
-            let done = step(py, codec, &serialized, first, op)?.map_err(Stop::Codec)?;
-            for bytes in answers(py, &done)? {
+            let into = matches!(op, Op::Encode) && limit != usize::MAX;
+            let done = step(py, codec, &serialized, first, op, into)?.map_err(Stop::Codec)?;
+            for bytes in answers(py, done)? {
                 out.push(match &from_string {
                     Some(from_string) => from_string.call1((bytes,))?,
                     None => bytes.into_any(),
@@ -420,20 +433,23 @@ impl Codec {
 /// Runs `op` over one step of a batch, whose first payload is the batch's
 /// `first`, without the GIL (parsing, the codec, and any KMS call
 /// included). The outer error is a payload to decode that does not parse.
-fn step(
+fn step<'b, 'c>(
     py: Python<'_>,
-    codec: &RustCodec,
-    payloads: &[Bound<'_, PyBytes>],
+    codec: &'c RustCodec,
+    payloads: &'b [Bound<'_, PyBytes>],
     first: usize,
     op: Op,
-) -> PyResult<Result<Done, tcodec::CodecError>> {
-    let payloads: Vec<&[u8]> = payloads.iter().map(|b| b.as_bytes()).collect();
+    into: bool,
+) -> PyResult<Result<Done<'b, 'c>, tcodec::CodecError>> {
+    let payloads: Vec<&'b [u8]> = payloads.iter().map(|b| b.as_bytes()).collect();
     py.detach(move || match op {
+        Op::Encode if into => Ok(prepared(codec, &payloads, first)),
         Op::Encode => Ok(codec
             .encode_serialized(&payloads)
             .map(|sealed| Done {
                 buffer: Vec::new(),
                 payloads: sealed.into_iter().map(Out::Whole).collect(),
+                encoder: None,
             })
             .map_err(|e| match e.index() {
                 Some(index) => e.at_index(first + index),
@@ -443,17 +459,43 @@ fn step(
     })
 }
 
+/// Seals a step of a batch on one thread, as `Codec::encode_serialized`
+/// would, naming each payload by `first` plus its place in the step; a large
+/// one is only prepared, to be sealed into its answer ([`SEAL_INTO_BYTES`]).
+fn prepared<'b, 'c>(
+    codec: &'c RustCodec,
+    payloads: &[&'b [u8]],
+    first: usize,
+) -> Result<Done<'b, 'c>, tcodec::CodecError> {
+    let mut encoder = codec.encoder(payloads.len())?;
+    let out = (first..)
+        .zip(payloads)
+        .map(|(index, bytes)| {
+            if bytes.len() >= SEAL_INTO_BYTES {
+                encoder.prepare_serialized(index, bytes).map(Out::Sealing)
+            } else {
+                encoder.encode_serialized(index, bytes).map(Out::Whole)
+            }
+        })
+        .collect::<Result<_, _>>()?;
+    Ok(Done {
+        buffer: Vec::new(),
+        payloads: out,
+        encoder: Some(encoder),
+    })
+}
+
 /// Decodes a step of a batch of serialized payloads as `Codec::decode` would,
 /// naming each by `first` plus its place in the step. Payloads in the shape
 /// SDKs write are read in place ([`PayloadView`]) and their data opened in one
 /// buffer; when what was sealed is a plain payload, its bytes there are the
 /// answer, with no parse and no serialization. Others (more metadata than a
 /// view holds, External Storage details) are parsed whole.
-fn opened(
-    codec: &RustCodec,
-    payloads: &[&[u8]],
+fn opened<'b, 'c>(
+    codec: &'c RustCodec,
+    payloads: &[&'b [u8]],
     first: usize,
-) -> PyResult<Result<Done, tcodec::CodecError>> {
+) -> PyResult<Result<Done<'b, 'c>, tcodec::CodecError>> {
     let views: Vec<Option<PayloadView<'_>>> =
         payloads.iter().map(|b| PayloadView::parse(b)).collect();
     let mut buffer: Vec<u8> =
@@ -501,21 +543,38 @@ fn opened(
     Ok(Ok(Done {
         buffer,
         payloads: out,
+        encoder: None,
     }))
 }
 
 /// A step's answers as Python `bytes`: each payload serialized straight
 /// into its new `bytes` (which Python zeroes first; this crate has no unsafe
-/// code to skip that), or its bytes copied from the step's buffer.
-fn answers<'py>(py: Python<'py>, done: &Done) -> PyResult<Vec<Bound<'py, PyBytes>>> {
-    done.payloads
-        .iter()
+/// code to skip that), sealed straight into it with the GIL released (nothing
+/// else can reach a `bytes` not yet handed back), or its bytes copied from the
+/// step's buffer.
+fn answers<'py>(py: Python<'py>, done: Done<'_, '_>) -> PyResult<Vec<Bound<'py, PyBytes>>> {
+    let Done {
+        buffer,
+        payloads,
+        mut encoder,
+    } = done;
+    payloads
+        .into_iter()
         .map(|out| match out {
-            Out::At(range) => Ok(PyBytes::new(py, &done.buffer[range.clone()])),
+            Out::At(range) => Ok(PyBytes::new(py, &buffer[range])),
             Out::Whole(p) => PyBytes::new_with(py, p.encoded_len(), |mut buf: &mut [u8]| {
                 p.encode(&mut buf)
                     .map_err(|e| CodecError::new_err(format!("cannot serialize a payload: {e}")))
             }),
+            Out::Sealing(prepared) => {
+                let encoder = encoder
+                    .as_mut()
+                    .ok_or_else(|| CodecError::new_err("a prepared payload without its encoder"))?;
+                PyBytes::new_with(py, prepared.serialized_len(), |buf: &mut [u8]| {
+                    py.detach(|| encoder.seal_into(prepared, buf))
+                        .map_err(|e| error(&e))
+                })
+            }
         })
         .collect()
 }

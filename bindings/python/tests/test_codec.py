@@ -228,6 +228,12 @@ def test_payload_messages_are_worked_through_in_steps_and_failures_named_in_the_
     fresh = codec_of(keyring)
     assert fresh.try_decode(sealed) is None
     assert fresh.decode(sealed) == payloads
+    # Payloads this large are sealed straight into their answers; one that is no Payload
+    # message is named before anything is sealed.
+    broken = [p.SerializeToString() for p in payloads]
+    broken[5] = b"\x0f\x01" * 20_000
+    with pytest.raises(tcodec.CodecError, match="^payload 5: not a serialized Payload"):
+        codec.encode(broken)
     with pytest.raises(AttributeError):
         codec.encode(["neither bytes nor a message"])
     with pytest.raises(TypeError):
