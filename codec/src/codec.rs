@@ -984,34 +984,29 @@ impl Encoder<'_> {
     /// payload, serialized, as [`encode_serialized`](Self::encode_serialized)
     /// would have returned it.
     pub fn seal_into(&mut self, prepared: Prepared<'_>, out: &mut [u8]) -> Result<(), CodecError> {
-        let Prepared {
-            index,
-            plaintext,
-            header,
-            metadata,
-            data_len,
-            serialized_len,
-        } = prepared;
         let failed = || CodecError::Seal {
-            index,
-            key_id: header.key_id.to_string(),
+            index: prepared.index,
+            key_id: prepared.header.key_id.to_string(),
         };
-        if out.len() != serialized_len {
+        if out.len() != prepared.serialized_len {
             return Err(failed());
         }
+        let (plaintext, header) = (&prepared.plaintext, &prepared.header);
         let nonce = self.nonce()?;
         let mut rest: &mut [u8] = out;
-        metadata.encode(&mut rest).map_err(|_| failed())?;
+        prepared.metadata.encode(&mut rest).map_err(|_| failed())?;
         prost::encoding::encode_key(2, prost::encoding::WireType::LengthDelimited, &mut rest);
-        prost::encoding::encode_varint(data_len as u64, &mut rest);
+        prost::encoding::encode_varint(prepared.data_len as u64, &mut rest);
         let mut head = Vec::with_capacity(header.encoded_len());
         header.write(&mut head);
-        let (aad, rest) = rest.split_at_mut(head.len());
+        let (aad, rest) = rest.split_at_mut_checked(head.len()).ok_or_else(failed)?;
         aad.copy_from_slice(&head);
-        let (nonce_out, rest) = rest.split_at_mut(NONCE_LEN);
+        let (nonce_out, rest) = rest.split_at_mut_checked(NONCE_LEN).ok_or_else(failed)?;
         nonce_out.copy_from_slice(&nonce);
-        let (body, tag_out) = rest.split_at_mut(plaintext.len());
-        body.copy_from_slice(&plaintext);
+        let (body, tag_out) = rest
+            .split_at_mut_checked(plaintext.len())
+            .ok_or_else(failed)?;
+        body.copy_from_slice(plaintext);
         let tag = self
             .cipher
             .seal_in_place_detached(&nonce, aad, body)
