@@ -303,10 +303,7 @@ impl Codec {
             index,
             key_id: key_id.to_string(),
         })?;
-        let mut out = Payload::new(wire::ENCODING, data);
-        out.metadata
-            .insert(wire::METADATA_KEY_ID.to_owned(), key_id.as_bytes().to_vec());
-        Ok(out)
+        Ok(sealed_payload(key_id, data.into()))
     }
 
     /// Decodes a batch. tcodec and (unless switched off) legacy payloads are
@@ -901,13 +898,10 @@ impl Encoder<'_> {
     /// Seals the serialized payload `bytes`, the one at `index` in the batch,
     /// as [`Codec::encode_serialized`] does.
     pub fn encode_serialized(&mut self, index: usize, bytes: &[u8]) -> Result<Payload, CodecError> {
-        // The shape every SDK writes is sealed as it came; anything else is
-        // read by prost (or refused) and sealed as prost writes it.
-        if PayloadView::parse(bytes).is_some() {
-            return self.seal(index, Inner::Serialized(bytes));
+        match parsed_unless_view(index, bytes)? {
+            None => self.seal(index, Inner::Serialized(bytes)),
+            Some(payload) => self.seal(index, Inner::Payload(&payload)),
         }
-        let payload = Payload::decode(bytes).map_err(|_| CodecError::NotAPayload { index })?;
-        self.seal(index, Inner::Payload(&payload))
     }
 
     fn seal(&mut self, index: usize, payload: Inner<'_>) -> Result<Payload, CodecError> {
@@ -948,11 +942,9 @@ impl Encoder<'_> {
         index: usize,
         bytes: &'b [u8],
     ) -> Result<Prepared<'b>, CodecError> {
-        let inner = if PayloadView::parse(bytes).is_some() {
-            Cow::Borrowed(bytes)
-        } else {
-            let payload = Payload::decode(bytes).map_err(|_| CodecError::NotAPayload { index })?;
-            Cow::Owned(payload.encode_to_vec())
+        let inner = match parsed_unless_view(index, bytes)? {
+            None => Cow::Borrowed(bytes),
+            Some(payload) => Cow::Owned(payload.encode_to_vec()),
         };
         let (plaintext, zstd) = match self.codec.compressed(Inner::Serialized(&inner)) {
             Some(packed) => (Cow::Owned(packed), true),
@@ -963,7 +955,7 @@ impl Encoder<'_> {
             zstd,
         };
         let data_len = header.encoded_len() + NONCE_LEN + plaintext.len() + TAG_LEN;
-        let metadata = self.sealed_metadata();
+        let metadata = sealed_payload(self.key.id(), Bytes::new());
         let serialized_len = metadata.encoded_len()
             + prost::encoding::key_len(2)
             + prost::encoding::encoded_len_varint(data_len as u64)
@@ -1017,16 +1009,6 @@ impl Encoder<'_> {
         tag_out.copy_from_slice(&tag);
         Ok(())
     }
-
-    /// A sealed payload's metadata, with no data.
-    fn sealed_metadata(&self) -> Payload {
-        let mut out = Payload::new(wire::ENCODING, Bytes::new());
-        out.metadata.insert(
-            wire::METADATA_KEY_ID.to_owned(),
-            self.key.id().as_bytes().to_vec(),
-        );
-        out
-    }
 }
 
 /// What [`Codec::encode_one`] seals: a payload, or one the caller holds
@@ -1061,6 +1043,28 @@ impl<'a> Inner<'a> {
             Self::Serialized(b) => out.extend_from_slice(b),
         }
     }
+}
+
+/// A sealed payload: `data` under the metadata that names the format and
+/// `key_id`.
+fn sealed_payload(key_id: &KeyId, data: Bytes) -> Payload {
+    let mut out = Payload::new(wire::ENCODING, data);
+    out.metadata
+        .insert(wire::METADATA_KEY_ID.to_owned(), key_id.as_bytes().to_vec());
+    out
+}
+
+/// A serialized payload checked: `None` when it is in the shape every SDK
+/// writes (read in place, sealed as it came), else the payload prost reads
+/// from it (sealed as prost writes it); not a `Payload` at all is
+/// [`CodecError::NotAPayload`].
+fn parsed_unless_view(index: usize, bytes: &[u8]) -> Result<Option<Payload>, CodecError> {
+    if PayloadView::parse(bytes).is_some() {
+        return Ok(None);
+    }
+    Payload::decode(bytes)
+        .map(Some)
+        .map_err(|_| CodecError::NotAPayload { index })
 }
 
 /// A payload ready to be sealed into a caller's buffer
