@@ -15,7 +15,8 @@ use pyo3::create_exception;
 use pyo3::exceptions::PyException;
 use pyo3::intern;
 use pyo3::prelude::*;
-use pyo3::types::PyBytes;
+use pyo3::sync::PyOnceLock;
+use pyo3::types::{PyBytes, PyList, PyType};
 use tcodec::{
     Codec as RustCodec, CodecOptions, Compression, DecodePolicy, Decoded, Encoder, Payload,
     PayloadParts, PayloadView, Prepared, available_threads,
@@ -132,6 +133,9 @@ struct Codec {
     keyring: Py<Keyring>,
     /// Whether an encode may compress across threads: see [`CHUNK_BYTES`].
     splits: bool,
+    /// The first message class answered in, and its `FromString` (looked
+    /// up once rather than once a call): see [`Codec::parser`].
+    parser: PyOnceLock<(Py<PyType>, Py<PyAny>)>,
 }
 
 /// A batch is worked through in steps of about this many serialized bytes
@@ -187,6 +191,7 @@ impl Codec {
             )),
             codec: Arc::new(RustCodec::with_options(Arc::new(ring), options)),
             keyring,
+            parser: PyOnceLock::new(),
         }
     }
 
@@ -213,8 +218,9 @@ impl Codec {
     fn encode<'py>(
         &self,
         py: Python<'py>,
-        payloads: Vec<Bound<'py, PyAny>>,
+        payloads: &Bound<'py, PyAny>,
     ) -> PyResult<Vec<Bound<'py, PyAny>>> {
+        let payloads = batch(payloads)?;
         done(self.run(py, &self.codec, Items::of(&payloads), Op::Encode, None))
     }
 
@@ -224,8 +230,9 @@ impl Codec {
     fn decode<'py>(
         &self,
         py: Python<'py>,
-        payloads: Vec<Bound<'py, PyAny>>,
+        payloads: &Bound<'py, PyAny>,
     ) -> PyResult<Vec<Bound<'py, PyAny>>> {
+        let payloads = batch(payloads)?;
         done(self.run(py, &self.codec, Items::of(&payloads), Op::Decode, None))
     }
 
@@ -239,9 +246,10 @@ impl Codec {
     fn try_encode<'py>(
         &self,
         py: Python<'py>,
-        payloads: Vec<Bound<'py, PyAny>>,
+        payloads: &Bound<'py, PyAny>,
         max_bytes: Option<usize>,
     ) -> PyResult<Option<Vec<Bound<'py, PyAny>>>> {
+        let payloads = batch(payloads)?;
         let items = Items::of(&payloads);
         inline(self.run(py, &self.inline, items, Op::Encode, max_bytes))
     }
@@ -251,11 +259,22 @@ impl Codec {
     fn try_decode<'py>(
         &self,
         py: Python<'py>,
-        payloads: Vec<Bound<'py, PyAny>>,
+        payloads: &Bound<'py, PyAny>,
         max_bytes: Option<usize>,
     ) -> PyResult<Option<Vec<Bound<'py, PyAny>>>> {
+        let payloads = batch(payloads)?;
         let items = Items::of(&payloads);
         inline(self.run(py, &self.inline, items, Op::Decode, max_bytes))
+    }
+}
+
+/// The batch's items: a list read by index (the common case, and the
+/// cheapest), any other sequence (the SDK's repeated field) as PyO3 reads
+/// one. A `str` is refused, as a batch of characters would make no sense.
+fn batch<'py>(payloads: &Bound<'py, PyAny>) -> PyResult<Vec<Bound<'py, PyAny>>> {
+    match payloads.cast::<PyList>() {
+        Ok(list) => Ok(list.iter().collect()),
+        Err(_) => payloads.extract(),
     }
 }
 
@@ -382,9 +401,7 @@ impl Codec {
         max_bytes: Option<usize>,
     ) -> Result<Vec<Bound<'py, PyAny>>, Stop> {
         let from_string = match items {
-            Items::Messages([first, ..]) => {
-                Some(first.get_type().getattr(intern!(py, "FromString"))?)
-            }
+            Items::Messages([first, ..]) => Some(self.parser(first)?),
             _ => None,
         };
         let mut out = Vec::with_capacity(items.len());
@@ -409,12 +426,13 @@ impl Codec {
             }
             let into = matches!(op, Op::Encode) && limit != usize::MAX;
             let done = step(py, codec, &serialized, first, op, into)?.map_err(Stop::Codec)?;
-            for bytes in answers(py, done)? {
+            answers(py, done, |bytes| {
                 out.push(match &from_string {
                     Some(from_string) => from_string.call1((bytes,))?,
                     None => bytes.into_any(),
                 });
-            }
+                Ok(())
+            })?;
             first += serialized.len();
         }
         Ok(out)
@@ -422,6 +440,23 @@ impl Codec {
 }
 
 impl Codec {
+    /// The answers' parser: `FromString` of `first`'s class, the class they
+    /// are made in; kept for the first class seen (the SDK's `Payload`),
+    /// looked up for any other.
+    fn parser<'py>(&self, first: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+        let py = first.py();
+        let class = first.get_type();
+        let lookup = |class: &Bound<'py, PyType>| class.getattr(intern!(py, "FromString"));
+        let (kept, from_string) = self.parser.get_or_try_init(py, || -> PyResult<_> {
+            Ok((class.clone().unbind(), lookup(&class)?.unbind()))
+        })?;
+        if kept.bind(py).is(&class) {
+            Ok(from_string.bind(py).clone())
+        } else {
+            lookup(&class)
+        }
+    }
+
     /// Whether a step that starts with the serialized payload `first` takes
     /// the rest of the batch: an encode that may compress across threads, on
     /// a payload zstd will be tried on (see [`CHUNK_BYTES`]).
@@ -547,25 +582,28 @@ fn opened<'b, 'c>(
     }))
 }
 
-/// A step's answers as Python `bytes`: each payload serialized straight
-/// into its new `bytes` (which Python zeroes first; this crate has no unsafe
-/// code to skip that), sealed straight into it with the GIL released (nothing
-/// else can reach a `bytes` not yet handed back), or its bytes copied from the
-/// step's buffer.
-fn answers<'py>(py: Python<'py>, done: Done<'_, '_>) -> PyResult<Vec<Bound<'py, PyBytes>>> {
+/// A step's answers as Python `bytes`, each handed to `take` in order: each
+/// payload serialized straight into its new `bytes` (which Python zeroes
+/// first; this crate has no unsafe code to skip that), sealed straight into
+/// it with the GIL released (nothing else can reach a `bytes` not yet handed
+/// back), or its bytes copied from the step's buffer.
+fn answers<'py>(
+    py: Python<'py>,
+    done: Done<'_, '_>,
+    mut take: impl FnMut(Bound<'py, PyBytes>) -> PyResult<()>,
+) -> PyResult<()> {
     let Done {
         buffer,
         payloads,
         mut encoder,
     } = done;
-    payloads
-        .into_iter()
-        .map(|out| match out {
-            Out::At(range) => Ok(PyBytes::new(py, &buffer[range])),
+    for out in payloads {
+        take(match out {
+            Out::At(range) => PyBytes::new(py, &buffer[range]),
             Out::Whole(p) => PyBytes::new_with(py, p.encoded_len(), |mut buf: &mut [u8]| {
                 p.encode(&mut buf)
                     .map_err(|e| CodecError::new_err(format!("cannot serialize a payload: {e}")))
-            }),
+            })?,
             Out::Sealing(prepared) => {
                 let encoder = encoder
                     .as_mut()
@@ -573,10 +611,11 @@ fn answers<'py>(py: Python<'py>, done: Done<'_, '_>) -> PyResult<Vec<Bound<'py, 
                 PyBytes::new_with(py, prepared.serialized_len(), |buf: &mut [u8]| {
                     py.detach(|| encoder.seal_into(prepared, buf))
                         .map_err(|e| error(&e))
-                })
+                })?
             }
-        })
-        .collect()
+        })?;
+    }
+    Ok(())
 }
 
 #[pymodule]

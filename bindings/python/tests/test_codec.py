@@ -273,3 +273,40 @@ def test_a_kms_keyring_opens_only_for_the_kms_keys_the_deployment_lists(moto, tm
         message = str(err.value)
         assert "payload 0" in message and "k1" in message and says in message, message
         assert SECRET not in message
+
+
+class Serialized:
+    """Any message class: what it serializes to, and `FromString` to make one back."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+    def SerializeToString(self) -> bytes:
+        return self.data
+
+    @classmethod
+    def FromString(cls, data: bytes) -> "Serialized":
+        return cls(data)
+
+
+def test_a_batch_is_any_sequence_and_answers_come_in_its_own_class(keyring):
+    # The SDK hands codecs its repeated field (`Payloads.payloads`), tests and users lists or
+    # tuples: the same batch either way. Answers are messages of the batch's first payload's
+    # class, whichever class the codec answered in before.
+    from temporalio.api.common.v1 import Payloads
+
+    codec = codec_of(keyring)
+    payloads = [json_payload({"customer": SECRET}), json_payload("y" * 3000)]
+    sealed = codec.encode(payloads)
+    for batch in (sealed, tuple(sealed), Payloads(payloads=sealed).payloads):
+        assert codec.decode(batch) == payloads
+        assert codec.try_decode(batch) == payloads
+    assert [type(p) for p in codec.encode(tuple(payloads))] == [Payload, Payload]
+    wrapped = codec.encode([Serialized(p.SerializeToString()) for p in payloads])
+    assert all(type(w) is Serialized for w in wrapped)
+    opened = codec.decode(wrapped)
+    assert [type(o) for o in opened] == [Serialized, Serialized]
+    assert [Payload.FromString(o.data) for o in opened] == payloads
+    assert [type(p) for p in codec.decode(sealed)] == [Payload, Payload]
+    with pytest.raises(TypeError):
+        codec.encode("not a batch")
