@@ -52,6 +52,15 @@ def main() -> int:
                 f"| {label} | {mbps(size, raw):,.0f} | {mbps(size, tc):,.0f} | "
                 f"{raw / tc:.2f} | {(tc - raw) / 1000:+.2f} µs |"
             )
+    impls = [(size, label, t.get(f"aes-gcm/{label}/ring"), t.get(f"aes-gcm/{label}/rustcrypto-aes-gcm"))
+             for size, label in sizes]
+    if any(r and c for _, _, r, c in impls):
+        print("\n**AES-256-GCM seal, key set up per message: `ring` vs RustCrypto `aes-gcm`**\n")
+        print("| size | ring MB/s | aes-gcm MB/s | ratio (aes-gcm/ring) |")
+        print("|---|---:|---:|---:|")
+        for size, label, r, c in impls:
+            if r and c:
+                print(f"| {label} | {mbps(size, r):,.0f} | {mbps(size, c):,.0f} | {r / c:.2f} |")
     sizes_seen = {}
     if log and log.exists():
         for m in re.finditer(r"json-size records=(\d+) plain=(\d+) sealed=(\d+)", log.read_text()):

@@ -7,6 +7,9 @@
 //!   (decrypted where they are, no copy on either side) `raw-ring-aes256gcm-in-place` vs
 //!   `tcodec-decode-owned`.
 //! - `json`: realistic JSON payloads with compression on and off.
+//! - `aes-gcm/<size>`: the two AES-256-GCM implementations the project may take its
+//!   primitives from, sealing in place with the key set up for each message (as XAES-256-GCM
+//!   needs): `ring` (tcodec's) against RustCrypto's `aes-gcm`.
 //!
 //! `benches/report.py` turns criterion's estimates into BENCHMARKS.md's tables.
 #![allow(clippy::expect_used, clippy::print_stdout, missing_docs)] // a bench panics on setup failure
@@ -14,6 +17,7 @@
 use std::hint::black_box;
 use std::sync::Arc;
 
+use aes_gcm::aead::{AeadInOut, KeyInit};
 use criterion::{BatchSize, BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use ring::aead::{AES_256_GCM, Aad, LessSafeKey, Nonce, UnboundKey};
 use tcodec::keys::{KeyId, MemoryKeyring, SecretBytes32};
@@ -177,5 +181,40 @@ fn json(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, seal_and_open, json);
+/// `ring` against RustCrypto's `aes-gcm`, each with its key set up per message: why tcodec
+/// seals with `ring` (BENCHMARKS.md, "Python and Node packages").
+fn aes_gcm_implementations(c: &mut Criterion) {
+    let key = [0x42; 32];
+    for (size, label) in [SIZES[1], SIZES[2]] {
+        let mut group = c.benchmark_group(format!("aes-gcm/{label}"));
+        group.throughput(Throughput::Bytes(size as u64));
+        let mut buf = bytes(size);
+        group.bench_function("ring", |b| {
+            b.iter(|| {
+                let key =
+                    LessSafeKey::new(UnboundKey::new(&AES_256_GCM, &key).expect("32-byte key"));
+                key.seal_in_place_separate_tag(
+                    Nonce::assume_unique_for_key([7; 12]),
+                    Aad::empty(),
+                    black_box(&mut buf),
+                )
+                .expect("seal")
+            })
+        });
+        group.bench_function("rustcrypto-aes-gcm", |b| {
+            b.iter(|| {
+                aes_gcm::Aes256Gcm::new(&key.into())
+                    .encrypt_inout_detached(
+                        &[7; 12].into(),
+                        b"",
+                        black_box(buf.as_mut_slice()).into(),
+                    )
+                    .expect("seal")
+            })
+        });
+        group.finish();
+    }
+}
+
+criterion_group!(benches, seal_and_open, json, aes_gcm_implementations);
 criterion_main!(benches);
