@@ -62,7 +62,7 @@ pub(crate) fn zstd_compress(src: &[u8], level: i32) -> std::io::Result<Vec<u8>> 
 /// evenly as random bytes are. The codec seals such a payload (serialized) as
 /// it is without trying zstd, whose work would be thrown away (measured: a
 /// 64 KiB random payload costs zstd level 3 about 12 µs, this test about
-/// 0.25 µs, and 0.06 µs on ASCII such as JSON).
+/// 0.23 µs, and 0.02 µs on ASCII such as JSON).
 ///
 /// The sample is `WINDOWS` runs of `WINDOW` bytes spread over the input (all
 /// of it when shorter), and the test Pearson's chi-squared statistic against
@@ -87,27 +87,31 @@ pub fn looks_incompressible(src: &[u8]) -> bool {
         std::array::from_fn(|w| &src[w * stride..w * stride + WINDOW])
     };
     let n: usize = sample.iter().map(|run| run.len()).sum();
-    // First, cheaply (the loop vectorizes): random bytes have the high bit set
-    // in half of them, ASCII text (JSON, base64, hex) in none. Fewer than a
-    // quarter is no random sample, nor one spread over 178 symbols or more
-    // (at least 50 of which are 0x80 or above).
+    // First, cheaply: random bytes have the high bit set in half of them,
+    // ASCII text (JSON, base64, hex) in none. Fewer than a quarter is no
+    // random sample, nor one spread over 178 symbols or more (at least 50 of
+    // which are 0x80 or above). Counted in bytes, 64 at a time (no count can
+    // pass 255), so the loop vectorizes over byte lanes (timed in a loop: 17
+    // ns for 512 bytes of JSON, where a count kept as `usize` took 190).
     let high: usize = sample
         .iter()
-        .map(|run| {
-            run.iter()
-                .fold(0usize, |high, &b| high + usize::from(b >> 7))
-        })
+        .flat_map(|run| run.chunks(64))
+        .map(|chunk| usize::from(chunk.iter().fold(0u8, |high, &b| high + (b >> 7))))
         .sum();
     if n == 0 || high * 4 < n {
         return false;
     }
     let mut counts = [0u32; 256];
-    for &b in sample.iter().flat_map(|run| run.iter()) {
-        counts[usize::from(b)] += 1;
+    // Loops over each run (a flattened iterator cost a third more here).
+    for run in sample {
+        for &b in run {
+            counts[usize::from(b)] += 1;
+        }
     }
     // chi^2 = sum (c - e)^2 / e with e = n / 256, which is 256 sum(c^2) / n - n.
     let n = n as u64;
-    let squares: u64 = counts.iter().map(|&c| u64::from(c) * u64::from(c)).sum();
+    // A count is at most 512, so its square fits the `u32` lanes it is made in.
+    let squares: u64 = counts.iter().map(|&c| u64::from(c * c)).sum();
     (256 * squares / n).saturating_sub(n) < UNIFORM_BELOW
 }
 
